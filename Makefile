@@ -1,0 +1,40 @@
+# One entry point for people and CI. Every target installs what it needs first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+
+.PHONY: help bootstrap demo test test-fast check lint typecheck format bench
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+bootstrap:  ## install uv when missing, then the locked environment
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+demo: bootstrap  ## capture, version, diff and restore a project on a local folder store
+	$(UV) run python -m labelvault.demo
+
+test: bootstrap  ## every suite, including the real S3, Label Studio and Prefect servers
+	$(UV) run pytest -m "" -p no:cacheprovider
+
+test-fast: bootstrap  ## the offline suite only
+	$(UV) run pytest -m "not s3 and not labelstudio and not prefect_server and not slow"
+
+lint: bootstrap  ## ruff lint and format check
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck: bootstrap  ## mypy --strict on the library
+	$(UV) run mypy labelvault
+
+check: lint typecheck test-fast  ## lint + types + the offline tests
+
+format: bootstrap  ## apply ruff's fixes and formatting
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .
+
+bench: bootstrap  ## the benchmark tables
+	$(UV) run python benchmarks/format.py
