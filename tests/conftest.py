@@ -8,4 +8,5 @@ from __future__ import annotations
 
 pytest_plugins = [
     "tests.servers.s3",
+    "tests.servers.prefect",
 ]

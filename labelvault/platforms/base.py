@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 
@@ -23,6 +24,7 @@ __all__ = [
     "ProjectInfo",
     "TablePage",
     "get_platform_factory",
+    "instance_from_url",
     "register_platform",
 ]
 
@@ -74,6 +76,18 @@ class Platform(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+def instance_from_url(server_url: str) -> str:
+    """The ``instance`` of a server: its host and port, lowercased (``app.example.com:443``).
+
+    Scheme and path are left out, so ``https://h/`` and ``https://h/api`` share a history.
+    """
+    parts = urlsplit(server_url if "://" in server_url else f"https://{server_url}")
+    if not parts.hostname:
+        raise ConfigurationError(f"server URL {server_url!r} has no host")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname.lower()}:{port}"
 
 
 PlatformFactory = Callable[..., Platform]
