@@ -80,12 +80,12 @@ class MemoryStore(ObjectStore):
     @contextlib.contextmanager
     def open_write(self, key: str, *, if_absent: bool = False) -> Iterator[IO[bytes]]:
         key = self._key(key)
-        buffer = io.BytesIO()
+        buffer = _Buffer()
         yield buffer
         if if_absent:
-            self.put_if_absent(key, buffer.getvalue())
+            self.put_if_absent(key, buffer.data())
         else:
-            self.put(key, buffer.getvalue())
+            self.put(key, buffer.data())
 
     def list(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[ObjectInfo]:
         validate_prefix(prefix, store=self.name)
@@ -107,3 +107,20 @@ class MemoryStore(ObjectStore):
                     f"{key!r} changed since it was read (etag mismatch)", store=self.name, key=key
                 )
             self._objects.pop(key, None)
+
+
+class _Buffer(io.BytesIO):
+    """A BytesIO that keeps its bytes when the caller closes it inside ``open_write``."""
+
+    _closed_value: bytes | None = None
+
+    def close(self) -> None:
+        if not self.closed:
+            self._closed_value = self.getvalue()
+        super().close()
+
+    def data(self) -> bytes:
+        """Everything written, whether or not the buffer was closed."""
+        if self.closed:
+            return self._closed_value or b""
+        return self.getvalue()
