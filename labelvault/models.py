@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from labelvault.storage.keys import join_key, safe_segment
 
-__all__ = ["FrozenModel", "ProjectRef"]
+__all__ = ["CommitResult", "FrozenModel", "ProjectRef", "Reservation", "VersionInfo", "as_utc"]
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive datetime is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 class FrozenModel(BaseModel):
@@ -31,3 +40,64 @@ class ProjectRef(FrozenModel):
 
     def __str__(self) -> str:
         return f"{self.platform}:{self.instance}:{self.project_id}"
+
+
+class VersionInfo(FrozenModel):
+    """A committed version of a project, as the catalog reports it.
+
+    Everything but ``title``, ``description`` and ``tags`` is fixed when the version is
+    committed; those three may be changed later with ``Catalog.update``, which stamps
+    ``metadata_updated_at``.
+    """
+
+    project: ProjectRef
+    number: int = Field(ge=1, description="1, 2, 3 … per project, never reused")
+    id: str = Field(min_length=1, description="a uuid4, unique across projects")
+    created_at: datetime
+    title: str = ""
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    manifest_key: str = Field(min_length=1)
+    content_hash: str = Field(min_length=1)
+    source_updated_at: datetime | None = Field(
+        default=None, description="the platform's updated_at when the capture started"
+    )
+    stats: dict[str, int] = Field(default_factory=dict)
+    commit_token: str = Field(min_length=1, description="the reservation that committed it")
+    metadata_updated_at: datetime | None = None
+
+    @field_validator("created_at", "source_updated_at", "metadata_updated_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+class Reservation(FrozenModel):
+    """The right to commit the next version of a project, held as a lease until it expires.
+
+    ``version_number`` is the number the version gets when committed (unless the lease was
+    overrun and another holder committed first). ``lease_etag`` is the lease object's etag as
+    of the reservation's last write (reserve or renew).
+    """
+
+    project: ProjectRef
+    version_number: int = Field(ge=1)
+    commit_token: str = Field(min_length=1)
+    holder: str
+    acquired_at: datetime
+    expires_at: datetime
+    lease_etag: str
+    source_updated_at: datetime | None = None
+
+    @field_validator("acquired_at", "expires_at", "source_updated_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+class CommitResult(FrozenModel):
+    """What a commit did: the version, and whether this commit created it (``False``: the
+    content was unchanged and ``version`` is the existing latest version)."""
+
+    version: VersionInfo
+    created: bool

@@ -1,0 +1,29 @@
+"""The versions catalog: reserve / commit / cancel, list / get / latest, update, delete.
+
+See :mod:`labelvault.catalog.catalog` for the protocol and the layout on the object store.
+"""
+
+from __future__ import annotations
+
+from labelvault.catalog.catalog import Catalog
+from labelvault.catalog.lease import ReserveWait, default_holder
+from labelvault.catalog.records import (
+    RECORD_SCHEMA_VERSION,
+    lease_key,
+    meta_key,
+    version_key,
+)
+from labelvault.models import CommitResult, Reservation, VersionInfo
+
+__all__ = [
+    "RECORD_SCHEMA_VERSION",
+    "Catalog",
+    "CommitResult",
+    "Reservation",
+    "ReserveWait",
+    "VersionInfo",
+    "default_holder",
+    "lease_key",
+    "meta_key",
+    "version_key",
+]

@@ -1,0 +1,564 @@
+"""The versions catalog: reserve → commit | cancel, and reading the history back.
+
+It needs no server: it lives on the same :class:`~labelvault.storage.base.ObjectStore` as the
+snapshots, and every mutation is one conditional write, so it behaves the same on a local
+folder and on S3 shared by many machines. Under ``<project.prefix>/``:
+
+``versions/<number:08d>.json``
+    The version record (:class:`~labelvault.catalog.records.VersionRecord`), written once with
+    ``put_if_absent`` by :meth:`Catalog.commit` and never rewritten. That single write is the
+    moment a version exists. It carries the ``commit_token`` of the reservation that made it,
+    so a commit retried after a lost response recognises its own record and reports success.
+``meta/<number:08d>.json``
+    The version's current title, description and tags
+    (:class:`~labelvault.catalog.records.VersionMeta`), written only by :meth:`Catalog.update`
+    with compare-and-swap (``put_if_absent`` the first time, then ``put_if_match``) and merged
+    over the record on every read. The record keeps the values given at commit time.
+``lease.json``
+    The reservation lease (see :mod:`labelvault.catalog.lease`): at most one holder per
+    project; a crashed holder's lease is taken over after it expires.
+
+Version numbers are ``latest + 1``, computed while holding the lease from a fresh listing of
+``versions/``; nothing is cached between calls. A number is never reused, because the latest
+version is never deleted (:meth:`Catalog.delete_version` refuses it, and retention always keeps
+it). Other versions may be deleted, leaving gaps.
+"""
+
+from __future__ import annotations
+
+import builtins
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from labelvault.catalog.lease import CurrentLease, LeaseStore, ReserveWait, default_holder
+from labelvault.catalog.records import (
+    LeaseRecord,
+    VersionMeta,
+    VersionRecord,
+    dump_record,
+    meta_key,
+    meta_prefix,
+    number_from_key,
+    parse_record,
+    version_key,
+    versions_prefix,
+)
+from labelvault.errors import (
+    AlreadyExists,
+    CatalogError,
+    CorruptRecord,
+    LeaseHeld,
+    LeaseLost,
+    ObjectNotFound,
+    PreconditionFailed,
+    VersionNotFound,
+)
+from labelvault.models import CommitResult, ProjectRef, Reservation, VersionInfo, as_utc
+from labelvault.storage.base import ObjectStore
+from labelvault.storage.keys import validate_key
+
+__all__ = ["Catalog"]
+
+_READ_THREADS = 16
+_CAS_ATTEMPTS = 20
+_COMMIT_ATTEMPTS = 5
+_T = TypeVar("_T")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _tags(tags: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(tags, str):
+        raise TypeError(f"tags must be a sequence of strings, not the string {tags!r}")
+    return tuple(tags)
+
+
+class Catalog:
+    """The versions of every project on one object store.
+
+    ``lease_seconds`` is how long a reservation lasts without :meth:`renew`; ``wait`` says how
+    :meth:`reserve` waits for a reservation somebody else holds. ``clock`` (returning an aware
+    datetime) and ``sleep`` are injectable for tests. The catalog keeps no state between calls,
+    so one instance may be shared by threads.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        lease_seconds: float = 600.0,
+        wait: ReserveWait | None = None,
+        clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        self.store = store
+        self.lease_seconds = float(lease_seconds)
+        self.wait = wait or ReserveWait()
+        self._clock = clock or _utcnow
+        self._sleep = sleep or time.sleep
+        self._random = random.Random()
+        self._leases = LeaseStore(store)
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.store!r}, lease_seconds={self.lease_seconds:g})"
+
+    def now(self) -> datetime:
+        """The catalog's clock, in UTC."""
+        return as_utc(self._clock())
+
+    # --- reserve / renew / cancel ------------------------------------------------------------
+
+    def reserve(
+        self,
+        project: ProjectRef,
+        *,
+        source_updated_at: datetime | None = None,
+        holder: str | None = None,
+    ) -> Reservation | VersionInfo:
+        """Reserve the next version of ``project``, waiting while somebody else holds it.
+
+        When ``source_updated_at`` (the platform's ``updated_at`` now) equals that of the latest
+        committed version, nothing changed since: returns that :class:`VersionInfo` ("use the
+        existing version") and holds nothing. Otherwise returns a :class:`Reservation` to
+        :meth:`commit` or :meth:`cancel`.
+
+        Raises:
+            LeaseHeld: the reservation stayed held by another caller for ``wait.max_wait``
+                seconds; names the holder and until when.
+        """
+        holder = default_holder() if holder is None else holder
+        wanted = None if source_updated_at is None else as_utc(source_updated_at)
+        started = self._clock()
+        waited = 0.0
+        attempt = 0
+        while True:
+            latest = self.latest(project)
+            if _unchanged(latest, wanted):
+                assert latest is not None
+                return latest
+            now = self.now()
+            lease = LeaseRecord(
+                holder=holder,
+                token=uuid.uuid4().hex,
+                version_number=latest.number + 1 if latest else 1,
+                acquired_at=now,
+                expires_at=now + timedelta(seconds=self.lease_seconds),
+            )
+            outcome = self._try_acquire(project, lease)
+            if isinstance(outcome, str):
+                return self._settle(project, lease, outcome, wanted)
+            if outcome is None:  # the lease changed hands while we looked: try again now
+                continue
+            elapsed = max(waited, (self._clock() - started).total_seconds())
+            held = outcome.record
+            if elapsed >= self.wait.max_wait:
+                raise LeaseHeld(
+                    f"project {project} is reserved by {held.holder} (version "
+                    f"{held.version_number}) until {held.expires_at.isoformat()}; gave up after "
+                    f"waiting {elapsed:.1f} s",
+                    project=str(project),
+                    holder=held.holder,
+                    expires_at=held.expires_at.isoformat(),
+                )
+            until_expiry = (held.expires_at - self.now()).total_seconds()
+            delay = min(
+                self.wait.delay(attempt, self._random.random()),
+                self.wait.max_wait - elapsed,
+                max(until_expiry, 0.0),
+            )
+            self._sleep(delay)
+            waited += delay
+            attempt += 1
+
+    def _try_acquire(self, project: ProjectRef, lease: LeaseRecord) -> str | CurrentLease | None:
+        """One attempt: the new etag when acquired, the blocking lease when it is held and
+        unexpired, ``None`` when it changed hands meanwhile."""
+        etag = self._leases.create(project, lease)
+        if etag is not None:
+            return etag
+        current = self._leases.read(project)
+        if current is None:
+            return None
+        if current.record.expires_at > self.now():
+            return current
+        return self._leases.replace(project, lease, current.etag)  # take over the stale lease
+
+    def _settle(
+        self, project: ProjectRef, lease: LeaseRecord, etag: str, wanted: datetime | None
+    ) -> Reservation | VersionInfo:
+        """Holding the lease: check "no change" again and fix the version number if a commit
+        landed between our listing and our acquiring."""
+        try:
+            latest = self.latest(project)
+            if _unchanged(latest, wanted):
+                assert latest is not None
+                self._leases.release(project, etag)
+                return latest
+            number = latest.number + 1 if latest else 1
+            if number != lease.version_number:
+                lease = lease.model_copy(update={"version_number": number})
+                new_etag = self._leases.replace(project, lease, etag)
+                if new_etag is None:
+                    raise self._lost(project, number, "was taken over while it was being set up")
+                etag = new_etag
+        except BaseException:
+            self._leases.release(project, etag)
+            raise
+        return Reservation(
+            project=project,
+            version_number=lease.version_number,
+            commit_token=lease.token,
+            holder=lease.holder,
+            acquired_at=lease.acquired_at,
+            expires_at=lease.expires_at,
+            lease_etag=etag,
+            source_updated_at=wanted,
+        )
+
+    def renew(self, reservation: Reservation) -> Reservation:
+        """Extend the reservation by ``lease_seconds`` from now (a heartbeat for long captures).
+
+        Raises:
+            LeaseLost: the reservation was cancelled, committed or taken over.
+        """
+        project = reservation.project
+        for _ in range(_CAS_ATTEMPTS):
+            current = self._own_lease(reservation)
+            if current is None:
+                raise self._lost(project, reservation.version_number, "cannot be renewed")
+            record = current.record.model_copy(
+                update={"expires_at": self.now() + timedelta(seconds=self.lease_seconds)}
+            )
+            etag = self._leases.replace(project, record, current.etag)
+            if etag is not None:
+                return reservation.model_copy(
+                    update={"expires_at": record.expires_at, "lease_etag": etag}
+                )
+        raise self._lost(project, reservation.version_number, "kept changing while renewing")
+
+    def cancel(self, reservation: Reservation) -> None:
+        """Give the reservation up. Idempotent: a reservation that is no longer held (already
+        cancelled, committed or taken over) is left alone."""
+        for _ in range(_CAS_ATTEMPTS):
+            current = self._own_lease(reservation)
+            if current is None or self._leases.release(reservation.project, current.etag):
+                return
+        raise self._lost(
+            reservation.project, reservation.version_number, "kept changing while cancelling"
+        )
+
+    def _own_lease(self, reservation: Reservation) -> CurrentLease | None:
+        current = self._leases.read(reservation.project)
+        if current is None or current.record.token != reservation.commit_token:
+            return None
+        return current
+
+    def _lost(self, project: ProjectRef, number: int, what: str) -> LeaseLost:
+        return LeaseLost(
+            f"the reservation of version {number} of project {project} {what}: it is no longer "
+            "held (cancelled, committed, or expired and taken over by another capture)",
+            project=str(project),
+            version=number,
+        )
+
+    # --- commit ------------------------------------------------------------------------------
+
+    def commit(
+        self,
+        reservation: Reservation,
+        *,
+        manifest_key: str,
+        content_hash: str,
+        title: str = "",
+        description: str = "",
+        tags: Sequence[str] = (),
+        source_updated_at: datetime | None = None,
+        stats: Mapping[str, int] | None = None,
+    ) -> CommitResult:
+        """Create the reserved version, write-once, and release the reservation.
+
+        When ``content_hash`` equals the latest version's, nothing is committed: the lease is
+        released and the latest version is returned with ``created=False``. A commit retried
+        after its record already landed (say, the response was lost) finds its record by the
+        commit token and returns it as a success. A lease that lapsed but that nobody took over
+        is still the caller's: it is renewed (by compare-and-swap) before the record is
+        written. ``source_updated_at`` defaults to the one given to :meth:`reserve`.
+
+        Raises:
+            LeaseLost: the reservation is no longer held and its record never landed.
+        """
+        project = reservation.project
+        validate_key(manifest_key, store=self.store.name)
+        tags = _tags(tags)
+        updated = reservation.source_updated_at if source_updated_at is None else source_updated_at
+        for _ in range(_COMMIT_ATTEMPTS):
+            current = self._own_lease(reservation)
+            numbers = self._numbers(project)
+            own = self._find_own(project, reservation, numbers)
+            if own is not None:
+                if current is not None:
+                    self._leases.release(project, current.etag)
+                return CommitResult(
+                    version=own.info(self._read_meta(project, own.number)), created=True
+                )
+            if current is None:
+                raise self._lost(project, reservation.version_number, "cannot commit")
+            current = self._refresh(reservation, current)
+            if current is None:
+                continue  # it changed under us: look again
+            latest = self._load(project, numbers[-1]) if numbers else None
+            if latest is not None and latest.content_hash == content_hash:
+                self._leases.release(project, current.etag)
+                return CommitResult(version=latest, created=False)
+            record = VersionRecord(
+                project=project,
+                number=numbers[-1] + 1 if numbers else 1,
+                id=str(uuid.uuid4()),
+                created_at=self.now(),
+                title=title,
+                description=description,
+                tags=tags,
+                manifest_key=manifest_key,
+                content_hash=content_hash,
+                source_updated_at=updated,
+                stats=dict(stats or {}),
+                commit_token=reservation.commit_token,
+            )
+            try:
+                self.store.put_if_absent(version_key(project, record.number), dump_record(record))
+            except AlreadyExists:
+                continue  # an overrun lease let another holder commit this number: look again
+            self._leases.release(project, current.etag)
+            return CommitResult(version=record.info(), created=True)
+        raise self._lost(project, reservation.version_number, "kept losing the version number")
+
+    def _refresh(self, reservation: Reservation, current: CurrentLease) -> CurrentLease | None:
+        """Renew a lease that has less than half its time left, so that a commit never runs on
+        a lapsed lease; ``None`` when the lease changed meanwhile."""
+        left = (current.record.expires_at - self.now()).total_seconds()
+        if left >= self.lease_seconds / 2:
+            return current
+        record = current.record.model_copy(
+            update={"expires_at": self.now() + timedelta(seconds=self.lease_seconds)}
+        )
+        etag = self._leases.replace(reservation.project, record, current.etag)
+        return None if etag is None else CurrentLease(record, etag)
+
+    def _find_own(
+        self, project: ProjectRef, reservation: Reservation, numbers: Sequence[int]
+    ) -> VersionRecord | None:
+        """The record this reservation committed, if any (at its number or, after an overrun
+        lease, a later one)."""
+        for number in numbers:
+            if number < reservation.version_number:
+                continue
+            record = self._read_record(project, number)
+            if record is not None and record.commit_token == reservation.commit_token:
+                return record
+        return None
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def list(self, project: ProjectRef) -> builtins.list[VersionInfo]:
+        """Every committed version of ``project``, ascending by number."""
+        numbers = self._numbers(project)
+        with_meta = self._meta_numbers(project)
+        found = self._parallel(
+            lambda number: self._load_optional(project, number, with_meta), numbers
+        )
+        return [info for info in found if info is not None]
+
+    def get(self, project: ProjectRef, ref: int | str) -> VersionInfo:
+        """The version with number ``ref`` (an int, or a string of digits) or id ``ref``.
+
+        Raises:
+            VersionNotFound: no such version.
+        """
+        if isinstance(ref, bool) or not isinstance(ref, int | str):
+            raise TypeError(f"a version is named by its number or id, not {ref!r}")
+        if isinstance(ref, int) or ref.isdigit():
+            number = int(ref)
+            info = self._load_optional(project, number, None)
+            if info is None:
+                raise self._not_found(project, ref, number)
+            return info
+        numbers = self._numbers(project)
+        records = self._parallel(lambda number: self._read_record(project, number), numbers)
+        for record in records:
+            if record is not None and record.id == ref:
+                return record.info(self._read_meta(project, record.number))
+        raise self._not_found(project, ref, None)
+
+    def latest(self, project: ProjectRef) -> VersionInfo | None:
+        """The highest-numbered version of ``project``, or ``None`` before the first commit."""
+        numbers = self._numbers(project)
+        return self._load(project, numbers[-1]) if numbers else None
+
+    def _not_found(
+        self, project: ProjectRef, ref: int | str, number: int | None
+    ) -> VersionNotFound:
+        return VersionNotFound(
+            f"project {project} has no version {ref!r}", project=str(project), version=number
+        )
+
+    def _numbers(self, project: ProjectRef) -> builtins.list[int]:
+        return sorted(
+            number
+            for info in self.store.list(versions_prefix(project))
+            if (number := number_from_key(info.key)) is not None
+        )
+
+    def _meta_numbers(self, project: ProjectRef) -> set[int]:
+        return {
+            number
+            for info in self.store.list(meta_prefix(project))
+            if (number := number_from_key(info.key)) is not None
+        }
+
+    def _read_record(self, project: ProjectRef, number: int) -> VersionRecord | None:
+        key = version_key(project, number)
+        try:
+            data = self.store.get(key).data
+        except ObjectNotFound:
+            return None
+        record = parse_record(VersionRecord, data, key=key, project=project, version=number)
+        if record.number != number or record.project != project:
+            raise _misplaced(key, project, number, record)
+        return record
+
+    def _read_meta_etag(self, project: ProjectRef, number: int) -> tuple[VersionMeta, str] | None:
+        key = meta_key(project, number)
+        try:
+            stored = self.store.get(key)
+        except ObjectNotFound:
+            return None
+        meta = parse_record(VersionMeta, stored.data, key=key, project=project, version=number)
+        return meta, stored.etag
+
+    def _read_meta(self, project: ProjectRef, number: int) -> VersionMeta | None:
+        found = self._read_meta_etag(project, number)
+        return None if found is None else found[0]
+
+    def _load_optional(
+        self, project: ProjectRef, number: int, with_meta: set[int] | None
+    ) -> VersionInfo | None:
+        record = self._read_record(project, number)
+        if record is None:
+            return None
+        wanted_meta = with_meta is None or number in with_meta
+        return record.info(self._read_meta(project, number) if wanted_meta else None)
+
+    def _load(self, project: ProjectRef, number: int) -> VersionInfo:
+        info = self._load_optional(project, number, None)
+        if info is None:
+            raise self._not_found(project, number, number)
+        return info
+
+    def _parallel(self, read: Callable[[int], _T], numbers: Sequence[int]) -> builtins.list[_T]:
+        if len(numbers) <= 2:
+            return [read(number) for number in numbers]
+        with ThreadPoolExecutor(max_workers=min(_READ_THREADS, len(numbers))) as pool:
+            return list(pool.map(read, numbers))
+
+    # --- editing and deleting ----------------------------------------------------------------
+
+    def update(
+        self,
+        project: ProjectRef,
+        ref: int | str,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> VersionInfo:
+        """Change a version's title, description or tags (``None`` keeps the current value).
+
+        The write-once record is left as it is; the new values go to ``meta/<number>.json`` by
+        compare-and-swap, so concurrent updates never lose each other's writes silently: each
+        one re-reads and re-applies its own changes on top of the other's.
+
+        Raises:
+            VersionNotFound: no such version.
+        """
+        new_tags = None if tags is None else _tags(tags)
+        version = self.get(project, ref)
+        if title is None and description is None and new_tags is None:
+            return version
+        key = meta_key(project, version.number)
+        record = self._read_record(project, version.number)
+        if record is None:
+            raise self._not_found(project, ref, version.number)
+        for _ in range(_CAS_ATTEMPTS):
+            found = self._read_meta_etag(project, version.number)
+            current = record.info(None if found is None else found[0])
+            meta = VersionMeta(
+                version_id=record.id,
+                title=current.title if title is None else title,
+                description=current.description if description is None else description,
+                tags=current.tags if new_tags is None else new_tags,
+                updated_at=self.now(),
+            )
+            try:
+                if found is None:
+                    self.store.put_if_absent(key, dump_record(meta))
+                else:
+                    self.store.put_if_match(key, dump_record(meta), found[1])
+            except (AlreadyExists, PreconditionFailed, ObjectNotFound):
+                continue
+            return record.info(meta)
+        raise CatalogError(
+            f"version {version.number} of project {project} kept changing while being updated; "
+            "try again",
+            project=str(project),
+            version=version.number,
+        )
+
+    def delete_version(self, project: ProjectRef, ref: int | str) -> VersionInfo:
+        """Delete a version's record (the moment it stops existing), then its metadata.
+
+        Its chunks and manifest stay; retention deletes those no other version references.
+        The latest version cannot be deleted, so that version numbers are never reused.
+
+        Raises:
+            VersionNotFound: no such version.
+            CatalogError: ``ref`` is the latest version.
+        """
+        version = self.get(project, ref)
+        numbers = self._numbers(project)
+        if numbers and version.number >= numbers[-1]:
+            raise CatalogError(
+                f"version {version.number} is the latest version of project {project} and "
+                "cannot be deleted (its number would be reused by the next version)",
+                project=str(project),
+                version=version.number,
+            )
+        self.store.delete(version_key(project, version.number))
+        self.store.delete(meta_key(project, version.number))
+        return version
+
+
+def _unchanged(latest: VersionInfo | None, wanted: datetime | None) -> bool:
+    return (
+        latest is not None
+        and wanted is not None
+        and latest.source_updated_at is not None
+        and latest.source_updated_at == wanted
+    )
+
+
+def _misplaced(key: str, project: ProjectRef, number: int, record: VersionRecord) -> CatalogError:
+    return CorruptRecord(
+        f"catalog record {key} is corrupt: it describes version {record.number} of project "
+        f"{record.project}, not version {number} of {project}",
+        project=str(project),
+        version=number,
+    )
