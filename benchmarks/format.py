@@ -1,0 +1,354 @@
+"""The snapshot format, measured: speed, size, memory, incremental versions, diff.
+
+Prints side-by-side tables (not a test; nothing here asserts):
+
+1. per project size (10^4, 10^5, 10^6 annotations; write, read and each query in a fresh
+   process, so each peak RSS is its own): write and read rows/s, SQL query time, bytes per
+   annotation as Parquet chunks vs the same rows as JSON lines (plain and gzip), peak RSS;
+2. re-versioning: bytes written for 0%, 1% and 10% of the items changed (clustered: a run of
+   consecutive items, as when one batch of images is re-labelled) and 1% scattered (every
+   100th item), with the default chunk size;
+3. diff of the 1% change: skipping identical chunks vs a full scan of both versions.
+
+Run: ``uv run python benchmarks/format.py`` (``--quick`` for a smaller run).
+Data comes from the seeded synthetic project in ``tests/strategies.py``: 10 figures per image,
+rectangles and polygons with sub-pixel coordinates, a Supervisely-like raw JSON per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for tests.strategies, the synthetic project generator
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+
+from labelvault.diff import diff  # noqa: E402
+from labelvault.query import query  # noqa: E402
+from labelvault.snapshot import (  # noqa: E402
+    Manifest,
+    SnapshotReader,
+    SnapshotWriter,
+    load_manifest,
+    write_manifest,
+)
+from labelvault.storage.local import LocalStore  # noqa: E402
+from tests.strategies import item_key, synthetic_project  # noqa: E402
+
+SOURCE = {"platform": "supervisely", "instance": "bench.example", "project_id": "1"}
+PREFIX = "supervisely/bench.example/1"
+PER_ITEM = 10
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class JsonSize:
+    """Size of rows as JSON lines, plain and gzip, computed while streaming."""
+
+    def __init__(self) -> None:
+        self.plain = 0
+        self.gzipped = 0
+        self._gzip = zlib.compressobj(6, zlib.DEFLATED, 31)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        for row in batch.to_pylist():
+            line = json.dumps(row, default=str, ensure_ascii=False).encode() + b"\n"
+            self.plain += len(line)
+            self.gzipped += len(self._gzip.compress(line))
+
+    def finish(self) -> None:
+        self.gzipped += len(self._gzip.flush())
+
+
+def write(
+    store: LocalStore, pages: Iterator[tuple[str, pa.RecordBatch]], json_size: JsonSize | None
+) -> tuple[Manifest, float]:
+    """Write a version; return it and the seconds spent in the writer (not in generating)."""
+    writer = SnapshotWriter(store, PREFIX, source=SOURCE)
+    spent = 0.0
+    for table, batch in pages:
+        if json_size is not None and table == "annotations":
+            json_size.add(batch)
+        started = time.perf_counter()
+        writer.write(table, batch)
+        spent += time.perf_counter() - started
+    started = time.perf_counter()
+    manifest = writer.finish()
+    return manifest, spent + time.perf_counter() - started
+
+
+# --- children: each runs in its own process ------------------------------------------------
+
+
+def child_write(annotations: int, folder: Path) -> dict[str, Any]:
+    """Generate and write a project of ``annotations`` figures into ``folder``."""
+    baseline = peak_rss_mb()
+    store = LocalStore(folder / "store")
+    json_size = JsonSize()
+    items = range(annotations // PER_ITEM)
+    manifest, seconds = write(
+        store, synthetic_project(items, annotations_per_item=PER_ITEM), json_size
+    )
+    json_size.finish()
+    (folder / "manifest").write_text(write_manifest(store, PREFIX, manifest))
+    table = manifest.table("annotations")
+    rows = sum(manifest.row_counts.values())
+    return {
+        "rows": rows,
+        "write_rows_s": rows / seconds,
+        "parquet_b": table.bytes / annotations,
+        "json_b": json_size.plain / annotations,
+        "json_gz_b": json_size.gzipped / annotations,
+        "chunks": len(table.chunks),
+        "rss_imports_mb": baseline,
+        "rss_mb": peak_rss_mb(),
+    }
+
+
+def child_read(folder: Path) -> dict[str, Any]:
+    """Read every annotation back, verifying every chunk."""
+    store = LocalStore(folder / "store")
+    manifest = load_manifest(store, (folder / "manifest").read_text())
+    started = time.perf_counter()
+    reader = SnapshotReader(store, manifest)
+    rows = sum(batch.num_rows for batch in reader.iter_batches("annotations"))
+    seconds = time.perf_counter() - started
+    assert rows == manifest.table("annotations").rows
+    return {"read_rows_s": rows / seconds, "rss_mb": peak_rss_mb()}
+
+
+def child_query(folder: Path, verify: bool) -> dict[str, Any]:
+    """A GROUP BY over every annotation, in DuckDB."""
+    store = LocalStore(folder / "store")
+    manifest = load_manifest(store, (folder / "manifest").read_text())
+    sql = "SELECT class_name, count(*) AS n, avg(length(geometry)) FROM annotations GROUP BY 1"
+    started = time.perf_counter()
+    result = query(store, manifest, sql, verify=verify)
+    seconds = time.perf_counter() - started
+    assert sum(result.column("n").to_pylist()) == manifest.table("annotations").rows
+    return {"seconds": seconds, "rss_mb": peak_rss_mb()}
+
+
+def cache_pages(folder: Path, ids: list[int]) -> None:
+    """Generate the base project once into one Arrow IPC file per table."""
+    writers: dict[str, Any] = {}
+    for table, batch in synthetic_project(ids, annotations_per_item=PER_ITEM):
+        if table not in writers:
+            writers[table] = pa.ipc.new_file(folder / f"{table}.arrow", batch.schema)
+        writers[table].write_batch(batch)
+    for writer in writers.values():
+        writer.close()
+
+
+def cached_pages(folder: Path, edited: set[int]) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """The cached project with the figures of ``edited`` items regenerated (streaming)."""
+    replacements = (
+        row
+        for table, batch in synthetic_project(
+            sorted(edited), annotations_per_item=PER_ITEM, edited=edited
+        )
+        if table == "annotations"
+        for row in batch.to_pylist()
+    )
+    edited_keys = pa.array([item_key(i) for i in sorted(edited)], pa.string())
+    for table in ("project", "datasets", "items", "annotations", "tags"):
+        with pa.memory_map(str(folder / f"{table}.arrow")) as source:
+            reader = pa.ipc.open_file(source)
+            for index in range(reader.num_record_batches):
+                batch = reader.get_batch(index)
+                if table != "annotations" or not edited:
+                    yield table, batch
+                    continue
+                hit = pc.is_in(batch.column("item_key"), value_set=edited_keys)
+                if not pc.any(hit).as_py():
+                    yield table, batch
+                    continue
+                rows = batch.to_pylist()
+                for position, is_edited in enumerate(hit.to_pylist()):
+                    if is_edited:
+                        replacement = next(replacements)
+                        assert replacement["key"] == rows[position]["key"]
+                        rows[position] = replacement
+                yield table, pa.RecordBatch.from_pylist(rows, schema=batch.schema)
+
+
+def child_reversion(annotations: int) -> dict[str, Any]:
+    """Re-version a project after 0%, 1%, 10% changes; diff the 1% change."""
+    ids = list(range(annotations // PER_ITEM))
+    count = len(ids)
+    variants: dict[str, set[int]] = {
+        "0%": set(),
+        "1% clustered": set(ids[count // 2 : count // 2 + count // 100]),
+        "10% clustered": set(ids[count // 4 : count // 4 + count // 10]),
+        "1% scattered": set(ids[::100]),
+    }
+    results: dict[str, Any] = {"annotations": annotations, "variants": {}}
+    with tempfile.TemporaryDirectory() as folder:
+        pages = Path(folder) / "pages"
+        pages.mkdir()
+        cache_pages(pages, ids)
+        store = LocalStore(Path(folder) / "store")
+        base, _ = write(store, cached_pages(pages, set()), None)
+        results["base_bytes"] = base.data_bytes
+        manifests = {}
+        for name, edited in variants.items():
+            manifest, _ = write(store, cached_pages(pages, edited), None)
+            manifests[name] = manifest
+            results["variants"][name] = {
+                "written": manifest.bytes_written,
+                "chunks_written": manifest.chunks_written,
+                "chunks": len(manifest.chunk_keys()),
+                "share": manifest.bytes_written / manifest.data_bytes,
+            }
+        changed = manifests["1% clustered"]
+        timings = {}
+        for label, skip in (("diff, skipping identical chunks", True), ("full scan", False)):
+            started = time.perf_counter()
+            result = diff(store, base, changed, skip_identical_chunks=skip)
+            timings[label] = {
+                "seconds": time.perf_counter() - started,
+                "chunks_read": result.chunks_read,
+                "changed": result.tables["annotations"].changed,
+            }
+        results["diff"] = timings
+    return results
+
+
+# --- the parent: runs the children and prints the tables -----------------------------------
+
+
+def run_child(*args: object) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter, so its peak RSS is its own."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", *map(str, args)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10^4 and 10^5 only")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        if kind == "write":
+            result = child_write(int(rest[0]), Path(rest[1]))
+        elif kind == "read":
+            result = child_read(Path(rest[0]))
+        elif kind == "query":
+            result = child_query(Path(rest[0]), verify=rest[1] == "verified")
+        else:
+            result = child_reversion(int(rest[0]))
+        print(json.dumps(result))
+        return
+
+    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    reversion_size = 100_000 if args.quick else 1_000_000
+    started = time.perf_counter()
+    print(f"labelvault snapshot format — pyarrow {pa.__version__}, {PER_ITEM} figures per image\n")
+
+    rows = []
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as temporary:
+            folder = Path(temporary)
+            w = run_child("write", size, folder)
+            r = run_child("read", folder)
+            verified = run_child("query", folder, "verified")
+            in_place = run_child("query", folder, "in-place")
+        rows.append(
+            [
+                f"{size:,}",
+                f"{w['rows']:,}",
+                f"{w['chunks']}",
+                f"{w['write_rows_s']:,.0f}",
+                f"{r['read_rows_s']:,.0f}",
+                f"{verified['seconds']:.2f} / {in_place['seconds']:.2f}",
+                f"{w['parquet_b']:.0f}",
+                f"{w['json_b']:.0f}",
+                f"{w['json_gz_b']:.0f}",
+                f"{w['rss_imports_mb']:.0f}",
+                f"{w['rss_mb']:.0f} / {r['rss_mb']:.0f} / "
+                f"{verified['rss_mb']:.0f} / {in_place['rss_mb']:.0f}",
+            ]
+        )
+    print("Write, read, query, size and memory (local folder store, default chunk size):\n")
+    print_table(
+        [
+            "annotations",
+            "rows (all tables)",
+            "ann. chunks",
+            "write rows/s",
+            "read rows/s",
+            "SQL s (verified / in place)",
+            "B/ann Parquet",
+            "B/ann JSON",
+            "B/ann JSON gz",
+            "RSS MB after imports",
+            "peak RSS MB (write / read / SQL verified / SQL in place)",
+        ],
+        rows,
+    )
+    print(
+        "\nEach measurement runs in a fresh process. Rates count rows of every table; write "
+        "time excludes generating the rows. JSON = the same annotation rows as JSON lines."
+    )
+
+    r = run_child("reversion", reversion_size)
+    print(
+        f"\nRe-versioning {reversion_size:,} annotations "
+        f"(version = {r['base_bytes'] / 1e6:.1f} MB of chunks):\n"
+    )
+    print_table(
+        ["change", "bytes written", "share of version", "chunks written / total"],
+        [
+            [
+                name,
+                f"{v['written']:,}",
+                f"{v['share']:.1%}",
+                f"{v['chunks_written']} / {v['chunks']}",
+            ]
+            for name, v in r["variants"].items()
+        ],
+    )
+    print(f"\nDiff of the 1% clustered change ({reversion_size:,} annotations):\n")
+    print_table(
+        ["method", "seconds", "chunks read", "changed annotations"],
+        [
+            [label, f"{d['seconds']:.2f}", f"{d['chunks_read']}", f"{d['changed']:,}"]
+            for label, d in r["diff"].items()
+        ],
+    )
+    print(f"\n(total {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
