@@ -6,6 +6,16 @@ Plain ``pytest`` runs the offline tests; ``-m s3``, ``-m labelstudio`` and
 
 from __future__ import annotations
 
+import os
+import tempfile
+
+# Prefect reads its settings at import: keep every test run off ~/.prefect, telemetry off.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="labelvault-tests-prefect-")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
+os.environ.pop("PREFECT_API_URL", None)
+
 pytest_plugins = [
     "tests.servers.s3",
     "tests.servers.prefect",

@@ -1,0 +1,228 @@
+"""Capture: one platform project → one committed version.
+
+The protocol follows Supervisely's ``DataVersion``: reserve → write the snapshot → commit, and
+"no change → return the existing version". A capture that fails or is killed at any point
+leaves no visible version: chunks written before the failure are unreferenced (retention
+collects them) and the reservation is cancelled, or expires if the process died.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from labelvault.catalog import Catalog, Reservation, VersionInfo
+from labelvault.models import ProjectRef
+from labelvault.platforms.base import Platform, ProjectInfo
+from labelvault.snapshot import Manifest, SnapshotWriter, write_manifest
+from labelvault.storage import ObjectStore
+
+__all__ = ["CaptureProgress", "CaptureResult", "capture_version", "project_ref"]
+
+
+@dataclass(frozen=True)
+class CaptureProgress:
+    """Rows written so far, per table, and the item total the platform announced."""
+
+    rows: dict[str, int]
+    items_total: int | None
+
+    @property
+    def fraction(self) -> float | None:
+        """Share of items captured, when the total is known."""
+        if not self.items_total:
+            return None
+        return min(1.0, self.rows.get("items", 0) / self.items_total)
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    """What a capture did: the version, and whether it is new."""
+
+    version: VersionInfo
+    created: bool
+    project: ProjectInfo
+    manifest: Manifest | None = None
+    rows: dict[str, int] = field(default_factory=dict)
+    bytes_written: int = 0
+    bytes_reused: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """Plain values for logs, artifacts and flow results."""
+        version = self.version
+        items = self.rows.get("items", 0)
+        return {
+            "project": str(version.project),
+            "platform": version.project.platform,
+            "instance": version.project.instance,
+            "project_id": version.project.project_id,
+            "version": version.number,
+            "version_id": version.id,
+            "created": self.created,
+            "reason": self.reason,
+            "content_hash": version.content_hash,
+            "rows": dict(self.rows),
+            "bytes_written": self.bytes_written,
+            "bytes_reused": self.bytes_reused,
+            "seconds": round(self.seconds, 3),
+            "items_per_second": round(items / self.seconds, 1) if self.seconds > 0 else None,
+        }
+
+    @property
+    def reason(self) -> str:
+        """One line saying what happened, for logs and summaries."""
+        number = self.version.number
+        if self.created:
+            return f"created version {number}"
+        if self.manifest is None:
+            return f"no change since version {number} (platform updated_at unchanged)"
+        return f"no change since version {number} (same content)"
+
+
+def project_ref(platform: Platform, project_id: str) -> ProjectRef:
+    """The catalog identity of ``project_id`` on ``platform``'s server."""
+    return ProjectRef(platform=platform.name, instance=platform.instance, project_id=project_id)
+
+
+def _holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def capture_version(
+    platform: Platform,
+    project_id: str,
+    *,
+    store: ObjectStore,
+    catalog: Catalog,
+    title: str = "",
+    description: str = "",
+    tags: Sequence[str] = (),
+    progress: Callable[[CaptureProgress], None] | None = None,
+) -> CaptureResult:
+    """Capture ``project_id`` into a new version, or return the latest if nothing changed."""
+    started = time.monotonic()
+    info = platform.get_project(project_id)
+    ref = project_ref(platform, project_id)
+    reserved = catalog.reserve(ref, source_updated_at=info.updated_at, holder=_holder())
+    if isinstance(reserved, VersionInfo):
+        return CaptureResult(version=reserved, created=False, project=info)
+
+    reservation: Reservation = reserved
+    writer = SnapshotWriter(
+        store,
+        ref.prefix,
+        source={
+            "platform": ref.platform,
+            "instance": ref.instance,
+            "project_id": ref.project_id,
+            "captured_at": datetime.now(UTC).isoformat(),
+            "source_updated_at": info.updated_at.isoformat() if info.updated_at else None,
+        },
+    )
+    rows: dict[str, int] = {}
+    items_total = info.counts.get("items")
+    try:
+        renew_at = time.monotonic() + catalog.lease_seconds / 3
+        for page in platform.iter_pages(project_id):
+            writer.write(page.table, page.batch)
+            rows[page.table] = rows.get(page.table, 0) + page.batch.num_rows
+            if progress is not None:
+                progress(CaptureProgress(rows=dict(rows), items_total=items_total))
+            if time.monotonic() >= renew_at:
+                reservation = catalog.renew(reservation)
+                renew_at = time.monotonic() + catalog.lease_seconds / 3
+        manifest = writer.finish()
+        manifest_key = write_manifest(store, ref.prefix, manifest)
+        committed = catalog.commit(
+            reservation,
+            manifest_key=manifest_key,
+            content_hash=manifest.content_hash,
+            title=title,
+            description=description,
+            tags=tags,
+            source_updated_at=info.updated_at,
+            stats={f"rows.{table}": count for table, count in manifest.row_counts.items()},
+        )
+    except BaseException:
+        writer.abort()
+        catalog.cancel(reservation)
+        raise
+    return CaptureResult(
+        version=committed.version,
+        created=committed.created,
+        project=info,
+        manifest=manifest,
+        rows=manifest.row_counts,
+        bytes_written=manifest.bytes_written,
+        bytes_reused=manifest.bytes_reused,
+        seconds=time.monotonic() - started,
+    )
+
+
+def wait_for_quiet(
+    platform: Platform,
+    project_id: str,
+    *,
+    quiet_seconds: float,
+    max_wait_seconds: float,
+    poll_seconds: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ProjectInfo:
+    """Wait until the project's ``updated_at`` has not moved for ``quiet_seconds``.
+
+    This is the trailing edge of a debounce: a burst of edits is captured once, after its
+    last edit. Gives up waiting after ``max_wait_seconds`` (a project that never rests still
+    gets versions) and returns the latest project info.
+    """
+    info = platform.get_project(project_id)
+    started = last_change = clock()
+    while clock() - last_change < quiet_seconds and clock() - started < max_wait_seconds:
+        sleep(poll_seconds)
+        current = platform.get_project(project_id)
+        if current.updated_at != info.updated_at:
+            info, last_change = current, clock()
+    return info
+
+
+def capture_until_current(
+    platform: Platform,
+    project_id: str,
+    *,
+    store: ObjectStore,
+    catalog: Catalog,
+    title: str = "",
+    description: str = "",
+    tags: Sequence[str] = (),
+    progress: Callable[[CaptureProgress], None] | None = None,
+    max_rounds: int = 3,
+) -> list[CaptureResult]:
+    """Capture, then capture again while the project changed during the previous capture.
+
+    An edit that lands after a capture read the project but before the event that announced
+    it is absorbed by the platform's throttle would otherwise wait for the next event; this
+    makes the newest edit always end up in a version (up to ``max_rounds`` captures).
+    """
+    results: list[CaptureResult] = []
+    for _ in range(max_rounds):
+        result = capture_version(
+            platform,
+            project_id,
+            store=store,
+            catalog=catalog,
+            title=title,
+            description=description,
+            tags=tags,
+            progress=progress,
+        )
+        results.append(result)
+        now = platform.get_project(project_id).updated_at
+        if now is None or now == result.project.updated_at:
+            break
+    return results

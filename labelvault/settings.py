@@ -1,0 +1,103 @@
+"""Settings from the environment (prefix ``LABELVAULT_``) and flags, as small value objects.
+
+The library itself receives plain values; these classes only gather them. In Prefect
+deployments the same values come from blocks (see ``tasks/blocks.py``).
+
+=================================  =========================================================
+variable                           meaning
+=================================  =========================================================
+``LABELVAULT_STORE_URL``           a folder (default ``./labelvault-store``), ``file:///…``,
+                                   ``s3://bucket/prefix`` or ``memory://name``
+``LABELVAULT_STORE_S3_*``          ``ENDPOINT_URL``, ``REGION``, ``ACCESS_KEY``,
+                                   ``SECRET_KEY``, ``ADDRESSING_STYLE`` for ``s3://`` stores
+``LABELVAULT_<PLATFORM>_URL``      the platform's server, e.g. ``LABELVAULT_SUPERVISELY_URL``
+``LABELVAULT_<PLATFORM>_TOKEN``    its API token
+=================================  =========================================================
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from labelvault.errors import ConfigurationError
+from labelvault.models import ProjectRef
+from labelvault.platforms.base import instance_from_url
+from labelvault.storage import ObjectStore, open_store
+
+if TYPE_CHECKING:
+    from labelvault.platforms.base import Platform
+
+__all__ = ["PlatformConnection", "StoreSettings"]
+
+
+class StoreSettings(BaseSettings):
+    """Where versions live."""
+
+    model_config = SettingsConfigDict(env_prefix="LABELVAULT_STORE_", extra="ignore")
+
+    url: str = "labelvault-store"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+
+    def open(self) -> ObjectStore:
+        """Open the configured store."""
+        if not self.url.startswith("s3://"):
+            return open_store(self.url)
+        return open_store(
+            self.url,
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+            access_key=self.s3_access_key,
+            secret_key=self.s3_secret_key.get_secret_value() if self.s3_secret_key else None,
+            addressing_style=self.s3_addressing_style,
+        )
+
+
+class PlatformConnection(BaseModel):
+    """Which platform server to talk to, and with which token."""
+
+    model_config = ConfigDict(frozen=True)
+
+    platform: str
+    server_url: str
+    token: SecretStr
+
+    @classmethod
+    def from_env(
+        cls, platform: str, *, server_url: str | None = None, token: str | None = None
+    ) -> PlatformConnection:
+        """Fill what the caller did not pass from ``LABELVAULT_<PLATFORM>_URL`` / ``_TOKEN``."""
+        prefix = f"LABELVAULT_{platform.upper()}_"
+        url = server_url or os.environ.get(f"{prefix}URL")
+        secret = token or os.environ.get(f"{prefix}TOKEN")
+        missing = [
+            name for name, value in ((f"{prefix}URL", url), (f"{prefix}TOKEN", secret)) if not value
+        ]
+        if missing or url is None or secret is None:
+            raise ConfigurationError(
+                f"no {platform} connection: set {' and '.join(missing)} "
+                "(or pass --server-url / --token)"
+            )
+        return cls(platform=platform, server_url=url, token=SecretStr(secret))
+
+    def project_ref(self, project_id: str) -> ProjectRef:
+        """The catalog identity of ``project_id`` on this server (no token needed)."""
+        return ProjectRef(
+            platform=self.platform,
+            instance=instance_from_url(self.server_url),
+            project_id=project_id,
+        )
+
+    def open(self) -> Platform:
+        """Connect to the platform through its registered adapter."""
+        from labelvault.platforms import get_platform_factory  # noqa: PLC0415 - registers all
+
+        factory = get_platform_factory(self.platform)
+        return factory(self.server_url, self.token.get_secret_value())
