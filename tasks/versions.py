@@ -1,0 +1,118 @@
+"""Tasks over committed versions: restore, diff, expire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from labelvault.retention import RetentionPolicy
+from labelvault.settings import PlatformConnection, StoreSettings
+from labelvault.vault import Vault, VersionRef
+from tasks.common import RETRY_TRANSIENT, retry_transient
+
+
+@task(
+    name="restore-version",
+    cache_policy=NO_CACHE,
+    retry_condition_fn=retry_transient,
+    **RETRY_TRANSIENT,
+)
+def restore(
+    source: PlatformConnection,
+    target: PlatformConnection,
+    store: StoreSettings,
+    project_id: str,
+    version: VersionRef,
+    *,
+    restore_id: str,
+    workspace_id: str | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    skip_missed_entities: bool = False,
+    allow_failures: bool = False,
+    datasets: list[str] | None = None,
+    classes: list[str] | None = None,
+) -> dict[str, Any]:
+    """Restore one version into a new project on ``target``; resumable by ``restore_id``.
+    ``datasets`` / ``classes`` restore only part of it."""
+    object_store = store.open()
+    platform = target.open()
+    try:
+        version, report = Vault(object_store).restore(
+            platform,  # type: ignore[arg-type]
+            source.project_ref(project_id),
+            version,
+            restore_id=restore_id,
+            workspace_id=workspace_id,
+            name=name,
+            description=description,
+            skip_missed_entities=skip_missed_entities,
+            allow_failures=allow_failures,
+            datasets=datasets or (),
+            classes=classes or (),
+        )
+        return {**report.summary(), "version": version.number}
+    finally:
+        platform.close()
+        object_store.close()
+
+
+@task(name="diff-versions", cache_policy=NO_CACHE)
+def diff(
+    source: PlatformConnection,
+    store: StoreSettings,
+    project_id: str,
+    old: VersionRef,
+    new: VersionRef = None,
+) -> dict[str, Any]:
+    """Diff two versions; returns the counts and the markdown summary."""
+    object_store = store.open()
+    try:
+        old_info, new_info, result = Vault(object_store).diff(
+            source.project_ref(project_id), old, new
+        )
+        title = f"Changes from version {old_info.number} to version {new_info.number}"
+        return {
+            "old": old_info.number,
+            "new": new_info.number,
+            "tables": result.summary(),
+            "markdown": result.to_markdown(title=title),
+        }
+    finally:
+        object_store.close()
+
+
+@task(
+    name="expire-versions",
+    cache_policy=NO_CACHE,
+    retry_condition_fn=retry_transient,
+    **RETRY_TRANSIENT,
+)
+def expire(
+    source: PlatformConnection,
+    store: StoreSettings,
+    project_id: str,
+    policy: RetentionPolicy,
+    *,
+    dry_run: bool = True,
+) -> dict[str, Any]:
+    """Apply a retention policy to one project."""
+    object_store = store.open()
+    try:
+        report = Vault(object_store).expire(source.project_ref(project_id), policy, dry_run=dry_run)
+        return report.summary()
+    finally:
+        object_store.close()
+
+
+@task(name="list-projects", cache_policy=NO_CACHE)
+def list_projects(source: PlatformConnection, store: StoreSettings) -> list[str]:
+    """Ids of the projects of ``source``'s server that have versions in the store."""
+    object_store = store.open()
+    try:
+        instance = source.project_ref("_").instance
+        return [ref.project_id for ref in Vault(object_store).projects(source.platform, instance)]
+    finally:
+        object_store.close()

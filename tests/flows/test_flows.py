@@ -1,0 +1,124 @@
+"""The flows under a Prefect test harness, against the fake Supervisely server and a local store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flows.create_version import create_version
+from flows.diff_versions import diff_versions
+from flows.expire_versions import expire_versions
+from flows.restore_version import restore_version
+from labelvault.catalog import lease_key
+from labelvault.errors import RequestRejected, RestoreError
+from tests.flows.conftest import FlowWorld
+
+
+def add_rectangle(world: FlowWorld, image_id: int | None = None) -> None:
+    """An annotator draws one more box; the platform's updatedAt moves."""
+    fake, pid = world.fake, world.rich.project_id
+    [box] = [c for c in fake.metas[pid]["classes"] if c["shape"] == "rectangle"]
+    geometry = {"points": {"exterior": [[10.25, 20.5], [110.75, 220.125]], "interior": []}}
+    fake.create_figure(image_id or world.rich.hash_images[0], box["id"], "rectangle", geometry)
+    fake.touch_project(pid)
+
+
+def project_names(world: FlowWorld) -> list[str]:
+    return [project["name"] for project in world.fake.projects.values()]
+
+
+def test_create_restore_diff_expire(world: FlowWorld) -> None:
+    first = create_version(project_id=world.project_id, title="first")
+    assert first["created"] is True
+    assert first["version"] == 1
+    assert first["rows"]["annotations"] > 0
+
+    again = create_version(project_id=world.project_id)
+    assert again["created"] is False
+    assert again["version"] == 1
+
+    add_rectangle(world)
+    second = create_version(project_id=world.project_id, tags=["reviewed"])
+    assert second["created"] is True
+    assert second["version"] == 2
+    assert second["bytes_written"] < first["bytes_written"]
+
+    changes = diff_versions(project_id=world.project_id, old=1, new=2)
+    assert changes["tables"]["annotations"]["added"] == 1
+    items = changes["tables"]["items"]
+    assert (items["added"], items["removed"], items["changed"]) == (0, 0, 0)
+    assert "Changes from version 1 to version 2" in changes["markdown"]
+
+    report = restore_version(project_id=world.project_id, version=2)
+    assert report["version"] == 2
+    assert report["failures"] == 0
+    restored = report["project_id"]
+    assert restored != world.project_id
+    assert report["project_name"].endswith("from ver. 2")
+
+    recaptured = create_version(project_id=str(restored))
+    assert recaptured["created"] is True
+    assert recaptured["content_hash"] == second["content_hash"]
+
+    [expiry] = expire_versions(
+        project_ids=[world.project_id],
+        keep_last=1,
+        keep_tagged=False,
+        keep_younger_than_days=None,
+        dry_run=False,
+    )
+    remaining = [v.number for v in world.catalog().list(world.ref())]
+    assert remaining == [2]
+    assert expiry["versions_deleted"] == [1]
+    assert expiry["objects_deleted"] > 0
+
+
+def test_failing_page_leaves_no_version_and_no_reservation(world: FlowWorld) -> None:
+    world.fake.fail_next("figures.list", 400, body={"error": "bad request", "details": {}})
+    state = create_version(project_id=world.project_id, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(RequestRejected):
+        state.result()
+    catalog = world.catalog()
+    assert catalog.list(world.ref()) == []
+    assert not world.store.exists(lease_key(world.ref()))
+    assert list(world.store.list(f"{world.ref().prefix}/manifests/")) == []
+
+
+def test_retried_restore_resumes_without_duplicates(world: FlowWorld) -> None:
+    create_version(project_id=world.project_id)
+    images_before = len(world.fake.images)
+    world.fake.fail_next("figures.bulk.add", 400, body={"error": "rejected", "details": {}})
+    failed = restore_version(project_id=world.project_id, restore_id="run-1", return_state=True)
+    assert failed.is_failed()
+    with pytest.raises(RestoreError, match="resume"):
+        failed.result()
+    assert sum(name.endswith("from ver. 1") for name in project_names(world)) == 1
+
+    report: dict[str, Any] = restore_version(project_id=world.project_id, restore_id="run-1")
+    assert report["resumed"] is True
+    assert sum(name.endswith("from ver. 1") for name in project_names(world)) == 1
+    source_images = sum(
+        1 for i in world.fake.images.values() if i["projectId"] == world.rich.project_id
+    )
+    restored_images = sum(
+        1 for i in world.fake.images.values() if str(i["projectId"]) == str(report["project_id"])
+    )
+    assert restored_images == source_images
+    assert len(world.fake.images) == images_before + source_images
+
+
+def test_partial_restore_by_class(world: FlowWorld) -> None:
+    create_version(project_id=world.project_id)
+    pid = world.rich.project_id
+    [box] = [c for c in world.fake.metas[pid]["classes"] if c["shape"] == "rectangle"]
+    source_boxes = sum(
+        1
+        for figure in world.fake.figures.values()
+        if figure["classId"] == box["id"]
+        and world.fake.images[figure["entityId"]]["projectId"] == pid
+    )
+    report = restore_version(project_id=world.project_id, classes=[box["title"]])
+    assert report["created"]["annotations"] == source_boxes > 0
+    assert report["filtered_out"]["annotations"] > 0

@@ -1,0 +1,280 @@
+"""The deployments on a real Prefect server with a real process worker.
+
+``deployments/setup.py`` prepares a fresh server (pool, limits, blocks) and deploys
+``prefect.yaml``; a worker runs the flows in subprocesses against a fake Supervisely server on
+loopback and a local store. Runs are started the way the UI starts them (the REST API), and
+events arrive through the webhook bridge.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deployments.bridge import EventSink, create_app
+from labelvault.capture import project_ref
+from labelvault.catalog import Catalog
+from labelvault.platforms.supervisely import SuperviselyPlatform
+from labelvault.snapshot import SnapshotWriter
+from labelvault.storage import LocalStore, MemoryStore
+from tests.fakes.supervisely import FakeSupervisely, RichProject, generate_rich_project
+from tests.servers.asgi import serve_in_thread
+from tests.servers.prefect import REPO, PrefectServer
+from tests.servers.process import log_tail
+
+pytestmark = pytest.mark.prefect_server
+
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@dataclass
+class Deployed:
+    """A deployed Prefect server with a worker, and the platform and store its flows use."""
+
+    server: PrefectServer
+    api: httpx.Client
+    fake: FakeSupervisely
+    rich: RichProject
+    sly_url: str
+    store: LocalStore
+    worker_log: Path
+
+    @property
+    def project_id(self) -> str:
+        return str(self.rich.project_id)
+
+    def deployment(self, flow: str, name: str) -> dict[str, Any]:
+        response = self.api.get(f"/deployments/name/{flow}/{name}")
+        response.raise_for_status()
+        return dict(response.json())
+
+    def run(self, flow: str, name: str, parameters: dict[str, Any]) -> str:
+        """Start a run the way the UI's "Run" form does."""
+        deployment = self.deployment(flow, name)
+        response = self.api.post(
+            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}
+        )
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def wait(self, run_id: str, timeout: float = 180.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.api.get(f"/flow_runs/{run_id}").json()
+            if run["state_type"] in TERMINAL:
+                return dict(run)
+            time.sleep(0.5)
+        raise AssertionError(f"run {run_id} did not finish\n{log_tail(self.worker_log, 60)}")
+
+    def runs_of(self, flow: str, name: str) -> list[dict[str, Any]]:
+        deployment = self.deployment(flow, name)
+        response = self.api.post(
+            "/flow_runs/filter",
+            json={"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}},
+        )
+        response.raise_for_status()
+        return list(response.json())
+
+    def catalog(self) -> Catalog:
+        return Catalog(self.store)
+
+    def platform(self) -> SuperviselyPlatform:
+        return SuperviselyPlatform(self.sly_url, self.fake.token)
+
+    def edit(self, n: int) -> None:
+        """An annotator draws one more box; the platform's updatedAt moves."""
+        pid = self.rich.project_id
+        [box] = [c for c in self.fake.metas[pid]["classes"] if c["shape"] == "rectangle"]
+        geometry = {"points": {"exterior": [[n + 0.5, 2.25], [n + 40.75, 60.125]], "interior": []}}
+        with self.fake.lock:
+            self.fake.create_figure(self.rich.hash_images[n % 3], box["id"], "rectangle", geometry)
+            self.fake.touch_project(pid)
+
+    def content_hash_now(self) -> str:
+        """The content hash of the project as it is on the platform right now."""
+        platform = self.platform()
+        ref = project_ref(platform, self.project_id)
+        writer = SnapshotWriter(MemoryStore(), ref.prefix, source=ref.model_dump())
+        for page in platform.iter_pages(self.project_id):
+            writer.write(page.table, page.batch)
+        platform.close()
+        return writer.finish().content_hash
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployed]:
+    fake = FakeSupervisely(seed=11)
+    rich = generate_rich_project(fake, images_per_dataset=3)
+    store_path = tmp_path_factory.mktemp("deployed-store")
+    with fake.serve() as sly_url:
+        env = {
+            **prefect_server.env,
+            "LABELVAULT_SUPERVISELY_URL": sly_url,
+            "LABELVAULT_SUPERVISELY_TOKEN": fake.token,
+            "LABELVAULT_STORE_URL": str(store_path),
+            "LABELVAULT_NIGHTLY_PROJECT_ID": str(rich.project_id),
+        }
+        setup = subprocess.run(
+            [sys.executable, "-m", "deployments.setup"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert setup.returncode == 0, f"{setup.stdout[-3000:]}\n{setup.stderr[-3000:]}"
+        worker_log = prefect_server.start_worker("labelvault")
+        with prefect_server.api() as api:
+            yield Deployed(
+                server=prefect_server,
+                api=api,
+                fake=fake,
+                rich=rich,
+                sly_url=sly_url,
+                store=LocalStore(store_path),
+                worker_log=worker_log,
+            )
+        prefect_server.stop_workers()
+
+
+def test_setup_is_idempotent_and_deploys_everything(deployed: Deployed) -> None:
+    again = subprocess.run(
+        [sys.executable, "-m", "deployments.setup", "--no-deploy"],
+        cwd=REPO,
+        env={**deployed.server.env, "LABELVAULT_STORE_URL": str(deployed.store.root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "exists" in again.stdout
+    for flow, name in [
+        ("create_version", "nightly-version"),
+        ("create_version", "create-version"),
+        ("restore_version", "restore-version"),
+        ("diff_versions", "diff-versions"),
+        ("version_on_change", "version-on-change"),
+        ("expire_versions", "expire-versions"),
+    ]:
+        deployment = deployed.deployment(flow, name)
+        assert deployment["enforce_parameter_schema"] is True
+        assert deployment["work_pool_name"] == "labelvault"
+
+
+def test_ui_run_creates_a_version(deployed: Deployed) -> None:
+    run_id = deployed.run("create_version", "create-version", {"project_id": deployed.project_id})
+    run = deployed.wait(run_id)
+    assert run["state_type"] == "COMPLETED", log_tail(deployed.worker_log, 60)
+    ref = project_ref(deployed.platform(), deployed.project_id)
+    latest = deployed.catalog().latest(ref)
+    assert latest is not None
+    assert latest.content_hash == deployed.content_hash_now()
+    artifacts = deployed.api.post(
+        "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}}
+    ).json()
+    assert {artifact["type"] for artifact in artifacts} >= {"table", "progress"}
+
+
+def test_parameters_are_validated_by_the_server(deployed: Deployed) -> None:
+    deployment = deployed.deployment("create_version", "create-version")
+    response = deployed.api.post(
+        f"/deployments/{deployment['id']}/create_flow_run",
+        json={"parameters": {"project_id": deployed.project_id, "quiet_seconds": "soon"}},
+    )
+    assert response.status_code == 409
+    assert "quiet_seconds" in response.text
+
+
+def test_burst_of_edits_makes_one_or_two_versions_with_the_last_edit(deployed: Deployed) -> None:
+    sink = EventSink(f"{deployed.server.api_url}")
+    ref = project_ref(deployed.platform(), deployed.project_id)
+    before = len(deployed.catalog().list(ref))
+    with serve_in_thread(create_app(sink)) as bridge, httpx.Client(base_url=bridge) as hooks:
+        for n in range(5):
+            deployed.edit(n)
+            response = hooks.post(f"/webhooks/supervisely/{deployed.project_id}", json={})
+            assert response.status_code == 202, response.text
+    wanted = deployed.content_hash_now()
+
+    deadline = time.monotonic() + 240
+    runs: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        runs = deployed.runs_of("version_on_change", "version-on-change")
+        latest = deployed.catalog().latest(ref)
+        finished = runs and all(run["state_type"] in TERMINAL for run in runs)
+        if finished and latest is not None and latest.content_hash == wanted:
+            break
+        time.sleep(1.0)
+    else:
+        raise AssertionError(
+            f"no version with the last edit; runs: {[r['state_type'] for r in runs]}\n"
+            f"{log_tail(deployed.worker_log, 80)}"
+        )
+    assert 1 <= len(runs) <= 2, [run["state_type"] for run in runs]
+    assert all(run["state_type"] == "COMPLETED" for run in runs)
+    new_versions = len(deployed.catalog().list(ref)) - before
+    assert 1 <= new_versions <= 2
+
+
+def test_nightly_schedule_has_scheduled_runs(deployed: Deployed) -> None:
+    deadline = time.monotonic() + 120
+    scheduled: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not scheduled:
+        scheduled = [
+            run
+            for run in deployed.runs_of("create_version", "nightly-version")
+            if run["state_type"] == "SCHEDULED"
+        ]
+        time.sleep(1.0)
+    assert scheduled, "the scheduler created no nightly runs"
+    for run in scheduled:
+        when = datetime.fromisoformat(run["expected_start_time"].replace("Z", "+00:00"))
+        assert (when.hour, when.minute) == (2, 0)
+        assert run["parameters"]["project_id"] == deployed.project_id
+
+
+def test_concurrency_limits_exist_and_runs_on_one_project_do_not_overlap(
+    deployed: Deployed,
+) -> None:
+    limits = {
+        limit["name"]: limit for limit in deployed.api.post("/v2/concurrency_limits/filter").json()
+    }
+    assert limits["tag:platform:supervisely"]["limit"] >= 1
+    assert limits["tag:platform:labelstudio"]["limit"] >= 1
+
+    deployed.edit(7)
+    parameters = {"project_id": deployed.project_id}
+    run_ids = [deployed.run("create_version", "create-version", parameters) for _ in range(2)]
+    runs = [deployed.wait(run_id) for run_id in run_ids]
+    assert [run["state_type"] for run in runs] == ["COMPLETED", "COMPLETED"], log_tail(
+        deployed.worker_log, 80
+    )
+    captures = deployed.api.post(
+        "/task_runs/filter",
+        json={
+            "flow_runs": {"id": {"any_": run_ids}},
+            "task_runs": {"name": {"like_": "capture-version"}},
+        },
+    ).json()
+    assert len(captures) == 2
+    spans = sorted(
+        (datetime.fromisoformat(t["start_time"]), datetime.fromisoformat(t["end_time"]))
+        for t in captures
+    )
+    assert spans[0][1] <= spans[1][0], f"capture tasks overlapped: {spans}"
+    assert f"labelvault-project-supervisely-{deployed.project_id}" in {
+        limit["name"] for limit in deployed.api.post("/v2/concurrency_limits/filter").json()
+    }
