@@ -1,4 +1,4 @@
-"""Flow tests: one Prefect test harness per session, the fake Supervisely server per test."""
+"""Flow tests: one Prefect test harness for the package, the fake Supervisely server per test."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ from tasks.blocks import PlatformConnectionBlock, StoreBlock
 from tests.fakes.supervisely import FakeSupervisely, RichProject, generate_rich_project
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prefect_harness() -> Iterator[None]:
-    """A temporary Prefect server and database for the whole session."""
+    """A temporary Prefect server and database for the flow tests.
+
+    Package-scoped, not session-scoped: Prefect's client threads stop with it, so they do not
+    run (and draw from ``random``) during other packages' property tests."""
     with prefect_test_harness(server_startup_timeout=120):
         yield
 
