@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help bootstrap demo test test-fast check lint typecheck format bench
+.PHONY: help bootstrap demo test test-fast check lint typecheck format bench deploy
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ bootstrap:  ## install uv when missing, then the locked environment
 	@$(UV) sync --frozen --quiet
 
 demo: bootstrap  ## capture, version, diff and restore a project on a local folder store
-	$(UV) run python -m labelvault.demo
+	$(UV) run python -m demo.run
 
 test: bootstrap  ## every suite, including the real S3, Label Studio and Prefect servers
 	$(UV) run pytest -m "" -p no:cacheprovider
@@ -35,6 +35,9 @@ check: lint typecheck test-fast  ## lint + types + the offline tests
 format: bootstrap  ## apply ruff's fixes and formatting
 	$(UV) run ruff check --fix .
 	$(UV) run ruff format .
+
+deploy: bootstrap  ## prepare the Prefect server in PREFECT_API_URL and deploy prefect.yaml
+	$(UV) run python -m deployments.setup
 
 bench: bootstrap  ## the benchmark tables
 	$(UV) run python benchmarks/format.py

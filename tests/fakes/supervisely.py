@@ -34,7 +34,8 @@ import secrets
 import string
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections import UserDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,6 +49,9 @@ from tests.servers.asgi import serve_in_thread
 API_PREFIX = "/public/api/v3/"
 SERVER_VERSION = "6.19.2"
 FAULT_KINDS = ("429", "500", "502", "503", "slow", "drop")
+#: fields the API answer has but the stored row lacks or holds differently
+_IMAGE_DERIVED = frozenset({"tags", "labelsCount"})
+_FIGURE_DERIVED = frozenset({"tags", "geometry"})
 
 Json = Any
 
@@ -152,6 +156,79 @@ def _apply_filters(
     return rows
 
 
+def _filtered_fields(body: dict[str, Any]) -> set[str]:
+    """The fields a listing request filters or sorts on."""
+    fields = {f.get("field") for f in body.get("filter") or [] if isinstance(f, dict)}
+    if body.get("pagination_mode") != "token":
+        fields.add(body.get("sort") or "id")
+    return {f for f in fields if isinstance(f, str)}
+
+
+def _allowed_values(filters: list[Any], field_name: str) -> set[Any] | None:
+    """The values ``=``/``in`` filters on ``field_name`` allow; None when they allow any.
+
+    Only narrows the rows to look at: :func:`_apply_filters` still checks every filter.
+    """
+    wanted: set[Any] | None = None
+    for flt in filters:
+        if not isinstance(flt, dict) or flt.get("field") != field_name:
+            continue
+        op, value = flt.get("operator"), flt.get("value")
+        try:
+            if op in ("=", "eq"):
+                allowed = {value}
+            elif op == "in" and isinstance(value, list):
+                allowed = set(value)
+            else:
+                continue
+        except TypeError:  # unhashable values: leave the error to _apply_filters
+            return None
+        wanted = allowed if wanted is None else wanted & allowed
+    return wanted
+
+
+class IndexedTable(UserDict[int, dict[str, Any]]):
+    """Stored rows by id, with the ids of the rows for each value of some fields.
+
+    Every insert and delete goes through :meth:`__setitem__` / :meth:`__delitem__`, which keep
+    the indexes; the indexed fields of a stored row never change (no API call changes them).
+    Lookups answer in id order, which is creation order: ids only grow.
+    """
+
+    def __init__(self, *fields: str) -> None:
+        self._indexes: dict[str, dict[Any, dict[int, None]]] = {f: {} for f in fields}
+        super().__init__()
+
+    def __setitem__(self, row_id: int, row: dict[str, Any]) -> None:
+        if row_id in self.data:
+            self._unindex(row_id)
+        self.data[row_id] = row
+        for name, index in self._indexes.items():
+            index.setdefault(row[name], {})[row_id] = None
+
+    def __delitem__(self, row_id: int) -> None:
+        self._unindex(row_id)
+        del self.data[row_id]
+
+    def _unindex(self, row_id: int) -> None:
+        row = self.data[row_id]
+        for name, index in self._indexes.items():
+            ids = index[row[name]]
+            del ids[row_id]
+            if not ids:
+                del index[row[name]]
+
+    def count(self, name: str, value: Any) -> int:
+        """How many rows have ``value`` in field ``name``."""
+        return len(self._indexes[name].get(value, ()))
+
+    def where(self, name: str, values: Iterable[Any]) -> list[dict[str, Any]]:
+        """The rows whose field ``name`` holds one of ``values``, in id order."""
+        index = self._indexes[name]
+        ids = [row_id for value in set(values) for row_id in index.get(value, ())]
+        return [self.data[row_id] for row_id in sorted(ids)]
+
+
 class FakeSupervisely:
     """The fake server's state and request handling (see the module docstring)."""
 
@@ -168,8 +245,8 @@ class FakeSupervisely:
         self.projects: dict[int, dict[str, Any]] = {}
         self.metas: dict[int, dict[str, Any]] = {}
         self.datasets: dict[int, dict[str, Any]] = {}
-        self.images: dict[int, dict[str, Any]] = {}
-        self.figures: dict[int, dict[str, Any]] = {}
+        self.images = IndexedTable("datasetId")
+        self.figures = IndexedTable("entityId", "datasetId")
         self.alpha: dict[int, Json] = {}
         self.image_tags: dict[int, list[dict[str, Any]]] = {}
         self.figure_tags: dict[int, list[dict[str, Any]]] = {}
@@ -530,6 +607,27 @@ class FakeSupervisely:
             "entities": chunk,
         }
 
+    def _listing(
+        self,
+        method: str,
+        body: dict[str, Any],
+        rows: list[dict[str, Any]],
+        render: Callable[[dict[str, Any]], dict[str, Any]],
+        derived: frozenset[str],
+    ) -> Json:
+        """Sort, filter and page stored rows, rendering only the page's rows as the API answers.
+
+        ``derived`` names the fields ``render`` adds or changes; a request that filters or sorts
+        on one of them has every row rendered first.
+        """
+        filters = body.get("filter") or []
+        if _filtered_fields(body) & derived:
+            rows = _apply_filters(self._sorted([render(r) for r in rows], body), filters)
+            return self._page(method, body, rows)
+        page = self._page(method, body, _apply_filters(self._sorted(rows, body), filters))
+        page["entities"] = [render(r) for r in page["entities"]]
+        return page
+
     @staticmethod
     def _sorted(rows: list[dict[str, Any]], body: dict[str, Any]) -> list[dict[str, Any]]:
         key = body.get("sort") or "id"
@@ -606,7 +704,7 @@ class FakeSupervisely:
         return out
 
     def dataset_json(self, dataset: dict[str, Any], *, custom_data: bool) -> dict[str, Any]:
-        images = [i for i in self.images.values() if i["datasetId"] == dataset["id"]]
+        images = self.images.where("datasetId", [dataset["id"]])
         out = {k: v for k, v in dataset.items() if k != "customData"}
         out.update(
             {
@@ -622,7 +720,7 @@ class FakeSupervisely:
     def image_json(self, image: dict[str, Any]) -> dict[str, Any]:
         out = dict(image)
         out["tags"] = [dict(t) for t in self.image_tags.get(image["id"], [])]
-        out["labelsCount"] = sum(1 for f in self.figures.values() if f["entityId"] == image["id"])
+        out["labelsCount"] = self.figures.count("entityId", image["id"])
         return out
 
     def figure_json(self, figure: dict[str, Any], *, integer_coords: bool) -> dict[str, Any]:
@@ -922,8 +1020,8 @@ class FakeSupervisely:
                     "Cannot download image by link",
                     {"type": "LINK_UNREACHABLE", "link": link},
                 )
-        for other in self.images.values():
-            if other["datasetId"] == dataset_id and other["name"] == name:
+        for other in self.images.where("datasetId", [dataset_id]):
+            if other["name"] == name:
                 raise ApiError(
                     400,
                     "Image name already exists",
@@ -972,9 +1070,8 @@ class FakeSupervisely:
                 children = {d["id"] for d in self.datasets.values() if d["parentId"] in ids}
                 changed = not children <= ids
                 ids |= children
-        rows = [self.image_json(i) for i in self.images.values() if i["datasetId"] in ids]
-        rows = _apply_filters(self._sorted(rows, body), body.get("filter") or [])
-        return self._page("images.list", body, rows)
+        rows = self.images.where("datasetId", ids)
+        return self._listing("images.list", body, rows, self.image_json, _IMAGE_DERIVED)
 
     def _images_info(self, user: dict[str, Any], body: Json) -> Json:
         self._require(body, "id")
@@ -993,8 +1090,7 @@ class FakeSupervisely:
         names = [img.get("title") for img in body["images"]]
         clashes = [
             {"name": n, "id": i["id"]}
-            for i in self.images.values()
-            if i["datasetId"] == body["datasetId"]
+            for i in self.images.where("datasetId", [body["datasetId"]])
             for n in names
             if i["name"] == n
         ]
@@ -1090,21 +1186,34 @@ class FakeSupervisely:
 
     def _figures_list(self, user: dict[str, Any], body: Json) -> Json:
         self._require(body, "datasetId")
-        self._dataset(body["datasetId"])
+        dataset_id = self._dataset(body["datasetId"])["id"]
         integer = body.get("integerCoords", True) is not False
-        rows = [
-            self.figure_json(f, integer_coords=integer)
-            for f in self.figures.values()
-            if f["datasetId"] == body["datasetId"]
-        ]
-        rows = _apply_filters(self._sorted(rows, body), body.get("filter") or [])
+        filters = body.get("filter") or []
+        figure_ids = _allowed_values(filters, "id")
+        image_ids = _allowed_values(filters, "entityId")
+        if figure_ids is not None:
+            candidates = sorted(
+                (self.figures[f] for f in figure_ids if f in self.figures), key=lambda f: f["id"]
+            )
+        elif image_ids is not None:
+            candidates = self.figures.where("entityId", image_ids)
+        else:
+            candidates = self.figures.where("datasetId", [dataset_id])
+        rows = [f for f in candidates if f["datasetId"] == dataset_id]
+
+        def render(figure: dict[str, Any]) -> dict[str, Any]:
+            return self.figure_json(figure, integer_coords=integer)
+
+        page = self._listing("figures.list", body, rows, render, _FIGURE_DERIVED)
         if body.get("fields"):
             wanted = {"imageId" if f == "entityId" else f for f in body["fields"]} | {
                 "id",
                 "entityId",
             }
-            rows = [{k: v for k, v in r.items() if k in wanted} for r in rows]
-        return self._page("figures.list", body, rows)
+            page["entities"] = [
+                {k: v for k, v in r.items() if k in wanted} for r in page["entities"]
+            ]
+        return page
 
     def _figures_bulk_add(self, user: dict[str, Any], body: Json) -> Json:
         self._require(body, "datasetId", "figures")
@@ -1268,9 +1377,7 @@ class FakeSupervisely:
             classes = {c["id"]: c["title"] for c in self.metas[image["projectId"]]["classes"]}
             tag_names = {t["id"]: t["name"] for t in self.metas[image["projectId"]]["tags"]}
             objects = []
-            for figure in sorted(self.figures.values(), key=lambda f: f["id"]):
-                if figure["entityId"] != image_id:
-                    continue
+            for figure in self.figures.where("entityId", [image_id]):
                 geometry = figure["geometry"]
                 if integer and geometry is not None:
                     geometry = _round_geometry(geometry)
@@ -1701,14 +1808,13 @@ def generate_rich_project(
                         fake.add_figure_tag(figure["id"], tag_ids["quality"], "bad")  # duplicate
                 # one free-form figure on the "any" class
                 if n % 2:
-                    fake.create_figure(
+                    any_fig = fake.create_figure(
                         iid,
                         class_by_shape["any"]["id"],
                         "polygon",
                         _geometry(rng, "polygon", width, height),
                     )
-                    any_fig = max(f for f in fake.figures if fake.figures[f]["entityId"] == iid)
-                    fake.add_figure_tag(any_fig, tag_ids["flag"], None)
+                    fake.add_figure_tag(any_fig["id"], tag_ids["flag"], None)
         return RichProject(
             project_id=pid,
             workspace_id=fake.workspace_id,

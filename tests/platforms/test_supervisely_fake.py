@@ -216,3 +216,113 @@ def test_faults_are_deterministic_and_bounded(fake: FakeSupervisely) -> None:
         transport=fake2.transport(),
     )
     assert [call(client2, "instance.version", {}).status_code for _ in range(30)] == outcomes
+
+
+def _pages(client: httpx.Client, method: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every entity of a page-mode listing."""
+    entities: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        answer = call(client, method, {**body, "page": page}).json()
+        entities += answer["entities"]
+        if page >= answer["pagesCount"]:
+            return entities
+        page += 1
+
+
+def test_listings_agree_with_a_full_scan(fake: FakeSupervisely, client: httpx.Client) -> None:
+    rich = generate_rich_project(fake)
+    other = generate_rich_project(fake, seed=1, name="other")
+    with fake.lock:
+        gone = sorted(fake.figures)[3]
+        owner = fake.figures[gone]["entityId"]
+        del fake.figures[gone]
+        added = fake.create_figure(
+            rich.hash_images[0],
+            fake.figures[sorted(fake.figures)[0]]["classId"],
+            fake.figures[sorted(fake.figures)[0]]["geometryType"],
+            {"points": {"exterior": [[1.5, 2.5], [3.5, 4.5]], "interior": []}},
+        )
+    everything = list(fake.figures.values())
+    assert gone not in {f["id"] for f in everything}
+    asked = [owner, rich.hash_images[0], *other.hash_images[:2], *rich.link_images]
+    for dataset in (*rich.dataset_ids, *other.dataset_ids):
+        images = _pages(client, "images.list", {"datasetId": dataset, "per_page": 3})
+        assert [i["labelsCount"] for i in images] == [
+            sum(1 for f in everything if f["entityId"] == i["id"]) for i in images
+        ]
+        in_dataset = [f["id"] for f in everything if f["datasetId"] == dataset]
+        listed = _pages(client, "figures.list", {"datasetId": dataset, "per_page": 4})
+        assert [f["id"] for f in listed] == in_dataset
+        by_image = {"field": "entityId", "operator": "in", "value": asked}
+        listed = _pages(client, "figures.list", {"datasetId": dataset, "filter": [by_image]})
+        assert [f["id"] for f in listed] == [
+            f["id"] for f in everything if f["datasetId"] == dataset and f["entityId"] in asked
+        ]
+        some = [gone, added["id"], *in_dataset[::2], *sorted(fake.figures)[:5]]
+        by_id = {"field": "id", "operator": "in", "value": some}
+        listed = _pages(client, "figures.list", {"datasetId": dataset, "filter": [by_id]})
+        assert [f["id"] for f in listed] == [fid for fid in in_dataset if fid in some]
+    info = call(client, "images.info", {"id": owner}).json()
+    assert info["labelsCount"] == sum(1 for f in everything if f["entityId"] == owner)
+    bulk = call(
+        client, "annotations.bulk.info", {"datasetId": rich.dataset_ids[0], "imageIds": [owner]}
+    ).json()
+    assert [o["id"] for o in bulk[0]["annotation"]["objects"]] == sorted(
+        f["id"] for f in everything if f["entityId"] == owner
+    )
+
+
+def test_filters_and_sorts_on_fields_the_answer_adds(
+    fake: FakeSupervisely, client: httpx.Client
+) -> None:
+    rich = generate_rich_project(fake, images_per_dataset=6)
+    dataset = rich.dataset_ids[0]
+    by_count = _pages(
+        client,
+        "images.list",
+        {"datasetId": dataset, "sort": "labelsCount", "sort_order": "desc", "per_page": 2},
+    )
+    counts = [i["labelsCount"] for i in by_count]
+    assert counts == sorted(counts, reverse=True)
+    assert len(set(counts)) > 1
+    tagged = _pages(
+        client,
+        "figures.list",
+        {"datasetId": dataset, "filter": [{"field": "tags", "operator": "!=", "value": []}]},
+    )
+    assert [f["id"] for f in tagged] == sorted(
+        fid
+        for fid, f in fake.figures.items()
+        if f["datasetId"] == dataset and fake.figure_tags.get(fid)
+    )
+    assert all(f["tags"] for f in tagged)
+
+
+def test_only_the_page_is_rendered(
+    fake: FakeSupervisely, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rich = generate_rich_project(fake, images_per_dataset=20)
+    rendered: list[str] = []
+    figure_json, image_json = fake.figure_json, fake.image_json
+
+    def count_figure(figure: dict[str, Any], *, integer_coords: bool) -> dict[str, Any]:
+        rendered.append("figure")
+        return figure_json(figure, integer_coords=integer_coords)
+
+    def count_image(image: dict[str, Any]) -> dict[str, Any]:
+        rendered.append("image")
+        return image_json(image)
+
+    monkeypatch.setattr(fake, "figure_json", count_figure)
+    monkeypatch.setattr(fake, "image_json", count_image)
+    dataset = rich.dataset_ids[0]
+    figures = call(client, "figures.list", {"datasetId": dataset, "per_page": 5}).json()
+    assert figures["total"] > 50
+    assert rendered == ["figure"] * 5
+    rendered.clear()
+    images = call(
+        client, "images.list", {"datasetId": dataset, "pagination_mode": "token", "per_page": 3}
+    ).json()
+    assert images["total"] == 20
+    assert rendered == ["image"] * 3
