@@ -11,6 +11,9 @@ URL                        store
                            ``access_key``, ``secret_key``, ``session_token``,
                            ``addressing_style``, ``part_size`` …
 =========================  ==============================================================
+
+The S3 backend (and boto3) is imported only when an ``s3://`` store is opened or
+:class:`S3Store` is first accessed.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ from __future__ import annotations
 import inspect
 import re
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from labelvault.errors import ConfigurationError
 from labelvault.storage.base import ObjectInfo, ObjectStore, StoredObject
 from labelvault.storage.local import LocalStore
 from labelvault.storage.memory import MemoryStore
-from labelvault.storage.s3 import S3Store
+
+if TYPE_CHECKING:
+    from labelvault.storage.s3 import S3Store
 
 __all__ = [
     "LocalStore",
@@ -43,8 +48,22 @@ _memory_stores: dict[str, MemoryStore] = {}
 _memory_lock = threading.Lock()
 
 
+def __getattr__(name: str) -> Any:
+    """Load :class:`S3Store` (and boto3) on first access."""
+    if name == "S3Store":
+        return _s3_store_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _s3_store_class() -> type[S3Store]:
+    from labelvault.storage.s3 import S3Store  # noqa: PLC0415 - boto3 is heavy; load on use
+
+    globals()["S3Store"] = S3Store
+    return S3Store
+
+
 def _s3_options() -> frozenset[str]:
-    parameters = inspect.signature(S3Store.__init__).parameters
+    parameters = inspect.signature(_s3_store_class().__init__).parameters
     return frozenset(name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY)
 
 
@@ -74,7 +93,7 @@ def open_store(url: str, **options: Any) -> ObjectStore:
             )
         if not parts.netloc:
             raise ConfigurationError(f"no bucket in store URL {url!r}; use s3://bucket/prefix")
-        return S3Store(parts.netloc, unquote(parts.path).strip("/"), **given)
+        return _s3_store_class()(parts.netloc, unquote(parts.path).strip("/"), **given)
     if given:
         raise ConfigurationError(
             f"option(s) {', '.join(sorted(given))} apply only to s3:// stores, not to {url!r}"
