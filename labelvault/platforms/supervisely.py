@@ -23,7 +23,9 @@ tags            ``<owner key>!<assignment id>``                     ``…7001!00
 A parent dataset's key is a prefix of its children's, so datasets come parents first; ``#``
 and ``!`` sort before ``/``, so an item's annotations and tags come right after it and before
 the next dataset. Fingerprints leave out ids, timestamps and authors (a restore rewrites them)
-and refer to datasets by path, to items by dataset path and name, to figures by content.
+and refer to datasets by path, to items by dataset path and name; a tag refers to its figure
+by item, class and place among the item's figures of that class, so editing a figure changes
+the figure's fingerprint and not its tags'.
 
 Restore (:mod:`labelvault.restore` drives it) creates a project in a workspace, its meta and
 settings, then datasets parents first, images by hash or link, figures (alpha masks through
@@ -596,10 +598,11 @@ class SuperviselyPlatform:
                 tags.append(
                     self._tag_row(tag, n, item_key, OwnerType.ITEM, item_owner, context=context)
                 )
+            of_class: Counter[Any] = Counter()
             for figure in sorted(figures[int(image["id"])], key=lambda f: int(f["id"])):
                 row = self._annotation_row(figure, item_key, item_ref, alpha, context)
                 annotations.append(row)
-                owner = {"annotation": row["fingerprint"]}
+                owner = {"annotation": _figure_ref(item_ref, row["class_name"], of_class)}
                 for n, tag in enumerate(sorted(figure.get("tags") or [], key=_tag_order)):
                     tags.append(
                         self._tag_row(
@@ -1275,6 +1278,16 @@ class _CaptureContext:
     classes: Mapping[Any, dict[str, Any]]
     tag_metas: Mapping[Any, dict[str, Any]]
     project: str
+
+
+def _figure_ref(item_ref: list[Any], class_name: Any, seen: Counter[Any]) -> dict[str, Any]:
+    """An id-free reference to a figure that survives edits of its content: its item, its
+    class and its place among the item's figures of that class in key order (``seen`` counts
+    the ones before it). Restore creates figures in key order, so the place survives a restore,
+    a restore of some classes too."""
+    ordinal = seen[class_name]
+    seen[class_name] += 1
+    return {"item": item_ref, "class": class_name, "ordinal": ordinal}
 
 
 def _tag_order(tag: Mapping[str, Any]) -> tuple[int, int]:

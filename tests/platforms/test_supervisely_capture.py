@@ -215,6 +215,57 @@ def test_fingerprints_ignore_ids_and_timestamps(fake: FakeSupervisely, rich: Ric
     assert moved["annotations"] != before["annotations"]
 
 
+def test_moving_a_figure_changes_its_fingerprint_and_not_its_tags(
+    fake: FakeSupervisely, rich: RichProject
+) -> None:
+    pid = str(rich.project_id)
+    before = capture_tables(make_platform(fake), pid)
+    with fake.lock:
+        fid, figure = next(
+            (fid, f)
+            for fid, f in fake.figures.items()
+            if f["geometryType"] == "polygon" and len(fake.figure_tags.get(fid, [])) == 2
+        )
+        points = figure["geometry"]["points"]
+        points["exterior"] = [[x + 3.25, y - 1.5] for x, y in points["exterior"]]
+        points["interior"] = [[[x + 3.25, y - 1.5] for x, y in hole] for hole in points["interior"]]
+        fake.touch_project(rich.project_id)
+    after = capture_tables(make_platform(fake), pid)
+
+    def changed(table: str) -> set[str]:
+        old = {r["key"]: r["fingerprint"] for r in rows(before, table)}
+        new = {r["key"]: r["fingerprint"] for r in rows(after, table)}
+        assert old.keys() == new.keys()
+        return {key for key in old if old[key] != new[key]}
+
+    (moved,) = changed("annotations")
+    assert moved.endswith(f"#{fid:012d}")
+    owned = [r for r in rows(after, "tags") if r["owner_key"] == moved]
+    assert len(owned) == 2
+    assert changed("tags") == set()
+    assert changed("items") == set()
+
+
+def test_tags_of_different_figures_stay_apart(fake: FakeSupervisely, rich: RichProject) -> None:
+    """Figure tags with the same name and value on two figures of one item differ."""
+    with fake.lock:
+        image = rich.hash_images[0]
+        cls = next(c for c in fake.metas[rich.project_id]["classes"] if c["shape"] == "point")
+        score = next(t for t in fake.metas[rich.project_id]["tags"] if t["name"] == "score")
+        for x in (1.0, 2.0):
+            geometry = {"points": {"exterior": [[x, x]], "interior": []}}
+            made = fake.create_figure(image, cls["id"], "point", geometry)
+            fake.add_figure_tag(made["id"], score["id"], 0.5)
+    tables = capture_tables(make_platform(fake), str(rich.project_id))
+    new = sorted(f for f, v in fake.figures.items() if v["entityId"] == image)[-2:]
+    prints = [
+        r["fingerprint"]
+        for r in rows(tables, "tags")
+        if any(r["owner_key"].endswith(f"#{fid:012d}") for fid in new)
+    ]
+    assert len(prints) == len(set(prints)) == 2
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 
