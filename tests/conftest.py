@@ -19,4 +19,5 @@ os.environ.pop("PREFECT_API_URL", None)
 pytest_plugins = [
     "tests.servers.s3",
     "tests.servers.prefect",
+    "tests.servers.labelstudio",
 ]
