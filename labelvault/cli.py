@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
-from typing import Annotated, Any, NoReturn, ParamSpec, Protocol, cast, runtime_checkable
+from typing import Annotated, Any, NoReturn, ParamSpec, cast
 
 import duckdb
 import pyarrow as pa
@@ -64,7 +64,7 @@ from labelvault.errors import (
 )
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import Platform, ProjectInfo, instance_from_url
-from labelvault.restore import RestoreReport, RestoreTarget
+from labelvault.restore import RestoreReport, RestoreTarget, SelfRestoringPlatform
 from labelvault.retention import ExpiryReport, RetentionPolicy
 from labelvault.settings import PlatformConnection, StoreSettings
 from labelvault.snapshot import TABLES, Manifest
@@ -825,25 +825,6 @@ def _write_json(reader: pa.RecordBatchReader) -> None:
 # --- restore ------------------------------------------------------------------------------------
 
 
-@runtime_checkable
-class _SelfRestoring(Protocol):
-    """A platform that restores a version by itself (Label Studio's bulk import)."""
-
-    def restore(
-        self,
-        tables: Callable[[str], Iterator[pa.RecordBatch]],
-        *,
-        title: str | None = None,
-        description: str | None = None,
-        resume_project_id: str | None = None,
-    ) -> Any:
-        """Restore the tables as a new project."""
-        ...
-
-
-_TARGET_METHODS = ("create_project", "prepare_project", "add_items", "add_annotations", "add_tags")
-
-
 @app.command()
 @_command
 def restore(
@@ -890,38 +871,11 @@ def restore(
     try:
         with state.vault() as vault:
             info = vault.version(project, _version_ref(version))
-            if isinstance(platform, _SelfRestoring):
-                if (
-                    workspace
-                    or skip_missed
-                    or allow_failures
-                    or restore_id
-                    or dataset
-                    or class_name
-                ):
-                    raise ConfigurationError(
-                        f"{state.platform} restores take no --workspace, --skip-missed, "
-                        "--allow-failures, --restore-id, --dataset or --class"
-                    )
-                outcome = platform.restore(
-                    vault.table_reader(project, info.number), title=name, description=description
-                )
-                _print_restored(
-                    state.out,
-                    info,
-                    outcome.project,
-                    dict(outcome.counts),
-                    skipped=(),
-                    failures=tuple(outcome.warnings),
-                )
-                return
-            if not all(callable(getattr(platform, m, None)) for m in _TARGET_METHODS):
-                raise ConfigurationError(f"the {state.platform} adapter cannot restore")
             state.restore_id = restore_id or secrets.token_hex(6)
             report = _restore_with_progress(
                 state,
                 vault,
-                cast(RestoreTarget, platform),
+                cast(RestoreTarget | SelfRestoringPlatform, platform),
                 project,
                 info,
                 datasets=dataset,
@@ -940,7 +894,10 @@ def restore(
         report.project,
         report.created,
         skipped=tuple(f"{i.table} {i.key}: {i.reason}" for i in report.skipped),
-        failures=tuple(f"{i.table} {i.key}: {i.reason}" for i in report.failures),
+        failures=(
+            *(f"{i.table} {i.key}: {i.reason}" for i in report.failures),
+            *report.warnings,
+        ),
         resumed=report.resumed,
         restore_id=state.restore_id,
         filtered_out=report.filtered_out,
@@ -950,7 +907,7 @@ def restore(
 def _restore_with_progress(
     state: _State,
     vault: Vault,
-    target: RestoreTarget,
+    target: RestoreTarget | SelfRestoringPlatform,
     project: ProjectRef,
     info: VersionInfo,
     *,

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import pyarrow as pa
 
@@ -66,8 +66,10 @@ __all__ = [
     "RestoreReport",
     "RestoreTarget",
     "Row",
+    "SelfRestoringPlatform",
     "TableReader",
     "journal_prefix",
+    "restore_by_platform",
     "restore_version",
 ]
 
@@ -204,6 +206,8 @@ class RestoreReport:
     resumed: bool = False
     #: Rows left out by ``RestoreOptions.datasets`` / ``classes``, per table.
     filtered_out: dict[str, int] = field(default_factory=dict)
+    #: What the platform could not bring back as it was (e.g. a draft's author).
+    warnings: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         """Plain values for logs, artifacts and flow results."""
@@ -217,7 +221,79 @@ class RestoreReport:
             "filtered_out": dict(self.filtered_out),
             "resumed": self.resumed,
             "journal": self.journal,
+            "warnings": list(self.warnings),
         }
+
+
+class SelfRestoredProject(Protocol):
+    """What a self-restoring platform reports."""
+
+    @property
+    def project(self) -> ProjectInfo: ...
+
+    @property
+    def resumed(self) -> bool: ...
+
+    @property
+    def counts(self) -> Mapping[str, int]: ...
+
+    @property
+    def warnings(self) -> tuple[str, ...]: ...
+
+
+@runtime_checkable
+class SelfRestoringPlatform(Protocol):
+    """A platform that restores a whole version in its own bulk calls (Label Studio's import)
+    and can finish an interrupted restore of a project it created."""
+
+    def restore(
+        self,
+        tables: TableReader,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        resume_project_id: str | None = None,
+        on_project_created: Callable[[str], None] | None = None,
+    ) -> SelfRestoredProject:
+        """Restore the tables as a new project, or finish ``resume_project_id``."""
+        ...
+
+
+def restore_by_platform(
+    target: SelfRestoringPlatform,
+    read_table: TableReader,
+    *,
+    store: ObjectStore,
+    journal: str,
+    name: str | None = None,
+    description: str | None = None,
+) -> RestoreReport:
+    """Restore through a :class:`SelfRestoringPlatform`, journaled like :func:`restore_version`.
+
+    The journal records the new project's id the moment the platform creates it, so running
+    again with the same journal finishes that project instead of creating another.
+    """
+    book = _Journal(store, journal)
+    started = book.read("project.json")
+    resume = str(started["project_id"]) if started else None
+
+    def remember(project_id: str) -> None:
+        book.record("project.json", {"project_id": project_id})
+
+    result = target.restore(
+        read_table,
+        title=name,
+        description=description,
+        resume_project_id=resume,
+        on_project_created=remember,
+    )
+    return RestoreReport(
+        project=result.project,
+        journal=book.prefix,
+        created=dict(result.counts),
+        resumed=result.resumed,
+        warnings=tuple(result.warnings),
+    )
 
 
 def journal_prefix(project_prefix: str, restore_id: str) -> str:

@@ -14,7 +14,7 @@ import pyarrow as pa
 from labelvault.capture import CaptureProgress, CaptureResult, capture_until_current
 from labelvault.catalog import Catalog, VersionInfo
 from labelvault.diff import DiffResult, diff
-from labelvault.errors import VersionNotFound
+from labelvault.errors import ConfigurationError, VersionNotFound
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import Platform
 from labelvault.query import DEFAULT_BATCH_ROWS, query, query_reader
@@ -22,7 +22,9 @@ from labelvault.restore import (
     RestoreOptions,
     RestoreReport,
     RestoreTarget,
+    SelfRestoringPlatform,
     journal_prefix,
+    restore_by_platform,
     restore_version,
 )
 from labelvault.retention import ExpiryReport, RetentionPolicy, expire
@@ -175,7 +177,7 @@ class Vault:
 
     def restore(
         self,
-        target: RestoreTarget,
+        target: RestoreTarget | SelfRestoringPlatform,
         project: ProjectRef,
         ref: VersionRef,
         *,
@@ -198,11 +200,35 @@ class Vault:
         """
         version = self.version(project, ref)
         reader = SnapshotReader(self.store, self.manifest(version))
+        journal = journal_prefix(project.prefix, restore_id)
+        if isinstance(target, SelfRestoringPlatform):
+            unsupported = {
+                "workspace": workspace_id,
+                "skip missed entities": skip_missed_entities,
+                "allow failures": allow_failures,
+                "datasets": datasets,
+                "classes": classes,
+            }
+            given = [option for option, value in unsupported.items() if value]
+            if given:
+                raise ConfigurationError(
+                    f"a {getattr(target, 'name', 'platform')} restore takes no "
+                    f"{', '.join(given)}: it restores the whole version as one new project"
+                )
+            report = restore_by_platform(
+                target,
+                reader.iter_batches,
+                store=self.store,
+                journal=journal,
+                name=name,
+                description=description,
+            )
+            return version, report
         report = restore_version(
             target,
             reader.iter_batches,
             store=self.store,
-            journal=journal_prefix(project.prefix, restore_id),
+            journal=journal,
             options=RestoreOptions(
                 version_number=version.number,
                 version_id=version.id,

@@ -936,6 +936,7 @@ class LabelStudioPlatform:
         title: str | None = None,
         description: str | None = None,
         resume_project_id: str | None = None,
+        on_project_created: Callable[[str], None] | None = None,
     ) -> RestoreResult:
         """Restore a version's tables as a new project (or finish ``resume_project_id``).
 
@@ -943,7 +944,8 @@ class LabelStudioPlatform:
         created when missing; tasks are imported in bulk with annotations and predictions
         embedded, one import at a time; drafts are created per task. A failure raises
         :class:`RestoreError` naming the project created so far; passing it back as
-        ``resume_project_id`` imports only what is missing.
+        ``resume_project_id`` imports only what is missing. ``on_project_created`` hears the new
+        project's id as soon as it exists, so a caller can journal it before anything else.
         """
         source = list(_rows(tables("project")))
         if len(source) != 1:
@@ -979,6 +981,8 @@ class LabelStudioPlatform:
                     definitions.get("label_config"),
                     settings,
                 )
+                if on_project_created is not None:
+                    on_project_created(created)
                 existing: dict[str, int] = {}
             else:
                 self._project_number(resume_project_id)

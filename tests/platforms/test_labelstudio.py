@@ -30,6 +30,7 @@ from labelvault.platforms.labelstudio import (
     LabelStudioPlatform,
     register_webhook,
 )
+from labelvault.restore import journal_prefix, restore_by_platform
 from labelvault.snapshot import SnapshotReader, SnapshotWriter
 from labelvault.storage.memory import MemoryStore
 from tests.servers.labelstudio import LabelStudio, ProjectFactory
@@ -428,6 +429,41 @@ def test_retried_restore_resumes_without_duplicates(
     assert result.counts["tasks_skipped"] == 6
     assert result.counts["tasks"] == rich.tasks - 6
     assert len(after.rows("items")) == rich.tasks
+    assert_same_content(before, after)
+
+
+def test_journaled_restore_finishes_the_project_it_started(
+    labelstudio_server: LabelStudio,
+    labelstudio_project: ProjectFactory,
+    labelstudio_cleanup: list[int],
+) -> None:
+    """Through the journal (what the CLI and the flows use): the same restore id resumes."""
+    rich = build_rich_project(labelstudio_server, labelstudio_project)
+    with platform_for(labelstudio_server) as ls:
+        before = capture(ls, rich.project_id)
+    store = MemoryStore("labelstudio-journal")
+    journal = journal_prefix("labelstudio/x/1", "run-1")
+    flaky = LabelStudioPlatform(
+        labelstudio_server.base_url,
+        labelstudio_server.token,
+        settings=FAST,
+        transport=_FailingImports(fail_at=2),
+        options=LabelStudioOptions(import_batch_tasks=3),
+    )
+    with flaky, pytest.raises(RestoreError) as stopped:
+        restore_by_platform(flaky, before.source, store=store, journal=journal, name="journaled")
+    created = stopped.value.created_project
+    assert created is not None
+    labelstudio_cleanup.append(int(created))
+    with platform_for(labelstudio_server, import_batch_tasks=3) as ls:
+        report = restore_by_platform(ls, before.source, store=store, journal=journal)
+        after = capture(ls, created)
+    assert report.resumed
+    assert report.project.project_id == created
+    assert report.project.name == "journaled"
+    assert len(after.rows("items")) == rich.tasks
+    before.batches.pop("project")  # the title differs on purpose
+    after.batches.pop("project")
     assert_same_content(before, after)
 
 

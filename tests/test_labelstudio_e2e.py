@@ -1,0 +1,134 @@
+"""End to end: an annotation made in a real Label Studio becomes a new version.
+
+Label Studio's webhook → the bridge → a ``labelvault.project.changed`` event on a real Prefect
+server → the ``version-on-change`` deployment run by a process worker → a version in the store.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from deployments.bridge import EventSink, create_app
+from labelvault.catalog import Catalog
+from labelvault.models import ProjectRef
+from labelvault.platforms.base import instance_from_url
+from labelvault.platforms.labelstudio import LabelStudioPlatform
+from labelvault.storage import LocalStore
+from labelvault.vault import Vault
+from tests.servers.asgi import serve_in_thread
+from tests.servers.labelstudio import LabelStudio, ProjectFactory
+from tests.servers.prefect import REPO, PrefectServer
+from tests.servers.process import log_tail
+
+pytestmark = [pytest.mark.labelstudio, pytest.mark.prefect_server]
+
+CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image">
+    <Label value="Car"/><Label value="Bike"/>
+  </RectangleLabels>
+</View>"""
+
+
+def test_annotation_in_label_studio_makes_a_new_version(
+    prefect_server: PrefectServer,
+    labelstudio_server: LabelStudio,
+    labelstudio_project: ProjectFactory,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    ls = labelstudio_server
+    project_id = labelstudio_project(label_config=CONFIG)
+    with ls.client() as client:
+        imported = client.post(
+            f"/api/projects/{project_id}/import",
+            json=[{"image": f"http://media.invalid/{n}.jpg"} for n in range(3)],
+        )
+        imported.raise_for_status()
+        task_id = client.get("/api/tasks", params={"project": project_id}).json()["tasks"][0]["id"]
+
+    store_path = tmp_path_factory.mktemp("ls-e2e-store")
+    setup = subprocess.run(
+        [sys.executable, "-m", "deployments.setup"],
+        cwd=REPO,
+        env={
+            **prefect_server.env,
+            "LABELVAULT_LABELSTUDIO_URL": ls.base_url,
+            "LABELVAULT_LABELSTUDIO_TOKEN": ls.token,
+            "LABELVAULT_STORE_URL": str(store_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert setup.returncode == 0, f"{setup.stdout[-3000:]}\n{setup.stderr[-3000:]}"
+    worker_log = prefect_server.start_worker("labelvault")
+    ref = ProjectRef(
+        platform="labelstudio", instance=instance_from_url(ls.base_url), project_id=str(project_id)
+    )
+    catalog = Catalog(LocalStore(store_path))
+    try:
+        with serve_in_thread(create_app(EventSink(prefect_server.api_url))) as bridge:
+            with LabelStudioPlatform(ls.base_url, ls.token) as platform:
+                hook = platform.register_webhook(
+                    str(project_id), f"{bridge}/webhooks/labelstudio/labelstudio"
+                )
+            assert hook.is_active
+            with ls.client() as client:
+                created = client.post(
+                    f"/api/tasks/{task_id}/annotations/",
+                    json={
+                        "result": [
+                            {
+                                "from_name": "label",
+                                "to_name": "image",
+                                "type": "rectanglelabels",
+                                "value": {
+                                    "x": 10.5,
+                                    "y": 20.25,
+                                    "width": 30.125,
+                                    "height": 15.0,
+                                    "rotation": 0,
+                                    "rectanglelabels": ["Car"],
+                                },
+                            }
+                        ]
+                    },
+                )
+                created.raise_for_status()
+
+            deadline = time.monotonic() + 240
+            latest = None
+            while time.monotonic() < deadline and latest is None:
+                latest = catalog.latest(ref)
+                time.sleep(1.0)
+        assert latest is not None, f"no version was made\n{log_tail(worker_log, 80)}"
+        counts = (
+            Vault(LocalStore(store_path))
+            .query(
+                ref,
+                "SELECT kind, class_name, count(*) AS n FROM annotations GROUP BY ALL",
+                latest.number,
+            )
+            .to_pylist()
+        )
+        assert counts == [{"kind": "annotation", "class_name": "Car", "n": 1}]
+        assert latest.title == "on change"
+        with httpx.Client(base_url=prefect_server.api_url) as api:
+            deployment = api.get("/deployments/name/version_on_change/version-on-change").json()
+            runs = api.post(
+                "/flow_runs/filter",
+                json={"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}},
+            ).json()
+        assert any(
+            run["parameters"]["resource_id"] == f"labelvault.project.labelstudio.{project_id}"
+            and run["state_type"] == "COMPLETED"
+            for run in runs
+        ), [(run["parameters"], run["state_type"]) for run in runs]
+    finally:
+        prefect_server.stop_workers()
