@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from labelvault.storage.keys import join_key, safe_segment
 
-__all__ = ["CommitResult", "FrozenModel", "ProjectRef", "Reservation", "VersionInfo", "as_utc"]
+__all__ = [
+    "CommitResult",
+    "FrozenModel",
+    "ProjectRef",
+    "Reservation",
+    "UtcDatetime",
+    "VersionInfo",
+    "as_utc",
+]
 
 
 def as_utc(value: datetime) -> datetime:
@@ -16,6 +25,10 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+#: A datetime stored in UTC (a naive one is taken to be UTC already).
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class FrozenModel(BaseModel):
@@ -53,23 +66,18 @@ class VersionInfo(FrozenModel):
     project: ProjectRef
     number: int = Field(ge=1, description="1, 2, 3 … per project, never reused")
     id: str = Field(min_length=1, description="a uuid4, unique across projects")
-    created_at: datetime
+    created_at: UtcDatetime
     title: str = ""
     description: str = ""
     tags: tuple[str, ...] = ()
     manifest_key: str = Field(min_length=1)
     content_hash: str = Field(min_length=1)
-    source_updated_at: datetime | None = Field(
+    source_updated_at: UtcDatetime | None = Field(
         default=None, description="the platform's updated_at when the capture started"
     )
     stats: dict[str, int] = Field(default_factory=dict)
     commit_token: str = Field(min_length=1, description="the reservation that committed it")
-    metadata_updated_at: datetime | None = None
-
-    @field_validator("created_at", "source_updated_at", "metadata_updated_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else as_utc(value)
+    metadata_updated_at: UtcDatetime | None = None
 
 
 class Reservation(FrozenModel):
@@ -84,15 +92,10 @@ class Reservation(FrozenModel):
     version_number: int = Field(ge=1)
     commit_token: str = Field(min_length=1)
     holder: str
-    acquired_at: datetime
-    expires_at: datetime
+    acquired_at: UtcDatetime
+    expires_at: UtcDatetime
     lease_etag: str
-    source_updated_at: datetime | None = None
-
-    @field_validator("acquired_at", "expires_at", "source_updated_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else as_utc(value)
+    source_updated_at: UtcDatetime | None = None
 
 
 class CommitResult(FrozenModel):

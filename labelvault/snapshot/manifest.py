@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
 from labelvault.errors import (
     AlreadyExists,
@@ -26,7 +26,7 @@ from labelvault.errors import (
     ObjectNotFound,
     SnapshotError,
 )
-from labelvault.models import FrozenModel, ProjectRef
+from labelvault.models import FrozenModel, ProjectRef, UtcDatetime
 from labelvault.snapshot.compat import check_readable
 from labelvault.snapshot.schema import FORMAT_VERSION, TABLES, canonical_json
 from labelvault.storage.base import ObjectStore
@@ -48,31 +48,14 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MANIFEST_NAME = re.compile(r"(?:^|/)manifests/([0-9a-f]{64})\.json$")
 
 
-def _utc(value: datetime) -> datetime:
-    """Naive datetimes are taken as UTC; aware ones are converted to UTC."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 class SnapshotSource(FrozenModel):
     """Where a snapshot comes from and when; what :class:`SnapshotWriter` is given."""
 
     platform: str = Field(min_length=1)
     instance: str = Field(min_length=1)
     project_id: str = Field(min_length=1)
-    captured_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    source_updated_at: datetime | None = None
-
-    @field_validator("captured_at")
-    @classmethod
-    def _captured_utc(cls, value: datetime) -> datetime:
-        return _utc(value)
-
-    @field_validator("source_updated_at")
-    @classmethod
-    def _updated_utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _utc(value)
+    captured_at: UtcDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    source_updated_at: UtcDatetime | None = None
 
     @property
     def project(self) -> ProjectRef:
@@ -122,24 +105,14 @@ class Manifest(FrozenModel):
     format_version: int = FORMAT_VERSION
     prefix: str = Field(min_length=1, description="the project's folder on the object store")
     source: ProjectRef
-    captured_at: datetime
-    source_updated_at: datetime | None = None
+    captured_at: UtcDatetime
+    source_updated_at: UtcDatetime | None = None
     tables: dict[str, TableManifest]
     content_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes_written: int = Field(default=0, ge=0, description="chunk bytes this capture stored")
     bytes_reused: int = Field(default=0, ge=0, description="chunk bytes already in the store")
     chunks_written: int = Field(default=0, ge=0)
     chunks_reused: int = Field(default=0, ge=0)
-
-    @field_validator("captured_at")
-    @classmethod
-    def _captured_utc(cls, value: datetime) -> datetime:
-        return _utc(value)
-
-    @field_validator("source_updated_at")
-    @classmethod
-    def _updated_utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _utc(value)
 
     def table(self, name: str) -> TableManifest:
         """The entry of table ``name`` (an empty one for a table this version lacks)."""
