@@ -45,6 +45,12 @@ class Vault:
         self.store = store
         self.catalog = catalog or Catalog(store)
 
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close()
+
     # --- versions -------------------------------------------------------------------------
 
     def version(self, project: ProjectRef, ref: VersionRef = None) -> VersionInfo:

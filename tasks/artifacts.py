@@ -23,9 +23,7 @@ def artifact_key(*parts: str) -> str:
 def publish_version_summary(summary: dict[str, Any], store: StoreSettings) -> None:
     """A table of the version (rows per table, annotations per class, bytes written vs
     reused, duration, items/s) and, for a new version, a markdown diff against the previous."""
-    object_store = store.open()
-    try:
-        vault = Vault(object_store)
+    with Vault(store.open()) as vault:
         platform, project_id = summary["platform"], summary["project_id"]
         project = ProjectRef(platform=platform, instance=summary["instance"], project_id=project_id)
         version = vault.version(project, summary["version"])
@@ -59,5 +57,3 @@ def publish_version_summary(summary: dict[str, Any], store: StoreSettings) -> No
                 ),
                 description=f"What changed in {platform} project {project_id}",
             )
-    finally:
-        object_store.close()

@@ -12,8 +12,8 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from labelvault.capture import CaptureProgress, capture_until_current, wait_for_quiet
-from labelvault.catalog import Catalog
 from labelvault.settings import PlatformConnection, StoreSettings
+from labelvault.vault import Vault
 from tasks.common import RETRY_TRANSIENT, retry_transient
 
 
@@ -56,28 +56,27 @@ def capture(
 ) -> dict[str, Any]:
     """Capture ``project_id``; returns the version summary as plain values."""
     platform = connection.open()
-    object_store = store.open()
     try:
-        if quiet_seconds > 0:
-            wait_for_quiet(
+        with Vault(store.open()) as vault:
+            if quiet_seconds > 0:
+                wait_for_quiet(
+                    platform,
+                    project_id,
+                    quiet_seconds=quiet_seconds,
+                    max_wait_seconds=max_wait_seconds,
+                )
+            progress = _ProgressArtifact(f"Capturing {connection.platform} project {project_id}")
+            results = capture_until_current(
                 platform,
                 project_id,
-                quiet_seconds=quiet_seconds,
-                max_wait_seconds=max_wait_seconds,
+                store=vault.store,
+                catalog=vault.catalog,
+                title=title,
+                description=description,
+                tags=tags,
+                progress=progress,
             )
-        progress = _ProgressArtifact(f"Capturing {connection.platform} project {project_id}")
-        results = capture_until_current(
-            platform,
-            project_id,
-            store=object_store,
-            catalog=Catalog(object_store),
-            title=title,
-            description=description,
-            tags=tags,
-            progress=progress,
-        )
-        progress.done()
-        return {**results[-1].summary(), "captures": len(results)}
+            progress.done()
     finally:
         platform.close()
-        object_store.close()
+    return {**results[-1].summary(), "captures": len(results)}

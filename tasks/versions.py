@@ -37,26 +37,25 @@ def restore(
 ) -> dict[str, Any]:
     """Restore one version into a new project on ``target``; resumable by ``restore_id``.
     ``datasets`` / ``classes`` restore only part of it."""
-    object_store = store.open()
     platform = target.open()
     try:
-        version, report = Vault(object_store).restore(
-            platform,  # type: ignore[arg-type]
-            source.project_ref(project_id),
-            version,
-            restore_id=restore_id,
-            workspace_id=workspace_id,
-            name=name,
-            description=description,
-            skip_missed_entities=skip_missed_entities,
-            allow_failures=allow_failures,
-            datasets=datasets or (),
-            classes=classes or (),
-        )
-        return {**report.summary(), "version": version.number}
+        with Vault(store.open()) as vault:
+            version, report = vault.restore(
+                platform,  # type: ignore[arg-type]
+                source.project_ref(project_id),
+                version,
+                restore_id=restore_id,
+                workspace_id=workspace_id,
+                name=name,
+                description=description,
+                skip_missed_entities=skip_missed_entities,
+                allow_failures=allow_failures,
+                datasets=datasets or (),
+                classes=classes or (),
+            )
     finally:
         platform.close()
-        object_store.close()
+    return {**report.summary(), "version": version.number}
 
 
 @task(name="diff-versions", cache_policy=NO_CACHE)
@@ -68,20 +67,15 @@ def diff(
     new: VersionRef = None,
 ) -> dict[str, Any]:
     """Diff two versions; returns the counts and the markdown summary."""
-    object_store = store.open()
-    try:
-        old_info, new_info, result = Vault(object_store).diff(
-            source.project_ref(project_id), old, new
-        )
-        title = f"Changes from version {old_info.number} to version {new_info.number}"
-        return {
-            "old": old_info.number,
-            "new": new_info.number,
-            "tables": result.summary(),
-            "markdown": result.to_markdown(title=title),
-        }
-    finally:
-        object_store.close()
+    with Vault(store.open()) as vault:
+        old_info, new_info, result = vault.diff(source.project_ref(project_id), old, new)
+    title = f"Changes from version {old_info.number} to version {new_info.number}"
+    return {
+        "old": old_info.number,
+        "new": new_info.number,
+        "tables": result.summary(),
+        "markdown": result.to_markdown(title=title),
+    }
 
 
 @task(
@@ -99,20 +93,13 @@ def expire(
     dry_run: bool = True,
 ) -> dict[str, Any]:
     """Apply a retention policy to one project."""
-    object_store = store.open()
-    try:
-        report = Vault(object_store).expire(source.project_ref(project_id), policy, dry_run=dry_run)
-        return report.summary()
-    finally:
-        object_store.close()
+    with Vault(store.open()) as vault:
+        return vault.expire(source.project_ref(project_id), policy, dry_run=dry_run).summary()
 
 
 @task(name="list-projects", cache_policy=NO_CACHE)
 def list_projects(source: PlatformConnection, store: StoreSettings) -> list[str]:
     """Ids of the projects of ``source``'s server that have versions in the store."""
-    object_store = store.open()
-    try:
-        instance = source.project_ref("_").instance
-        return [ref.project_id for ref in Vault(object_store).projects(source.platform, instance)]
-    finally:
-        object_store.close()
+    instance = source.project_ref("_").instance
+    with Vault(store.open()) as vault:
+        return [ref.project_id for ref in vault.projects(source.platform, instance)]

@@ -6,8 +6,6 @@ server → the ``version-on-change`` deployment run by a process worker → a ve
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import httpx
@@ -22,7 +20,7 @@ from labelvault.storage import LocalStore
 from labelvault.vault import Vault
 from tests.servers.asgi import serve_in_thread
 from tests.servers.labelstudio import LabelStudio, ProjectFactory
-from tests.servers.prefect import REPO, PrefectServer
+from tests.servers.prefect import PrefectServer
 from tests.servers.process import log_tail
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.prefect_server]
@@ -52,21 +50,13 @@ def test_annotation_in_label_studio_makes_a_new_version(
         task_id = client.get("/api/tasks", params={"project": project_id}).json()["tasks"][0]["id"]
 
     store_path = tmp_path_factory.mktemp("ls-e2e-store")
-    setup = subprocess.run(
-        [sys.executable, "-m", "deployments.setup"],
-        cwd=REPO,
-        env={
-            **prefect_server.env,
+    prefect_server.setup_labelvault(
+        {
             "LABELVAULT_LABELSTUDIO_URL": ls.base_url,
             "LABELVAULT_LABELSTUDIO_TOKEN": ls.token,
             "LABELVAULT_STORE_URL": str(store_path),
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        }
     )
-    assert setup.returncode == 0, f"{setup.stdout[-3000:]}\n{setup.stderr[-3000:]}"
     worker_log = prefect_server.start_worker("labelvault")
     ref = ProjectRef(
         platform="labelstudio", instance=instance_from_url(ls.base_url), project_id=str(project_id)

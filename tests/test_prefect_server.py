@@ -8,8 +8,6 @@ events arrive through the webhook bridge.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ from labelvault.snapshot import SnapshotWriter
 from labelvault.storage import LocalStore, MemoryStore
 from tests.fakes.supervisely import FakeSupervisely, RichProject, generate_rich_project
 from tests.servers.asgi import serve_in_thread
-from tests.servers.prefect import REPO, PrefectServer
+from tests.servers.prefect import PrefectServer
 from tests.servers.process import log_tail
 
 pytestmark = pytest.mark.prefect_server
@@ -118,23 +116,14 @@ def deployed(
     rich = generate_rich_project(fake, images_per_dataset=3)
     store_path = tmp_path_factory.mktemp("deployed-store")
     with fake.serve() as sly_url:
-        env = {
-            **prefect_server.env,
-            "LABELVAULT_SUPERVISELY_URL": sly_url,
-            "LABELVAULT_SUPERVISELY_TOKEN": fake.token,
-            "LABELVAULT_STORE_URL": str(store_path),
-            "LABELVAULT_NIGHTLY_PROJECT_ID": str(rich.project_id),
-        }
-        setup = subprocess.run(
-            [sys.executable, "-m", "deployments.setup"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+        prefect_server.setup_labelvault(
+            {
+                "LABELVAULT_SUPERVISELY_URL": sly_url,
+                "LABELVAULT_SUPERVISELY_TOKEN": fake.token,
+                "LABELVAULT_STORE_URL": str(store_path),
+                "LABELVAULT_NIGHTLY_PROJECT_ID": str(rich.project_id),
+            }
         )
-        assert setup.returncode == 0, f"{setup.stdout[-3000:]}\n{setup.stderr[-3000:]}"
         worker_log = prefect_server.start_worker("labelvault")
         with prefect_server.api() as api:
             yield Deployed(
@@ -150,16 +139,9 @@ def deployed(
 
 
 def test_setup_is_idempotent_and_deploys_everything(deployed: Deployed) -> None:
-    again = subprocess.run(
-        [sys.executable, "-m", "deployments.setup", "--no-deploy"],
-        cwd=REPO,
-        env={**deployed.server.env, "LABELVAULT_STORE_URL": str(deployed.store.root)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    again = deployed.server.setup_labelvault(
+        {"LABELVAULT_STORE_URL": str(deployed.store.root)}, "--no-deploy"
     )
-    assert again.returncode == 0, again.stderr[-3000:]
     assert "exists" in again.stdout
     for flow, name in [
         ("create_version", "nightly-version"),

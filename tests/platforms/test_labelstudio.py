@@ -400,6 +400,17 @@ class _FailingImports(httpx.HTTPTransport):
         return response
 
 
+def _losing_second_import(server: LabelStudio) -> LabelStudioPlatform:
+    """A platform that imports 3 tasks a batch and loses the answer to its second import."""
+    return LabelStudioPlatform(
+        server.base_url,
+        server.token,
+        settings=FAST,
+        transport=_FailingImports(fail_at=2),
+        options=LabelStudioOptions(import_batch_tasks=3),
+    )
+
+
 def test_retried_restore_resumes_without_duplicates(
     labelstudio_server: LabelStudio,
     labelstudio_project: ProjectFactory,
@@ -408,13 +419,7 @@ def test_retried_restore_resumes_without_duplicates(
     rich = build_rich_project(labelstudio_server, labelstudio_project)
     with platform_for(labelstudio_server) as ls:
         before = capture(ls, rich.project_id)
-    flaky = LabelStudioPlatform(
-        labelstudio_server.base_url,
-        labelstudio_server.token,
-        settings=FAST,
-        transport=_FailingImports(fail_at=2),
-        options=LabelStudioOptions(import_batch_tasks=3),
-    )
+    flaky = _losing_second_import(labelstudio_server)
     with flaky, pytest.raises(RestoreError) as stopped:
         flaky.restore(before.source)
     created = stopped.value.created_project
@@ -443,13 +448,7 @@ def test_journaled_restore_finishes_the_project_it_started(
         before = capture(ls, rich.project_id)
     store = MemoryStore("labelstudio-journal")
     journal = journal_prefix("labelstudio/x/1", "run-1")
-    flaky = LabelStudioPlatform(
-        labelstudio_server.base_url,
-        labelstudio_server.token,
-        settings=FAST,
-        transport=_FailingImports(fail_at=2),
-        options=LabelStudioOptions(import_batch_tasks=3),
-    )
+    flaky = _losing_second_import(labelstudio_server)
     with flaky, pytest.raises(RestoreError) as stopped:
         restore_by_platform(flaky, before.source, store=store, journal=journal, name="journaled")
     created = stopped.value.created_project

@@ -75,6 +75,21 @@ class PrefectServer:
             )
         return result
 
+    def setup_labelvault(self, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``deployments/setup.py`` (pool, limits, blocks, deploy) with ``env`` on top of
+        the server's environment; fail with its output if it fails."""
+        result = subprocess.run(
+            [sys.executable, "-m", "deployments.setup", *args],
+            cwd=REPO,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        return result
+
     def start_worker(self, pool: str, *, env: dict[str, str] | None = None) -> Path:
         """Start a process worker on ``pool``; returns its log file. Stopped at session end."""
         log = self.home / f"worker-{pool}-{len(self.workers)}.log"
