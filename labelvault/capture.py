@@ -12,7 +12,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +52,8 @@ class CaptureResult:
     bytes_written: int = 0
     bytes_reused: int = 0
     seconds: float = 0.0
+    #: Captures it took to catch up with a project that changed while it was read.
+    rounds: int = 1
 
     def summary(self) -> dict[str, Any]:
         """Plain values for logs, artifacts and flow results."""
@@ -72,6 +74,7 @@ class CaptureResult:
             "bytes_reused": self.bytes_reused,
             "seconds": round(self.seconds, 3),
             "items_per_second": round(items / self.seconds, 1) if self.seconds > 0 else None,
+            "captures": self.rounds,
         }
 
     @property
@@ -202,15 +205,19 @@ def capture_until_current(
     tags: Sequence[str] = (),
     progress: Callable[[CaptureProgress], None] | None = None,
     max_rounds: int = 3,
-) -> list[CaptureResult]:
+) -> CaptureResult:
     """Capture, then capture again while the project changed during the previous capture.
 
     An edit that lands after a capture read the project but before the event that announced
     it is absorbed by the platform's throttle would otherwise wait for the next event; this
-    makes the newest edit always end up in a version (up to ``max_rounds`` captures).
+    makes the newest edit always end up in a version (up to ``max_rounds`` captures). Returns
+    the last capture, with ``rounds`` set to the number of captures made.
     """
-    results: list[CaptureResult] = []
-    for _ in range(max_rounds):
+    if max_rounds < 1:
+        raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
+    rounds = 0
+    while True:
+        rounds += 1
         result = capture_version(
             platform,
             project_id,
@@ -221,8 +228,6 @@ def capture_until_current(
             tags=tags,
             progress=progress,
         )
-        results.append(result)
         now = platform.get_project(project_id).updated_at
-        if now is None or now == result.project.updated_at:
-            break
-    return results
+        if rounds == max_rounds or now is None or now == result.project.updated_at:
+            return replace(result, rounds=rounds)

@@ -106,7 +106,7 @@ class Vault:
         progress: Callable[[CaptureProgress], None] | None = None,
     ) -> CaptureResult:
         """Capture a project into a new version (or return the latest when unchanged)."""
-        results = capture_until_current(
+        return capture_until_current(
             platform,
             project_id,
             store=self.store,
@@ -116,7 +116,6 @@ class Vault:
             tags=tags,
             progress=progress,
         )
-        return results[-1]
 
     def diff(
         self, project: ProjectRef, old: VersionRef, new: VersionRef = None

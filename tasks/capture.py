@@ -11,7 +11,7 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from labelvault.capture import CaptureProgress, capture_until_current, wait_for_quiet
+from labelvault.capture import CaptureProgress, wait_for_quiet
 from labelvault.settings import PlatformConnection, StoreSettings
 from labelvault.vault import Vault
 from tasks.common import RETRY_TRANSIENT, retry_transient
@@ -66,11 +66,9 @@ def capture(
                     max_wait_seconds=max_wait_seconds,
                 )
             progress = _ProgressArtifact(f"Capturing {connection.platform} project {project_id}")
-            results = capture_until_current(
+            result = vault.capture(
                 platform,
                 project_id,
-                store=vault.store,
-                catalog=vault.catalog,
                 title=title,
                 description=description,
                 tags=tags,
@@ -79,4 +77,4 @@ def capture(
             progress.done()
     finally:
         platform.close()
-    return {**results[-1].summary(), "captures": len(results)}
+    return result.summary()

@@ -35,7 +35,7 @@ import string
 import threading
 import zlib
 from collections import UserDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -648,41 +648,26 @@ class FakeSupervisely:
                 400, "Validation error", [{"field": k, "message": "required"} for k in missing]
             )
 
-    def _project(self, project_id: Any) -> dict[str, Any]:
-        project = self.projects.get(project_id) if isinstance(project_id, int) else None
-        if project is None:
+    @staticmethod
+    def _entity(table: Mapping[int, dict[str, Any]], kind: str, entity_id: Any) -> dict[str, Any]:
+        """The entity, or the server's 404 body for a missing ``kind``."""
+        entity = table.get(entity_id) if isinstance(entity_id, int) else None
+        if entity is None:
             raise ApiError(
                 404,
                 "Entity not found",
-                {
-                    "type": "NONEXISTENT_ENTITY",
-                    "message": f"Project with id {project_id} not found",
-                },
+                {"type": "NONEXISTENT_ENTITY", "message": f"{kind} with id {entity_id} not found"},
             )
-        return project
+        return entity
+
+    def _project(self, project_id: Any) -> dict[str, Any]:
+        return self._entity(self.projects, "Project", project_id)
 
     def _dataset(self, dataset_id: Any) -> dict[str, Any]:
-        dataset = self.datasets.get(dataset_id) if isinstance(dataset_id, int) else None
-        if dataset is None:
-            raise ApiError(
-                404,
-                "Entity not found",
-                {
-                    "type": "NONEXISTENT_ENTITY",
-                    "message": f"Dataset with id {dataset_id} not found",
-                },
-            )
-        return dataset
+        return self._entity(self.datasets, "Dataset", dataset_id)
 
     def _image(self, image_id: Any) -> dict[str, Any]:
-        image = self.images.get(image_id) if isinstance(image_id, int) else None
-        if image is None:
-            raise ApiError(
-                404,
-                "Entity not found",
-                {"type": "NONEXISTENT_ENTITY", "message": f"Image with id {image_id} not found"},
-            )
-        return image
+        return self._entity(self.images, "Image", image_id)
 
     # --- entity JSON --------------------------------------------------------------------------
 
