@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
 from prefect import task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from labelvault.capture import CaptureProgress, wait_for_quiet
+from labelvault.capture import wait_for_quiet
 from labelvault.settings import PlatformConnection, StoreSettings
 from labelvault.vault import Vault
-from tasks.common import RETRY_TRANSIENT, retry_transient
-
-
-class _ProgressArtifact:
-    """Feeds capture progress into a Prefect progress artifact, at most every few seconds."""
-
-    def __init__(self, description: str, every_seconds: float = 2.0) -> None:
-        self.artifact_id: UUID = create_progress_artifact(progress=0.0, description=description)
-        self.every_seconds = every_seconds
-        self.next_update = 0.0
-
-    def __call__(self, progress: CaptureProgress) -> None:
-        fraction = progress.fraction
-        now = time.monotonic()
-        if fraction is None or now < self.next_update:
-            return
-        self.next_update = now + self.every_seconds
-        update_progress_artifact(self.artifact_id, progress=round(100 * fraction, 1))
-
-    def done(self) -> None:
-        update_progress_artifact(self.artifact_id, progress=100.0)
+from tasks.common import RETRY_TRANSIENT, ProgressArtifact, retry_transient
 
 
 @task(
@@ -65,16 +42,16 @@ def capture(
                     quiet_seconds=quiet_seconds,
                     max_wait_seconds=max_wait_seconds,
                 )
-            progress = _ProgressArtifact(f"Capturing {connection.platform} project {project_id}")
+            artifact = ProgressArtifact(f"Capturing {connection.platform} project {project_id}")
             result = vault.capture(
                 platform,
                 project_id,
                 title=title,
                 description=description,
                 tags=tags,
-                progress=progress,
+                progress=lambda progress: artifact.update(progress.fraction),
             )
-            progress.done()
+            artifact.done()
     finally:
         platform.close()
     return result.summary()

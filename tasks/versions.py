@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from labelvault.retention import RetentionPolicy
 from labelvault.settings import PlatformConnection, StoreSettings
 from labelvault.vault import Vault, VersionRef
-from tasks.common import RETRY_TRANSIENT, retry_transient
+from tasks.common import RETRY_TRANSIENT, ProgressArtifact, retry_transient
 
 
 @task(
@@ -40,10 +40,16 @@ def restore(
     platform = target.open()
     try:
         with Vault(store.open()) as vault:
-            version, report = vault.restore(
+            project = source.project_ref(project_id)
+            info = vault.version(project, version)
+            items = info.stats.get("rows.items")
+            artifact = ProgressArtifact(
+                f"Restoring version {info.number} of {source.platform} project {project_id}"
+            )
+            _, report = vault.restore(
                 platform,  # type: ignore[arg-type]
-                source.project_ref(project_id),
-                version,
+                project,
+                info.number,
                 restore_id=restore_id,
                 workspace_id=workspace_id,
                 name=name,
@@ -52,10 +58,14 @@ def restore(
                 allow_failures=allow_failures,
                 datasets=datasets or (),
                 classes=classes or (),
+                progress=lambda created: artifact.update(
+                    created.get("items", 0) / items if items else None
+                ),
             )
+            artifact.done()
     finally:
         platform.close()
-    return {**report.summary(), "version": version.number}
+    return {**report.summary(), "version": info.number}
 
 
 @task(name="diff-versions", cache_policy=NO_CACHE)

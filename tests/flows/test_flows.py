@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.create_version import create_version
 from flows.diff_versions import diff_versions
@@ -119,6 +121,16 @@ def test_partial_restore_by_class(world: FlowWorld) -> None:
         if figure["classId"] == box["id"]
         and world.fake.images[figure["entityId"]]["projectId"] == pid
     )
-    report = restore_version(project_id=world.project_id, classes=[box["title"]])
+    state = restore_version(project_id=world.project_id, classes=[box["title"]], return_state=True)
+    report = state.result()
     assert report["created"]["annotations"] == source_boxes > 0
     assert report["filtered_out"]["annotations"] > 0
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    kinds = {artifact.type: artifact for artifact in artifacts}
+    assert kinds["progress"].data == 100.0
+    assert "Restored version 1" in str(kinds["markdown"].data)
