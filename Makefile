@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: help bootstrap demo test test-fast check lint typecheck format bench deploy
+.PHONY: help bootstrap demo test test-fast check lint typecheck format bench bench-labelstudio deploy
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,5 +39,8 @@ format: bootstrap  ## apply ruff's fixes and formatting
 deploy: bootstrap  ## prepare the Prefect server in PREFECT_API_URL and deploy prefect.yaml
 	$(UV) run python -m deployments.setup
 
-bench: bootstrap  ## the benchmark tables
+bench: bootstrap  ## the format's benchmark table (write/read/size/memory/re-version/diff)
 	$(UV) run python benchmarks/format.py
+
+bench-labelstudio: bootstrap  ## capture and restore vs Label Studio's own export and import
+	$(UV) run python benchmarks/labelstudio.py
