@@ -185,7 +185,7 @@ def run_demo(images_per_dataset: int, store: Path) -> int:
         outcome = _session(shell, fake, pid, share=EDIT_SHARE)
         facts = read_facts(store, url, pid, outcome["restored"])
     print_summary(shell, outcome, facts, images=images, seconds=time.monotonic() - started)
-    if facts.v2_hash != facts.restored_hash:
+    if facts.v1_hash != facts.restored_hash:
         print("\ndemo FAILED: the restored project's content differs", file=sys.stderr)
         return 1
     return 0
@@ -194,14 +194,14 @@ def run_demo(images_per_dataset: int, store: Path) -> int:
 def _session(shell: Shell, fake: FakeSupervisely, pid: int, *, share: float) -> dict[str, Any]:
     project = str(pid)
     shell.say("capture the project as version 1")
-    shell.labelvault("capture", project, "--title", "baseline")
+    shell.labelvault("create", project, "--title", "baseline")
 
     edited, total = edit_annotations(fake, pid, share)
     shell.say(f"a labeler moves {edited:,} of {total:,} annotations ({edited / total:.1%})")
-    shell.labelvault("capture", project, "--title", "after review")
+    shell.labelvault("create", project, "--title", "after review")
 
     shell.say("nothing changed since: capturing again writes nothing")
-    shell.labelvault("capture", project)
+    shell.labelvault("create", project)
 
     shell.say("the project's history")
     shell.labelvault("versions", project)
@@ -212,15 +212,15 @@ def _session(shell: Shell, fake: FakeSupervisely, pid: int, *, share: float) -> 
     shell.say("SQL over a version: annotations per class")
     shell.labelvault("query", project, CLASS_COUNTS_SQL, "--version", "2")
 
-    shell.say("restore version 2 as a new project")
-    output = shell.labelvault("restore", project, "2")
+    shell.say("restore version 1 (before the review) as a new project")
+    output = shell.labelvault("restore", project, "1")
     found = re.search(r"as project (\d+)", output)
     if found is None:
         raise DemoFailed("the restore did not say which project it created")
     restored = found.group(1)
 
-    shell.say("capture the restored project: its content hash must equal version 2's")
-    shell.labelvault("capture", restored, "--title", "restored from version 2")
+    shell.say("capture the restored project: its content hash must equal version 1's")
+    shell.labelvault("create", restored, "--title", "restored from version 1")
 
     shell.say("retention: keep only the last version (dry run)")
     shell.labelvault("expire", project, "--keep-last", "1")
@@ -234,6 +234,7 @@ class Facts:
     v1_written: int
     v2_written: int
     v2_bytes: int
+    v1_hash: str
     v2_hash: str
     restored_hash: str
     versions: int
@@ -253,6 +254,7 @@ def read_facts(store: Path, url: str, pid: int, restored: str) -> Facts:
             v1_written=m1.bytes_written,
             v2_written=m2.bytes_written,
             v2_bytes=m2.data_bytes,
+            v1_hash=v1.content_hash,
             v2_hash=v2.content_hash,
             restored_hash=vault.version(copy).content_hash,
             versions=len(vault.catalog.list(source)),
@@ -265,7 +267,7 @@ def print_summary(
     shell: Shell, outcome: dict[str, Any], facts: Facts, *, images: int, seconds: float
 ) -> None:
     """The closing summary."""
-    same = facts.v2_hash == facts.restored_hash
+    same = facts.v1_hash == facts.restored_hash
     share = facts.v2_written / facts.v2_bytes if facts.v2_bytes else 0.0
     command_seconds = sum(step[1] for step in shell.steps)
     print("\n# summary")
@@ -277,6 +279,7 @@ def print_summary(
     )
     print(f"  versions kept      {facts.versions} (the third capture found no change)")
     print(f"  restored project   {outcome['restored']}")
+    print(f"  version 1 hash     {facts.v1_hash}")
     print(f"  version 2 hash     {facts.v2_hash}")
     print(f"  restored hash      {facts.restored_hash}")
     print(f"  round trip         {'identical content' if same else 'CONTENT DIFFERS'}")

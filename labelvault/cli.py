@@ -69,6 +69,7 @@ from labelvault.retention import ExpiryReport, RetentionPolicy
 from labelvault.settings import PlatformConnection, StoreSettings
 from labelvault.snapshot import TABLES, Manifest
 from labelvault.vault import Vault, VersionRef
+from labelvault.webhooks import DEFAULT_MAX_BODY_BYTES, SECRET_HEADER, serve
 
 __all__ = ["app", "main", "run"]
 
@@ -445,9 +446,9 @@ class _Bar:
             self._progress.stop()
 
 
-@app.command()
+@app.command("create")
 @_command
-def capture(
+def create(
     ctx: typer.Context,
     project_id: ProjectArg,
     *,
@@ -473,6 +474,9 @@ def capture(
     finally:
         platform.close()
     _print_capture(state.out, result)
+
+
+app.command("capture", hidden=True, help="Another name for create.")(create)
 
 
 def _print_capture(out: Console, result: CaptureResult) -> None:
@@ -519,7 +523,7 @@ def versions(ctx: typer.Context, project_id: ProjectArg) -> None:
     if not found:
         state.out.print(
             Text(
-                f"no versions of {project} yet; capture one with: labelvault capture {project_id}",
+                f"no versions of {project} yet; capture one with: labelvault create {project_id}",
                 style="yellow",
             ),
             soft_wrap=True,
@@ -1067,6 +1071,98 @@ def _print_expiry(out: Console, report: ExpiryReport) -> None:
             Text("dry run: nothing was deleted; add --apply to delete", style="yellow"),
             soft_wrap=True,
         )
+
+
+# --- webhooks ---------------------------------------------------------------------------------
+
+webhooks_app = typer.Typer(
+    help="The bridge from platform webhooks to labelvault.project.changed Prefect events.",
+    no_args_is_help=True,
+)
+app.add_typer(webhooks_app, name="webhooks")
+
+SecretOpt = Annotated[
+    str,
+    typer.Option(
+        "--secret",
+        envvar="LABELVAULT_WEBHOOK_SECRET",
+        help="The shared secret webhooks must send in X-Labelvault-Secret (16+ characters).",
+        show_default=False,
+    ),
+]
+
+
+@webhooks_app.command("serve")
+@_command
+def webhooks_serve(
+    ctx: typer.Context,
+    *,
+    secret: SecretOpt,
+    prefect_api_url: Annotated[
+        str,
+        typer.Option(
+            "--prefect-api-url",
+            envvar="PREFECT_API_URL",
+            help="Where events go.",
+            show_default=False,
+        ),
+    ],
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="The port to listen on.")] = 8765,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", help="Larger webhook bodies get 413.")
+    ] = DEFAULT_MAX_BODY_BYTES,
+) -> None:
+    """Receive webhooks and emit labelvault.project.changed events (until interrupted).
+
+    Label Studio: point a webhook at /webhooks/labelstudio/<connection> (see `webhooks
+    register`). Anything else can POST to /webhooks/<connection>/<project_id>.
+    """
+    serve(
+        prefect_api_url=prefect_api_url,
+        secret=secret,
+        host=host,
+        port=port,
+        max_body_bytes=max_body_bytes,
+    )
+
+
+@webhooks_app.command("register")
+@_command
+def webhooks_register(
+    ctx: typer.Context,
+    project_id: ProjectArg,
+    bridge_url: Annotated[
+        str, typer.Argument(help="The bridge's base URL, e.g. http://127.0.0.1:8765.")
+    ],
+    *,
+    secret: SecretOpt,
+    connection: Annotated[
+        str,
+        typer.Option("--connection", help="The connection (block) name the events carry."),
+    ] = "labelstudio",
+) -> None:
+    """Make a Label Studio project send its annotation changes to the bridge (idempotent)."""
+    state = _state(ctx)
+    platform = state.connect()
+    try:
+        register = getattr(platform, "register_webhook", None)
+        if register is None:
+            raise ConfigurationError(
+                f"{state.platform} has no webhooks labelvault can register; post to the bridge's "
+                "/webhooks/<connection>/<project_id> from your own automation instead"
+            )
+        hook = register(
+            project_id,
+            f"{bridge_url.rstrip('/')}/webhooks/labelstudio/{connection}",
+            headers={SECRET_HEADER: secret},
+        )
+    finally:
+        platform.close()
+    state.out.print(
+        f"webhook {hook.id} of project {project_id} → {hook.url} ({', '.join(hook.actions)})",
+        soft_wrap=True,
+    )
 
 
 def run() -> None:

@@ -78,7 +78,7 @@ class Cli:
 
     def capture(self, *args: str, project: str | None = None) -> str:
         """Capture and return the content hash it printed."""
-        result = self.run("capture", project or self.project, *args)
+        result = self.run("create", project or self.project, *args)
         found = HASH.search(result.stdout)
         assert found is not None, result.stdout
         return found.group(1)
@@ -124,7 +124,7 @@ def project_figures(fake: FakeSupervisely, project_id: int) -> int:
 
 
 def test_capture_creates_a_version_then_reports_no_change(cli: Cli) -> None:
-    first = cli.run("capture", cli.project, "--title", "first")
+    first = cli.run("create", cli.project, "--title", "first")
     assert "created version 1 of supervisely project" in first.stdout
     assert re.search(r"items\s+18\b", first.stdout)
     assert re.search(
@@ -133,7 +133,7 @@ def test_capture_creates_a_version_then_reports_no_change(cli: Cli) -> None:
     assert "written" in first.stdout
     assert "(100.0%)" in first.stdout
 
-    again = cli.run("capture", cli.project)
+    again = cli.run("capture", cli.project)  # the other name of create
     assert "no change since version 1" in again.stdout
     assert "written" not in again.stdout
     assert HASH.search(again.stdout) is not None
@@ -159,7 +159,7 @@ def test_versions_lists_title_tags_and_rows(cli: Cli) -> None:
 def test_versions_of_a_project_without_versions(cli: Cli) -> None:
     out = cli.run("versions", "424242").stdout
     assert "no versions" in out
-    assert "labelvault capture 424242" in out
+    assert "labelvault create 424242" in out
 
 
 def test_show_by_number_id_and_latest(cli: Cli) -> None:
@@ -471,3 +471,28 @@ def test_version_flag() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
     assert re.fullmatch(r"labelvault \S+\n", result.stdout)
+
+
+def test_webhooks_register_needs_a_platform_with_webhooks(cli: Cli) -> None:
+    result = cli.run(
+        "webhooks",
+        "register",
+        cli.project,
+        "http://127.0.0.1:9",
+        code=2,
+        LABELVAULT_WEBHOOK_SECRET="s" * 24,
+    )
+    assert "supervisely has no webhooks labelvault can register" in result.stderr
+
+
+def test_webhooks_serve_refuses_a_short_secret(cli: Cli) -> None:
+    result = cli.run(
+        "webhooks",
+        "serve",
+        "--prefect-api-url",
+        "http://127.0.0.1:9/api",
+        "--secret",
+        "short",
+        code=2,
+    )
+    assert "at least 16 characters" in result.stderr

@@ -6,24 +6,26 @@ server → the ``version-on-change`` deployment run by a process worker → a ve
 
 from __future__ import annotations
 
+import secrets
+import subprocess
+import sys
 import time
 
 import httpx
 import pytest
 
-from deployments.bridge import EventSink, create_app
 from labelvault.catalog import Catalog
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import instance_from_url
-from labelvault.platforms.labelstudio import LabelStudioPlatform
 from labelvault.storage import LocalStore
 from labelvault.vault import Vault
-from tests.servers.asgi import serve_in_thread
 from tests.servers.labelstudio import LabelStudio, ProjectFactory
 from tests.servers.prefect import PrefectServer
-from tests.servers.process import log_tail
+from tests.servers.process import free_port, log_tail, stop_process, wait_until
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.prefect_server]
+
+LABELVAULT = (sys.executable, "-m", "labelvault")
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -31,6 +33,13 @@ CONFIG = """<View>
     <Label value="Car"/><Label value="Bike"/>
   </RectangleLabels>
 </View>"""
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_annotation_in_label_studio_makes_a_new_version(
@@ -62,41 +71,83 @@ def test_annotation_in_label_studio_makes_a_new_version(
         platform="labelstudio", instance=instance_from_url(ls.base_url), project_id=str(project_id)
     )
     catalog = Catalog(LocalStore(store_path))
+    secret = secrets.token_urlsafe(24)
+    port = free_port()
+    cli_env = {
+        **prefect_server.env,
+        "LABELVAULT_WEBHOOK_SECRET": secret,
+        "LABELVAULT_LABELSTUDIO_URL": ls.base_url,
+        "LABELVAULT_LABELSTUDIO_TOKEN": ls.token,
+    }
+    bridge_log = tmp_path_factory.mktemp("bridge") / "bridge.log"
+    with bridge_log.open("wb") as handle:
+        bridge_process = subprocess.Popen(
+            [*LABELVAULT, "webhooks", "serve", "--port", str(port)],
+            env=cli_env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    bridge = f"http://127.0.0.1:{port}"
     try:
-        with serve_in_thread(create_app(EventSink(prefect_server.api_url))) as bridge:
-            with LabelStudioPlatform(ls.base_url, ls.token) as platform:
-                hook = platform.register_webhook(
-                    str(project_id), f"{bridge}/webhooks/labelstudio/labelstudio"
-                )
-            assert hook.is_active
-            with ls.client() as client:
-                created = client.post(
-                    f"/api/tasks/{task_id}/annotations/",
-                    json={
-                        "result": [
-                            {
-                                "from_name": "label",
-                                "to_name": "image",
-                                "type": "rectanglelabels",
-                                "value": {
-                                    "x": 10.5,
-                                    "y": 20.25,
-                                    "width": 30.125,
-                                    "height": 15.0,
-                                    "rotation": 0,
-                                    "rectanglelabels": ["Car"],
-                                },
-                            }
-                        ]
-                    },
-                )
-                created.raise_for_status()
+        wait_until(
+            lambda: _answers(f"{bridge}/health"),
+            timeout=60,
+            what="labelvault webhooks serve",
+            process=bridge_process,
+            log=bridge_log,
+        )
+        registered = subprocess.run(
+            [
+                *LABELVAULT,
+                "--platform",
+                "labelstudio",
+                "webhooks",
+                "register",
+                str(project_id),
+                bridge,
+            ],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert registered.returncode == 0, registered.stderr
+        assert ls.token not in registered.stdout + registered.stderr
+        assert secret not in registered.stdout + registered.stderr
+        with httpx.Client(base_url=bridge) as unsigned:
+            body = {"project": {"id": project_id}}
+            refused = unsigned.post("/webhooks/labelstudio/labelstudio", json=body)
+            assert refused.status_code == 401
+        with ls.client() as client:
+            created = client.post(
+                f"/api/tasks/{task_id}/annotations/",
+                json={
+                    "result": [
+                        {
+                            "from_name": "label",
+                            "to_name": "image",
+                            "type": "rectanglelabels",
+                            "value": {
+                                "x": 10.5,
+                                "y": 20.25,
+                                "width": 30.125,
+                                "height": 15.0,
+                                "rotation": 0,
+                                "rectanglelabels": ["Car"],
+                            },
+                        }
+                    ]
+                },
+            )
+            created.raise_for_status()
 
-            deadline = time.monotonic() + 240
-            latest = None
-            while time.monotonic() < deadline and latest is None:
-                latest = catalog.latest(ref)
-                time.sleep(1.0)
+        deadline = time.monotonic() + 240
+        latest = None
+        while time.monotonic() < deadline and latest is None:
+            latest = catalog.latest(ref)
+            time.sleep(1.0)
         assert latest is not None, f"no version was made\n{log_tail(worker_log, 80)}"
         counts = (
             Vault(LocalStore(store_path))
@@ -121,4 +172,5 @@ def test_annotation_in_label_studio_makes_a_new_version(
             for run in runs
         ), [(run["parameters"], run["state_type"]) for run in runs]
     finally:
+        stop_process(bridge_process)
         prefect_server.stop_workers()

@@ -8,6 +8,7 @@ events arrive through the webhook bridge.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,12 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.bridge import EventSink, create_app
 from labelvault.capture import project_ref
 from labelvault.catalog import Catalog
 from labelvault.platforms.supervisely import SuperviselyPlatform
 from labelvault.snapshot import SnapshotWriter
 from labelvault.storage import LocalStore, MemoryStore
+from labelvault.webhooks import SECRET_HEADER, EventSink, create_app
 from tests.fakes.supervisely import FakeSupervisely, RichProject, generate_rich_project
 from tests.servers.asgi import serve_in_thread
 from tests.servers.prefect import PrefectServer
@@ -182,9 +183,14 @@ def test_parameters_are_validated_by_the_server(deployed: Deployed) -> None:
 
 def test_burst_of_edits_makes_one_or_two_versions_with_the_last_edit(deployed: Deployed) -> None:
     sink = EventSink(f"{deployed.server.api_url}")
+    secret = secrets.token_urlsafe(24)
     ref = project_ref(deployed.platform(), deployed.project_id)
     before = len(deployed.catalog().list(ref))
-    with serve_in_thread(create_app(sink)) as bridge, httpx.Client(base_url=bridge) as hooks:
+    app = create_app(sink, secret=secret)
+    with (
+        serve_in_thread(app) as bridge,
+        httpx.Client(base_url=bridge, headers={SECRET_HEADER: secret}) as hooks,
+    ):
         for n in range(5):
             deployed.edit(n)
             response = hooks.post(f"/webhooks/supervisely/{deployed.project_id}", json={})

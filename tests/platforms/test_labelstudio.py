@@ -659,8 +659,8 @@ def test_webhook_registration_is_idempotent_and_fires(
 def test_webhook_reaches_the_event_bridge(
     labelstudio_server: LabelStudio, labelstudio_project: ProjectFactory
 ) -> None:
-    from deployments.bridge import create_app
     from labelvault.events import PROJECT_CHANGED
+    from labelvault.webhooks import SECRET_HEADER, create_app
     from tests.servers.asgi import serve_in_thread
 
     events: list[dict[str, Any]] = []
@@ -672,9 +672,15 @@ def test_webhook_reaches_the_event_bridge(
     project_id = labelstudio_project(title="bridge")
     with labelstudio_server.client() as client:
         task = _ok(client.post("/api/tasks", json={"project": project_id, "data": {"n": 1}}))
-    with serve_in_thread(create_app(Sink())) as bridge:  # type: ignore[arg-type]
+    secret = secrets.token_urlsafe(24)
+    app = create_app(Sink(), secret=secret)  # type: ignore[arg-type]
+    with serve_in_thread(app) as bridge:
         with platform_for(labelstudio_server) as ls:
-            ls.register_webhook(str(project_id), f"{bridge}/webhooks/labelstudio/ls-test")
+            ls.register_webhook(
+                str(project_id),
+                f"{bridge}/webhooks/labelstudio/ls-test",
+                headers={SECRET_HEADER: secret},
+            )
         with labelstudio_server.client() as client:
             _ok(
                 client.post(

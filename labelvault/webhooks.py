@@ -5,23 +5,28 @@ project's resource and posts it to Prefect's ``/api/events`` with retries (``emi
 fire-and-forget and would lose events while the server is away). The ``version-on-change``
 deployment reacts to those events.
 
+Every request must carry the shared secret in the ``X-Labelvault-Secret`` header (Label Studio
+sends it as a webhook header, see ``LabelStudioPlatform.register_webhook``); bodies are bounded.
+A request that is unsigned, too large or names no project gets a 4xx and emits nothing.
+
 Routes:
+
 - ``POST /webhooks/labelstudio/<connection>``: a Label Studio webhook body
   (``{"action": …, "project": {"id": …}, …}``);
 - ``POST /webhooks/<connection>/<project_id>``: any platform, body optional;
 - ``GET /health``.
 
-Run: ``python -m deployments.bridge --port 8765`` with ``PREFECT_API_URL`` set.
+Run it with ``labelvault webhooks serve`` (``PREFECT_API_URL`` and ``LABELVAULT_WEBHOOK_SECRET``
+set). It talks to Prefect over HTTP only, so the library still never imports prefect.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-from typing import Any
+import hmac
+import json
+from typing import Any, Final
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -31,6 +36,14 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from labelvault.errors import ConfigurationError
 from labelvault.events import project_changed_event
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "SECRET_HEADER", "EventSink", "create_app", "serve"]
+
+#: The header that carries the shared secret.
+SECRET_HEADER: Final = "X-Labelvault-Secret"
+#: Webhook bodies larger than this are refused with 413 (annotation events are a few KiB).
+DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
+_MIN_SECRET_LENGTH: Final = 16
 
 
 class EventSink:
@@ -64,8 +77,45 @@ class EventSink:
         post()
 
 
-def create_app(sink: EventSink) -> Starlette:
-    """The bridge's ASGI application."""
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def create_app(
+    sink: EventSink, *, secret: str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> Starlette:
+    """The bridge's ASGI application; ``secret`` is what callers must send."""
+    if len(secret) < _MIN_SECRET_LENGTH:
+        raise ConfigurationError(
+            f"the webhook secret must be at least {_MIN_SECRET_LENGTH} characters "
+            "(set LABELVAULT_WEBHOOK_SECRET or pass --secret)"
+        )
+    expected = secret.encode()
+
+    async def read(request: Request) -> dict[str, Any]:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise _Refused(401, f"missing or wrong {SECRET_HEADER} header")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            raise _Refused(413, f"body larger than {max_body_bytes} bytes")
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > max_body_bytes:
+                raise _Refused(413, f"body larger than {max_body_bytes} bytes")
+        if not body:
+            return {}
+        try:
+            value = json.loads(body)
+        except ValueError:
+            raise _Refused(400, "the body is not JSON") from None
+        if not isinstance(value, dict):
+            raise _Refused(400, "the body is not a JSON object")
+        return value
 
     async def emit(connection: str, project_id: str, body: dict[str, Any]) -> JSONResponse:
         try:
@@ -82,7 +132,10 @@ def create_app(sink: EventSink) -> Starlette:
         return JSONResponse({"event": event["id"], "resource": event["resource"]}, 202)
 
     async def labelstudio(request: Request) -> JSONResponse:
-        body = await _json(request)
+        try:
+            body = await read(request)
+        except _Refused as refused:
+            return JSONResponse({"error": refused.message}, refused.status)
         project = body.get("project")
         project_id = project.get("id") if isinstance(project, dict) else project
         if project_id is None:
@@ -90,8 +143,12 @@ def create_app(sink: EventSink) -> Starlette:
         return await emit(request.path_params["connection"], str(project_id), body)
 
     async def generic(request: Request) -> JSONResponse:
+        try:
+            body = await read(request)
+        except _Refused as refused:
+            return JSONResponse({"error": refused.message}, refused.status)
         params = request.path_params
-        return await emit(params["connection"], params["project_id"], await _json(request))
+        return await emit(params["connection"], params["project_id"], body)
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -105,25 +162,16 @@ def create_app(sink: EventSink) -> Starlette:
     )
 
 
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+def serve(
+    *,
+    prefect_api_url: str,
+    secret: str,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> None:
+    """Run the bridge until interrupted."""
+    import uvicorn  # noqa: PLC0415 - only the serving command needs it
 
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line entry point."""
-    parser = argparse.ArgumentParser(description="labelvault webhook → Prefect event bridge")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--prefect-api-url", default=os.environ.get("PREFECT_API_URL"))
-    args = parser.parse_args(argv)
-    if not args.prefect_api_url:
-        parser.error("set PREFECT_API_URL or pass --prefect-api-url")
-    uvicorn.run(create_app(EventSink(args.prefect_api_url)), host=args.host, port=args.port)
-
-
-if __name__ == "__main__":
-    main()
+    app = create_app(EventSink(prefect_api_url), secret=secret, max_body_bytes=max_body_bytes)
+    uvicorn.run(app, host=host, port=port, log_level="info")

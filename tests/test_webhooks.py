@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 
-from deployments.bridge import EventSink, create_app
+from labelvault.errors import ConfigurationError
+from labelvault.webhooks import SECRET_HEADER, EventSink, create_app
 from tests.servers.asgi import serve_in_thread
 
 
@@ -30,8 +33,13 @@ class RecordingPrefect:
         return httpx.Response(204)
 
 
+SECRET = secrets.token_urlsafe(24)
+
+
 @contextmanager
-def _client(prefect: RecordingPrefect, attempts: int = 5) -> Iterator[httpx.Client]:
+def _client(
+    prefect: RecordingPrefect, attempts: int = 5, *, signed: bool = True, max_body: int = 4096
+) -> Iterator[httpx.Client]:
     """The bridge on a real loopback port, posting to a recording stand-in for Prefect."""
     sink = EventSink(
         "http://prefect.invalid/api",
@@ -39,7 +47,9 @@ def _client(prefect: RecordingPrefect, attempts: int = 5) -> Iterator[httpx.Clie
         transport=httpx.MockTransport(prefect),
         wait_multiplier=0.0,
     )
-    with serve_in_thread(create_app(sink)) as url, httpx.Client(base_url=url) as client:
+    app = create_app(sink, secret=SECRET, max_body_bytes=max_body)
+    headers = {SECRET_HEADER: SECRET} if signed else {}
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=headers) as client:
         yield client
 
 
@@ -87,3 +97,32 @@ def test_bad_names_are_refused_with_400() -> None:
         assert client.post("/webhooks/Bad.Name/1").status_code == 400
         assert client.post("/webhooks/labelstudio/ls", json={"action": "X"}).status_code == 400
     assert prefect.calls == 0
+
+
+def test_unsigned_or_wrongly_signed_requests_get_401_and_emit_nothing() -> None:
+    prefect = RecordingPrefect()
+    body = {"action": "ANNOTATION_CREATED", "project": {"id": 12}}
+    with _client(prefect, signed=False) as client:
+        assert client.post("/webhooks/labelstudio/labelstudio", json=body).status_code == 401
+        wrong = {SECRET_HEADER: SECRET[:-1] + ("x" if SECRET[-1] != "x" else "y")}
+        assert client.post("/webhooks/supervisely/1", headers=wrong).status_code == 401
+    assert prefect.calls == 0
+
+
+def test_bodies_over_the_bound_get_413_and_emit_nothing() -> None:
+    prefect = RecordingPrefect()
+    big = {"action": "X", "project": {"id": 1}, "padding": "x" * 5000}
+    with _client(prefect, max_body=4096) as client:
+        assert client.post("/webhooks/labelstudio/labelstudio", json=big).status_code == 413
+        chunked = client.post(
+            "/webhooks/supervisely/1", content=iter([b"{" + b" " * 3000, b" " * 3000 + b"}"])
+        )
+        assert chunked.status_code == 413
+        assert client.post("/webhooks/supervisely/1", content=b"[1, 2]").status_code == 400
+        assert client.post("/webhooks/supervisely/1", content=b"{nope").status_code == 400
+    assert prefect.calls == 0
+
+
+def test_a_short_secret_is_refused_at_start() -> None:
+    with pytest.raises(ConfigurationError, match="at least 16"):
+        create_app(EventSink("http://prefect.invalid/api"), secret="short")
