@@ -141,10 +141,12 @@ def test_capture_under_faults_over_loopback(fake: FakeSupervisely, rich: RichPro
     """The same, over real sockets: 429, 5xx, answers slower than the read timeout, and
     connections dropped in the middle of a body."""
     pid = str(rich.project_id)
-    settings = RequestSettings(backoff_jitter=0, read_timeout=0.25, connect_timeout=5)
+    # The read timeout sits well above a loaded machine's loopback latency and well below the
+    # injected slow answers, so every sleep comes from an injected fault.
+    settings = RequestSettings(backoff_jitter=0, read_timeout=1.5, connect_timeout=5)
     with fake.serve() as url:
         clean = capture_tables(platform_for(fake, [], url=url, settings=settings), pid)
-        fake.faults = FaultPlan(rate=0.1, seed=5, retry_after="1", max_faults=40, slow_seconds=0.6)
+        fake.faults = FaultPlan(rate=0.1, seed=5, retry_after="1", max_faults=40, slow_seconds=4.0)
         sleeps: list[float] = []
         faulty = capture_tables(platform_for(fake, sleeps, url=url, settings=settings), pid)
     assert_same_capture(clean, faulty)
