@@ -13,13 +13,12 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from labelvault.catalog import Catalog, Reservation, VersionInfo
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import Platform, ProjectInfo
-from labelvault.snapshot import Manifest, SnapshotWriter, write_manifest
+from labelvault.snapshot import Manifest, SnapshotSource, SnapshotWriter, write_manifest
 from labelvault.storage import ObjectStore
 
 __all__ = ["CaptureProgress", "CaptureResult", "capture_version", "project_ref"]
@@ -120,23 +119,15 @@ def capture_version(
     writer = SnapshotWriter(
         store,
         ref.prefix,
-        source={
-            "platform": ref.platform,
-            "instance": ref.instance,
-            "project_id": ref.project_id,
-            "captured_at": datetime.now(UTC).isoformat(),
-            "source_updated_at": info.updated_at.isoformat() if info.updated_at else None,
-        },
+        source=SnapshotSource(**ref.model_dump(), source_updated_at=info.updated_at),
     )
-    rows: dict[str, int] = {}
     items_total = info.counts.get("items")
     try:
         renew_at = time.monotonic() + catalog.lease_seconds / 3
         for page in platform.iter_pages(project_id):
             writer.write(page.table, page.batch)
-            rows[page.table] = rows.get(page.table, 0) + page.batch.num_rows
             if progress is not None:
-                progress(CaptureProgress(rows=dict(rows), items_total=items_total))
+                progress(CaptureProgress(rows=writer.rows, items_total=items_total))
             if time.monotonic() >= renew_at:
                 reservation = catalog.renew(reservation)
                 renew_at = time.monotonic() + catalog.lease_seconds / 3
