@@ -18,10 +18,11 @@ table                     rows
 Capture reads the project through Label Studio's snapshot export with drafts expanded (one
 consistent transaction on the server, about three times faster than paging the task list
 with ``fields=all``) and streams the download. Prediction bodies come from one streamed
-``/api/predictions`` listing, spooled to a local SQLite file while the server builds the
-export (expanding them in the export costs the server a query and a serializer per task);
-authors come from the users listing. ``capture_mode="list"`` pages ``/api/tasks?fields=all``
-instead. Both give the same rows (list mode does not see a task's ``allow_skip``).
+``/api/predictions`` listing, spooled to a local SQLite file once the export is built (while
+the first tasks of the download are converted; expanding them in the export costs the server
+a query and a serializer per task); authors come from the users listing.
+``capture_mode="list"`` pages ``/api/tasks?fields=all`` instead. Both give the same rows (list
+mode does not see a task's ``allow_skip``).
 
 Restore creates the users that are missing, then the project with its label config, then
 imports tasks in bulk with their annotations and predictions embedded (``ground_truth``
@@ -46,6 +47,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import collections
 import hashlib
 import heapq
 import itertools
@@ -206,6 +208,8 @@ class LabelStudioOptions:
       (one process: concurrent pages are slower), 2–4 behind a multi-worker WSGI server;
     - ``export_reorder_window``: tasks held to put an export that is not in id order back in
       order (SQLite exports are in order; a server that shuffles more fails clearly);
+    - ``export_hold_window``: tasks converted and held (without their prediction rows)
+      while the predictions listing is still arriving;
     - ``import_batch_tasks`` / ``import_batch_bytes``: size of one bulk import request; the
       first request is ``import_first_batch_tasks`` tasks, so the server starts early while
       the next batch is read and serialized;
@@ -217,6 +221,7 @@ class LabelStudioOptions:
     page_size: int = 1000
     list_concurrency: int = 1
     export_reorder_window: int = 2000
+    export_hold_window: int = 5000
     export_timeout: float = 3600.0
     import_first_batch_tasks: int = 500
     import_batch_tasks: int = 5000
@@ -632,16 +637,37 @@ def _draft_content(
     }
 
 
+#: :func:`canonical_json` without building an encoder per call (``json.dumps`` with these
+#: options encodes with a new ``JSONEncoder`` of the same settings).
+_canonical: Final[Callable[[Any], str]] = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True
+).encode
+
 _NONCE: Final = secrets.token_hex(8)
+
+
+def _mark(n: int) -> tuple[str, str]:
+    mark = f"\x00{_NONCE}{n}\x00"
+    return mark, json.dumps(mark)
+
+
+#: Placeholders of :func:`_splice` (a string no JSON text holds) and their JSON text.
+_MARKS: Final = tuple(_mark(n) for n in range(4))
 
 
 def _splice(value: dict[str, Any], encoded: Mapping[str, str]) -> str:
     """``canonical_json(value)``, taking the values under ``encoded``'s keys as ready
     canonical JSON text (so a large value is encoded once, not once per use)."""
-    marks = {key: f"\x00{_NONCE}{n}\x00" for n, key in enumerate(encoded)}
-    text = canonical_json({**value, **marks})
-    for key, mark in marks.items():
-        text = text.replace(json.dumps(mark), encoded[key], 1)
+    if not encoded:
+        return _canonical(value)
+    count = len(encoded)
+    marks = _MARKS[:count] if count <= len(_MARKS) else tuple(map(_mark, range(count)))
+    patched = dict(value)
+    for key, (mark, _) in zip(encoded, marks, strict=True):
+        patched[key] = mark
+    text = _canonical(patched)
+    for ready, (_, mark_text) in zip(encoded.values(), marks, strict=True):
+        text = text.replace(mark_text, ready, 1)
     return text
 
 
@@ -657,7 +683,7 @@ def _annotation_row(
     author: str | None,
 ) -> dict[str, Any]:
     result = raw.get("result")
-    geometry = canonical_json(result)
+    geometry = _canonical(result)
     return {
         "key": f"{task_key}/{_KIND_LETTER[kind]}{_key(int(raw['id']))}",
         "fingerprint": _sha256(_splice(content, {"result": geometry})),
@@ -675,11 +701,18 @@ def _annotation_row(
 
 def task_rows(task: dict[str, Any], users: _Users) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One task as an ``items`` row and its ``annotations`` rows (in key order)."""
+    item, rows = _task_head(task, users)
+    rows.extend(_prediction_rows(task.get("predictions"), item))
+    return item, rows
+
+
+def _task_head(task: dict[str, Any], users: _Users) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """:func:`task_rows` without the prediction rows (which sort last within a task)."""
     task_key = _key(int(task["id"]))
     data = task.get("data")
     meta = _strip_meta(task.get("meta"))
-    data_text = canonical_json(data)
-    meta_text = canonical_json(meta)
+    data_text = _canonical(data)
+    meta_text = _canonical(meta)
     item_fp = _sha256(f'{{"data":{data_text},"meta":{meta_text}}}')
     item_raw = {k: v for k, v in task.items() if k not in ("annotations", "predictions", "drafts")}
     item = {
@@ -698,7 +731,7 @@ def task_rows(task: dict[str, Any], users: _Users) -> tuple[dict[str, Any], list
         "updated_at": _ts(task.get("updated_at")),
         "raw": _splice(item_raw, {"data": data_text})
         if "data" in item_raw
-        else canonical_json(item_raw),
+        else _canonical(item_raw),
     }
     rows: list[dict[str, Any]] = []
     annotation_fps: dict[int, str] = {}
@@ -714,10 +747,36 @@ def task_rows(task: dict[str, Any], users: _Users) -> tuple[dict[str, Any], list
         parent_fp = annotation_fps.get(parent) if isinstance(parent, int) else None
         content = _draft_content(raw, item_fp, author, parent_fp)
         rows.append(_annotation_row(AnnotationKind.DRAFT, raw, task_key, content, author))
-    for raw in sorted(_dicts(task.get("predictions")), key=lambda p: int(p["id"])):
-        content = _prediction_content(raw, item_fp)
-        rows.append(_annotation_row(AnnotationKind.PREDICTION, raw, task_key, content, None))
     return item, rows
+
+
+def _prediction_rows(predictions: Any, item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``annotations`` rows of a task's predictions (``item`` is the task's row)."""
+    task_key, item_fp = item["key"], item["fingerprint"]
+    return [
+        _annotation_row(
+            AnnotationKind.PREDICTION, raw, task_key, _prediction_content(raw, item_fp), None
+        )
+        for raw in sorted(_dicts(predictions), key=lambda p: int(p["id"]))
+    ]
+
+
+def _in_order(
+    tasks: Iterable[dict[str, Any]], number: int, project_id: str
+) -> Iterator[dict[str, Any]]:
+    """``tasks``, checked to come in increasing id order."""
+    last = -1
+    for task in tasks:
+        task_id = task.get("id")
+        if not isinstance(task_id, int) or task_id <= last:
+            raise PaginationError(
+                f"{PLATFORM}: project {number} returned task {task_id!r} after {last}; "
+                "tasks must come in increasing id order",
+                platform=PLATFORM,
+                project=project_id,
+            )
+        last = task_id
+        yield task
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
@@ -888,29 +947,22 @@ class LabelStudioPlatform:
         yield TablePage("project", _batch("project", [project_row(project)]))
         users = _Users(self._list_users(project_id), self._fetch_user)
         if self.options.capture_mode == "export":
-            tasks = self._export_tasks(number, project_id)
+            converted = self._export_rows(number, project_id, users)
         elif self.options.capture_mode == "list":
-            tasks = self._list_tasks(number, project_id)
+            tasks = _in_order(self._list_tasks(number, project_id), number, project_id)
+            converted = (task_rows(task, users) for task in tasks)
         else:
             raise ConfigurationError(f"unknown capture mode {self.options.capture_mode!r}")
-        page: list[dict[str, Any]] = []
-        last = -1
-        for task in tasks:
-            task_id = task.get("id")
-            if not isinstance(task_id, int) or task_id <= last:
-                raise PaginationError(
-                    f"{PLATFORM}: project {number} returned task {task_id!r} after {last}; "
-                    "tasks must come in increasing id order",
-                    platform=PLATFORM,
-                    project=project_id,
-                )
-            last = task_id
-            page.append(task)
-            if len(page) >= self.options.page_size:
-                yield from self._task_pages(page, users)
-                page = []
-        if page:
-            yield from self._task_pages(page, users)
+        items: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
+        for item, item_rows in converted:
+            items.append(item)
+            annotations.extend(item_rows)
+            if len(items) >= self.options.page_size:
+                yield from self._task_pages(items, annotations)
+                items, annotations = [], []
+        if items:
+            yield from self._task_pages(items, annotations)
         rows = self._user_rows(users, project_id)
         if rows:
             yield TablePage("users", _batch("users", rows))
@@ -1071,13 +1123,9 @@ class LabelStudioPlatform:
 
     # --- capture internals ----------------------------------------------------------------
 
-    def _task_pages(self, tasks: list[dict[str, Any]], users: _Users) -> Iterator[TablePage]:
-        items: list[dict[str, Any]] = []
-        annotations: list[dict[str, Any]] = []
-        for task in tasks:
-            item, rows = task_rows(task, users)
-            items.append(item)
-            annotations.extend(rows)
+    def _task_pages(
+        self, items: list[dict[str, Any]], annotations: list[dict[str, Any]]
+    ) -> Iterator[TablePage]:
         yield TablePage("items", _batch("items", items))
         if annotations:
             yield TablePage("annotations", _batch("annotations", annotations))
@@ -1105,32 +1153,64 @@ class LabelStudioPlatform:
             listing = listing.get("results", [])
         return [u for u in listing if isinstance(u, dict) and isinstance(u.get("id"), int)]
 
-    def _export_tasks(self, number: int, project_id: str) -> Iterator[dict[str, Any]]:
-        """Tasks from a snapshot export, in id order; the export is deleted afterwards.
+    def _export_rows(
+        self, number: int, project_id: str, users: _Users
+    ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Rows of the tasks of a snapshot export, in id order; the export is deleted afterwards.
 
         The export names predictions by id only (expanding them costs the server a query and
         a serializer per task); their bodies come from one streamed ``/api/predictions``
-        listing, spooled to a local SQLite file while the server builds the export, and
-        merged back by task.
+        listing, spooled to a local SQLite file once the export exists, and merged back by
+        task. While the listing runs, up to ``export_hold_window`` tasks are converted without
+        their predictions and held; their prediction rows are added once the listing is in.
         """
         with (
             tempfile.TemporaryDirectory(prefix="labelvault-ls-") as tmp,
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="ls-predictions") as pool,
         ):
             spool = _PredictionSpool(Path(tmp) / "predictions.sqlite3")
-            predictions = self._stream_array(
-                "/api/predictions/", {"project": number}, project_id, "predictions"
-            )
-            loading = pool.submit(spool.load, predictions)
+            loading: Future[None] | None = None
             export_id: int | None = None
             try:
                 export_id = self._create_export(number, project_id)
-                loading.result()
-                yield from spool.attach(self._exported(number, export_id, project_id))
+                # Listed once the export exists: a single-process server that lists while it
+                # builds the export is slower than one that does the two in turn.
+                predictions = self._stream_array(
+                    "/api/predictions/", {"project": number}, project_id, "predictions"
+                )
+                loading = pool.submit(spool.load, predictions)
+                held: collections.deque[tuple[int, Any, dict[str, Any], list[dict[str, Any]]]]
+                held = collections.deque()
+                merge: Callable[[int, Any], Any] | None = None
+                window = self.options.export_hold_window
+                exported = self._exported(number, export_id, project_id)
+                for task in _in_order(exported, number, project_id):
+                    if merge is None and len(held) < window and not loading.done():
+                        item, rows = _task_head(task, users)
+                        held.append((task["id"], task.get("predictions"), item, rows))
+                        continue
+                    if merge is None:
+                        loading.result()
+                        merge = spool.merger()
+                        while held:
+                            task_id, wanted, item, rows = held.popleft()
+                            rows.extend(_prediction_rows(merge(task_id, wanted), item))
+                            yield item, rows
+                    item, rows = _task_head(task, users)
+                    rows.extend(_prediction_rows(merge(task["id"], task.get("predictions")), item))
+                    yield item, rows
+                if merge is None:
+                    loading.result()
+                    merge = spool.merger()
+                while held:
+                    task_id, wanted, item, rows = held.popleft()
+                    rows.extend(_prediction_rows(merge(task_id, wanted), item))
+                    yield item, rows
             finally:
                 spool.stop()
                 try:
-                    loading.result()
+                    if loading is not None:
+                        loading.result()
                 except Exception as exc:  # the capture's own error is the one to raise
                     logger.debug("predictions listing stopped: %s", exc)
                 spool.close()
@@ -1640,23 +1720,26 @@ class _PredictionSpool:
             if close is not None:
                 close()
 
-    def attach(self, tasks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Replace each task's prediction ids with the predictions (tasks in id order)."""
+    def merger(self) -> Callable[[int, Any], Any]:
+        """A function of a task's id and its ``predictions`` (ids) that answers the
+        predictions themselves; called with task ids in increasing order."""
         cursor = self._db.execute("SELECT task, id, body FROM p ORDER BY task, id")
         current = cursor.fetchone()
-        for task in tasks:
-            task_id = task["id"]
+
+        def merge(task_id: int, wanted: Any) -> Any:
+            nonlocal current
             while current is not None and current[0] < task_id:
                 current = cursor.fetchone()
             found: list[dict[str, Any]] = []
             while current is not None and current[0] == task_id:
                 found.append(json.loads(current[2]))
                 current = cursor.fetchone()
-            wanted = task.get("predictions")
-            if isinstance(wanted, list):
-                ids = {p if isinstance(p, int) else p.get("id") for p in wanted}
-                task["predictions"] = [p for p in found if p["id"] in ids]
-            yield task
+            if not isinstance(wanted, list):
+                return wanted
+            ids = {p if isinstance(p, int) else p.get("id") for p in wanted}
+            return [p for p in found if p["id"] in ids]
+
+        return merge
 
     def stop(self) -> None:
         """Make a running :meth:`load` skip the rest (the capture failed or was closed)."""

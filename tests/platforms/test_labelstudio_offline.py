@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,10 @@ from labelvault.http.settings import RequestSettings
 from labelvault.platforms.base import PLATFORMS
 from labelvault.platforms.labelstudio import (
     SOURCE_META_KEY,
+    LabelStudioOptions,
     LabelStudioPlatform,
+    _canonical,
+    _PredictionSpool,
     _splice,
     _Users,
     is_personal_access_token,
@@ -88,6 +92,12 @@ def test_splice_is_canonical_json(value: dict[str, Any], data: st.DataObject) ->
     keys = data.draw(st.sets(st.sampled_from(sorted(value)), max_size=3)) if value else set()
     encoded = {key: canonical_json(value[key]) for key in keys}
     assert _splice(value, encoded) == canonical_json(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_values)
+def test_canonical_is_canonical_json(value: Any) -> None:
+    assert _canonical(value) == canonical_json(value)
 
 
 def _task(task_id: int, ann_id: int, stamp: str, users: int = 7) -> dict[str, Any]:
@@ -199,6 +209,81 @@ def test_fingerprints_ignore_ids_and_timestamps_but_not_content() -> None:
     assert item_d["fingerprint"] != item_a["fingerprint"]
 
 
+def _export_server(count: int) -> httpx.MockTransport:
+    """A server with one project whose export names predictions by id."""
+    tasks = []
+    predictions = []
+    for n in range(1, count + 1):
+        task = _task(n, 100 * n, "2026-01-01T00:00:00Z")
+        for prediction in task["predictions"]:
+            predictions.append({**prediction, "task": n, "created_ago": "now"})
+        task["predictions"] = [p["id"] for p in task["predictions"]]
+        if n % 3 == 0:
+            task["predictions"] = []  # listed, but not the task's any more
+        task["meta"] = {"n": n}
+        tasks.append(task)
+    predictions.reverse()  # the listing is in no particular order
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/api/projects/1":
+            return httpx.Response(200, json={"id": 1, "title": "p", "label_config": "<View/>"})
+        if path == "/api/users/":
+            return httpx.Response(200, json=[{"id": 7, "email": "ann@example.com"}])
+        if path == "/api/predictions/":
+            return httpx.Response(200, content=json.dumps(predictions).encode())
+        if path == "/api/projects/1/exports/" and request.method == "POST":
+            return httpx.Response(201, json={"id": 4, "status": "completed"})
+        if path == "/api/projects/1/exports/4/download":
+            return httpx.Response(200, content=json.dumps(tasks).encode())
+        if path == "/api/projects/1/exports/4" and request.method == "DELETE":
+            return httpx.Response(204)
+        return httpx.Response(404, json={"detail": "not here"})
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize("window", [0, 1, 4, 1000])
+@pytest.mark.parametrize("slow_listing", [False, True])
+def test_export_capture_holds_tasks_while_predictions_arrive(
+    window: int, slow_listing: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if slow_listing:
+        load = _PredictionSpool.load
+
+        def slow(self: _PredictionSpool, predictions: Iterator[Any]) -> None:
+            time.sleep(0.2)
+            load(self, predictions)
+
+        monkeypatch.setattr(_PredictionSpool, "load", slow)
+    options = LabelStudioOptions(export_hold_window=window, page_size=3)
+    with LabelStudioPlatform(
+        "http://ls.invalid", "t", settings=FAST, transport=_export_server(10), options=options
+    ) as ls:
+        pages = [(page.table, page.batch.to_pylist()) for page in ls.iter_pages("1")]
+    assert [table for table, _ in pages] == ["project"] + ["items", "annotations"] * 4 + ["users"]
+    items = [row for table, rows in pages if table == "items" for row in rows]
+    annotations = [row for table, rows in pages if table == "annotations" for row in rows]
+    users = _users()
+    expected_items, expected_annotations = [], []
+    for n in range(1, 11):
+        task = _task(n, 100 * n, "2026-01-01T00:00:00Z")
+        task["meta"] = {"n": n}
+        if n % 3 == 0:
+            task["predictions"] = []
+        else:
+            task["predictions"][0]["task"] = n
+            task["predictions"][0]["created_ago"] = "now"
+        item, rows = task_rows(task, users)
+        expected_items.append(item)
+        expected_annotations.extend(rows)
+    assert [r["fingerprint"] for r in items] == [r["fingerprint"] for r in expected_items]
+    assert [(r["key"], r["fingerprint"], r["raw"]) for r in annotations] == [
+        (r["key"], r["fingerprint"], r["raw"]) for r in expected_annotations
+    ]
+    assert [r["raw"] for r in items] == [r["raw"] for r in expected_items]
+
+
 # --- auth and errors ----------------------------------------------------------------------
 
 
@@ -216,7 +301,7 @@ def test_token_form_decides_the_auth_scheme() -> None:
 
 
 def test_legacy_token_header_and_redacted_errors() -> None:
-    token = "f00dfeedf00dfeedf00dfeedf00dfeedf00dfeed"
+    token = secrets.token_hex(20)  # the legacy token's form: 40 hex digits
     seen: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -293,7 +378,7 @@ def test_unreachable_server_is_transient() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    token = "0123456789abcdef0123456789abcdef01234567"
+    token = secrets.token_hex(20)
     with (
         LabelStudioPlatform(
             "http://ls.invalid", token, settings=FAST, transport=httpx.MockTransport(handler)
