@@ -160,7 +160,7 @@ def test_annotation_in_label_studio_makes_a_new_version(
         )
         assert counts == [{"kind": "annotation", "class_name": "Car", "n": 1}]
         assert latest.title == "on change"
-        with httpx.Client(base_url=prefect_server.api_url) as api:
+        with prefect_server.api() as api:
             deployment = api.get("/deployments/name/version_on_change/version-on-change").json()
             runs = api.post(
                 "/flow_runs/filter",

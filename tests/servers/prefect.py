@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
 from tests.servers.process import free_port, log_tail, stop_process, wait_until
 
@@ -52,8 +53,9 @@ class PrefectServer:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def api(self) -> httpx.Client:
-        """An HTTP client on the server's REST API (``/api`` base)."""
-        return httpx.Client(base_url=self.api_url, timeout=30.0)
+        """An HTTP client on the server's REST API (``/api`` base). Like Prefect's own client,
+        it retries the server's 503/429 answers (SQLite busy under load), a few times."""
+        return httpx.Client(base_url=self.api_url, timeout=30.0, transport=_RetryBusy())
 
     def cli(
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 300.0
@@ -118,6 +120,30 @@ class PrefectServer:
         for process in self.workers:
             stop_process(process, grace=20.0)
         self.workers.clear()
+
+
+def _busy(response: httpx.Response) -> bool:
+    return response.status_code in (429, 503)
+
+
+class _RetryBusy(httpx.HTTPTransport):
+    """Retries 429/503 answers with exponential backoff, at most 6 attempts; then the last
+    answer stands."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        send = Retrying(
+            retry=retry_if_result(_busy),
+            stop=stop_after_attempt(6),
+            wait=wait_exponential(multiplier=0.5, max=8),
+            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+        )
+        return send(self._send_once, request)
+
+    def _send_once(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if _busy(response):
+            response.read()
+        return response
 
 
 def _healthy(api_url: str) -> bool:
