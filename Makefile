@@ -4,6 +4,8 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
+# Trust the platform's certificate store too (machines behind a TLS proxy with their own CA).
+export UV_SYSTEM_CERTS ?= 1
 
 .PHONY: help bootstrap demo test test-fast check lint typecheck format bench bench-labelstudio deploy
 
