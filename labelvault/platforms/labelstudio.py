@@ -1184,28 +1184,30 @@ class LabelStudioPlatform:
                 merge: Callable[[int, Any], Any] | None = None
                 window = self.options.export_hold_window
                 exported = self._exported(number, export_id, project_id)
+
+                def release_held() -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+                    """Wait for the predictions listing, then finish the held tasks."""
+                    nonlocal merge
+                    if merge is None:
+                        assert loading is not None
+                        loading.result()
+                        merge = spool.merger()
+                    while held:
+                        task_id, wanted, item, rows = held.popleft()
+                        rows.extend(_prediction_rows(merge(task_id, wanted), item))
+                        yield item, rows
+
                 for task in _in_order(exported, number, project_id):
                     if merge is None and len(held) < window and not loading.done():
                         item, rows = _task_head(task, users)
                         held.append((task["id"], task.get("predictions"), item, rows))
                         continue
-                    if merge is None:
-                        loading.result()
-                        merge = spool.merger()
-                        while held:
-                            task_id, wanted, item, rows = held.popleft()
-                            rows.extend(_prediction_rows(merge(task_id, wanted), item))
-                            yield item, rows
+                    yield from release_held()
+                    assert merge is not None
                     item, rows = _task_head(task, users)
                     rows.extend(_prediction_rows(merge(task["id"], task.get("predictions")), item))
                     yield item, rows
-                if merge is None:
-                    loading.result()
-                    merge = spool.merger()
-                while held:
-                    task_id, wanted, item, rows = held.popleft()
-                    rows.extend(_prediction_rows(merge(task_id, wanted), item))
-                    yield item, rows
+                yield from release_held()
             finally:
                 spool.stop()
                 try:
