@@ -113,6 +113,15 @@ class ScriptedFault:
     body: Json = None
 
 
+def _name_taken(kind: str, name: str, existing_id: int) -> ApiError:
+    """The server's 400 for a name already used by ``existing_id`` among its siblings."""
+    return ApiError(
+        400,
+        f"{kind} name already exists",
+        [{"type": "NONUNIQUE", "errors": [{"name": name, "id": existing_id}]}],
+    )
+
+
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
@@ -785,11 +794,7 @@ class FakeSupervisely:
             )
         for other in self.projects.values():
             if other["workspaceId"] == workspace_id and other["name"] == name:
-                raise ApiError(
-                    400,
-                    "Project name already exists",
-                    [{"type": "NONUNIQUE", "errors": [{"name": name, "id": other["id"]}]}],
-                )
+                raise _name_taken("Project", name, other["id"])
         pid = self.next_id()
         now = self.tick()
         project = {
@@ -917,11 +922,7 @@ class FakeSupervisely:
                 and other["parentId"] == parent_id
                 and other["name"] == name
             ):
-                raise ApiError(
-                    400,
-                    "Dataset name already exists",
-                    [{"type": "NONUNIQUE", "errors": [{"name": name, "id": other["id"]}]}],
-                )
+                raise _name_taken("Dataset", name, other["id"])
         did = self.next_id()
         now = self.tick()
         dataset = {
@@ -1007,11 +1008,7 @@ class FakeSupervisely:
                 )
         for other in self.images.where("datasetId", [dataset_id]):
             if other["name"] == name:
-                raise ApiError(
-                    400,
-                    "Image name already exists",
-                    [{"type": "NONUNIQUE", "errors": [{"name": name, "id": other["id"]}]}],
-                )
+                raise _name_taken("Image", name, other["id"])
         iid = self.next_id()
         now = self.tick()
         image = {
