@@ -15,12 +15,13 @@ table                     rows
 ``users``                 the users that annotations and drafts name (``completed_by``)
 ========================  ================================================================
 
-Capture reads the project through Label Studio's snapshot export with drafts expanded (one
-consistent transaction on the server, about three times faster than paging the task list
-with ``fields=all``) and streams the download. Prediction bodies come from one streamed
-``/api/predictions`` listing, spooled to a local SQLite file once the export is built (while
-the first tasks of the download are converted; expanding them in the export costs the server
-a query and a serializer per task); authors come from the users listing.
+Capture reads the project through Label Studio's snapshot exports with drafts expanded (about
+three times faster than paging the task list with ``fields=all``). A large project is exported
+in task id ranges, each selected by a temporary Data Manager view: no request runs long enough
+to time out, the client converts one range while the server builds the next, and a server with
+several workers builds ranges side by side. Prediction bodies come from one streamed
+``/api/predictions`` listing, spooled to a local SQLite file (expanding them in the export
+costs the server a query and a serializer per task); authors come from the users listing.
 ``capture_mode="list"`` pages ``/api/tasks?fields=all`` instead. Both give the same rows (list
 mode does not see a task's ``allow_skip``).
 
@@ -68,6 +69,8 @@ from typing import Any, Final, Literal
 
 import httpx
 import pyarrow as pa
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from labelvault.errors import (
     AuthenticationError,
@@ -196,20 +199,26 @@ _KEY_DIGITS: Final = 12
 TableSource = Callable[[str], Iterator[pa.RecordBatch]]
 
 
-@dataclass(frozen=True)
-class LabelStudioOptions:
-    """How the adapter talks to Label Studio; the defaults follow measurements on 1.23.
+class LabelStudioOptions(BaseSettings):
+    """How the adapter talks to Label Studio (env prefix ``LABELVAULT_LABELSTUDIO_``).
 
-    - ``capture_mode``: ``"export"`` (snapshot export, about 1,000 tasks/s on one server
+    The defaults follow measurements on 1.23 (``benchmarks/labelstudio.py``):
+
+    - ``capture_mode``: ``"export"`` (snapshot exports, about 1,000 tasks/s on one server
       process) or ``"list"`` (``/api/tasks?fields=all``, about 300–400 tasks/s);
+    - ``export_partition_tasks``: tasks per snapshot export. A larger project is exported in
+      task id ranges (a temporary Data Manager view each), so no single request runs long
+      enough to time out, and the client converts one range while the server builds the
+      next; 0 exports the whole project in one request;
+    - ``export_concurrency``: exports built at once (the predictions listing counts as one).
+      1 suits ``label-studio start`` (one process on SQLite); a server with several workers
+      on PostgreSQL builds ranges side by side, so 2–4 there;
     - ``page_size``: tasks per listing page and per emitted batch (1000: larger pages are not
       faster and cost the server memory);
     - ``list_concurrency``: pages fetched at once in list mode; 1 for ``label-studio start``
       (one process: concurrent pages are slower), 2–4 behind a multi-worker WSGI server;
     - ``export_reorder_window``: tasks held to put an export that is not in id order back in
       order (SQLite exports are in order; a server that shuffles more fails clearly);
-    - ``export_hold_window``: tasks converted and held (without their prediction rows)
-      while the predictions listing is still arriving;
     - ``import_batch_tasks`` / ``import_batch_bytes``: size of one bulk import request; the
       first request is ``import_first_batch_tasks`` tasks, so the server starts early while
       the next batch is read and serialized;
@@ -217,15 +226,20 @@ class LabelStudioOptions:
       to every request on a kept-alive connection).
     """
 
+    model_config = SettingsConfigDict(
+        env_prefix="LABELVAULT_LABELSTUDIO_", frozen=True, extra="ignore"
+    )
+
     capture_mode: Literal["export", "list"] = "export"
-    page_size: int = 1000
-    list_concurrency: int = 1
-    export_reorder_window: int = 2000
-    export_hold_window: int = 5000
-    export_timeout: float = 3600.0
-    import_first_batch_tasks: int = 500
-    import_batch_tasks: int = 5000
-    import_batch_bytes: int = 64 * 1024 * 1024
+    export_partition_tasks: int = Field(2000, ge=0)
+    export_concurrency: int = Field(1, ge=1)
+    page_size: int = Field(1000, ge=1)
+    list_concurrency: int = Field(1, ge=1)
+    export_reorder_window: int = Field(2000, ge=0)
+    export_timeout: float = Field(3600.0, gt=0)
+    import_first_batch_tasks: int = Field(500, ge=1)
+    import_batch_tasks: int = Field(5000, ge=1)
+    import_batch_bytes: int = Field(64 * 1024 * 1024, ge=1)
     keep_alive: bool = False
 
 
@@ -779,6 +793,16 @@ def _in_order(
         yield task
 
 
+def _id_filter(low: int | None, high: int | None) -> dict[str, Any]:
+    """A Data Manager filter on task ids ``low..high`` (``None``: open on that side)."""
+    where: dict[str, Any] = {"filter": "filter:tasks:id", "type": "Number"}
+    if low is not None and high is not None:
+        return {**where, "operator": "in", "value": {"min": low, "max": high}}
+    if low is not None:
+        return {**where, "operator": "greater_or_equal", "value": low}
+    return {**where, "operator": "less_or_equal", "value": high}
+
+
 def _dicts(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         return []
@@ -1156,83 +1180,167 @@ class LabelStudioPlatform:
     def _export_rows(
         self, number: int, project_id: str, users: _Users
     ) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
-        """Rows of the tasks of a snapshot export, in id order; the export is deleted afterwards.
+        """Rows of the project's tasks from snapshot exports, in id order.
 
-        The export names predictions by id only (expanding them costs the server a query and
-        a serializer per task); their bodies come from one streamed ``/api/predictions``
-        listing, spooled to a local SQLite file once the export exists, and merged back by
-        task. While the listing runs, up to ``export_hold_window`` tasks are converted without
-        their predictions and held; their prediction rows are added once the listing is in.
+        The project is exported in task id ranges (:meth:`_export_ranges`), built up to
+        ``export_concurrency`` at a time and read in order, each deleted once read: the client
+        converts one range while the server builds the next, and no request has to hold the
+        whole project. Exports name predictions by id only (expanding them costs the server a
+        query and a serializer per task); their bodies come from one streamed
+        ``/api/predictions`` listing, run first and spooled to a local SQLite file, and are
+        merged back by task.
         """
+        ranges = self._export_ranges(number, project_id)
+        live: set[int] = set()  # built and not deleted yet
+        lock = threading.Lock()
+
+        def build(low: int | None, high: int | None) -> tuple[int, int | None]:
+            export_id, count = self._build_export(number, project_id, low, high)
+            with lock:
+                live.add(export_id)
+            return export_id, count
+
         with (
             tempfile.TemporaryDirectory(prefix="labelvault-ls-") as tmp,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ls-predictions") as pool,
+            ThreadPoolExecutor(
+                max_workers=self.options.export_concurrency, thread_name_prefix="ls-export"
+            ) as pool,
         ):
             spool = _PredictionSpool(Path(tmp) / "predictions.sqlite3")
-            loading: Future[None] | None = None
-            export_id: int | None = None
+            predictions = self._stream_array(
+                "/api/predictions/", {"project": number}, project_id, "predictions"
+            )
+            loading = pool.submit(spool.load, predictions)
+            # One range more than the pool builds at once: the next is built while one is read.
+            ahead = self.options.export_concurrency + 1
+            builds = collections.deque(pool.submit(build, *r) for r in ranges[:ahead])
+            waiting = collections.deque(ranges[ahead:])
+
+            def exported() -> Iterator[dict[str, Any]]:
+                for low, high in ranges:
+                    export_id, count = builds.popleft().result()
+                    if waiting:
+                        builds.append(pool.submit(build, *waiting.popleft()))
+                    yield from self._exported(
+                        number, export_id, project_id, low=low, high=high, count=count
+                    )
+                    self._delete_export(number, export_id, project_id)
+                    with lock:
+                        live.discard(export_id)
+
             try:
-                export_id = self._create_export(number, project_id)
-                # Listed once the export exists: a single-process server that lists while it
-                # builds the export is slower than one that does the two in turn.
-                predictions = self._stream_array(
-                    "/api/predictions/", {"project": number}, project_id, "predictions"
-                )
-                loading = pool.submit(spool.load, predictions)
-                held: collections.deque[tuple[int, Any, dict[str, Any], list[dict[str, Any]]]]
-                held = collections.deque()
-                merge: Callable[[int, Any], Any] | None = None
-                window = self.options.export_hold_window
-                exported = self._exported(number, export_id, project_id)
-
-                def release_held() -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
-                    """Wait for the predictions listing, then finish the held tasks."""
-                    nonlocal merge
-                    if merge is None:
-                        assert loading is not None
-                        loading.result()
-                        merge = spool.merger()
-                    while held:
-                        task_id, wanted, item, rows = held.popleft()
-                        rows.extend(_prediction_rows(merge(task_id, wanted), item))
-                        yield item, rows
-
-                for task in _in_order(exported, number, project_id):
-                    if merge is None and len(held) < window and not loading.done():
-                        item, rows = _task_head(task, users)
-                        held.append((task["id"], task.get("predictions"), item, rows))
-                        continue
-                    yield from release_held()
-                    assert merge is not None
+                loading.result()
+                merge = spool.merger()
+                for task in _in_order(exported(), number, project_id):
                     item, rows = _task_head(task, users)
                     rows.extend(_prediction_rows(merge(task["id"], task.get("predictions")), item))
                     yield item, rows
-                yield from release_held()
             finally:
                 spool.stop()
-                try:
-                    if loading is not None:
-                        loading.result()
-                except Exception as exc:  # the capture's own error is the one to raise
-                    logger.debug("predictions listing stopped: %s", exc)
+                for future in builds:
+                    future.cancel()
+                pool.shutdown(wait=True)
+                if loading.exception() is not None:  # the capture's own error is the one raised
+                    logger.debug("predictions listing stopped: %s", loading.exception())
                 spool.close()
-                if export_id is not None:
+                for export_id in sorted(live):
                     self._delete_export(number, export_id, project_id)
 
-    def _create_export(self, number: int, project_id: str) -> int:
-        export = self.api.request_json(
-            "POST",
-            f"/api/projects/{number}/exports/",
-            json={"title": "labelvault capture", "serialization_options": _EXPORT_OPTIONS},
+    def _export_ranges(self, number: int, project_id: str) -> list[tuple[int | None, int | None]]:
+        """Task id ranges of about ``export_partition_tasks`` tasks each, covering every id.
+
+        The ranges split the span from the first to the last task id evenly (ids of one
+        project are mostly dense); the first range is open below and the last open above,
+        so a task created meanwhile still falls in exactly one. A project that fits one
+        export is one open range.
+        """
+        size = self.options.export_partition_tasks
+        if size == 0:
+            return [(None, None)]
+        first, total = self._edge_task(number, project_id, "tasks:id")
+        if first is None or total <= size:
+            return [(None, None)]
+        last, _ = self._edge_task(number, project_id, "-tasks:id")
+        if last is None or last <= first:
+            return [(None, None)]
+        parts = -(-total // size)
+        width = (last - first + 1) / parts
+        cuts = sorted({first + round(width * i) for i in range(1, parts)})
+        return list(zip([None, *cuts], [cut - 1 for cut in cuts] + [None], strict=True))
+
+    def _edge_task(self, number: int, project_id: str, ordering: str) -> tuple[int | None, int]:
+        """The id of the first task in ``ordering`` and the project's task count."""
+        page = self.api.request_json(
+            "GET",
+            "/api/tasks",
+            params={
+                "project": number,
+                "page": 1,
+                "page_size": 1,
+                "query": json.dumps({"ordering": [ordering]}),
+            },
             project=project_id,
+        )
+        tasks = page.get("tasks") if isinstance(page, dict) else None
+        total = page.get("total") if isinstance(page, dict) else None
+        if not isinstance(tasks, list) or not isinstance(total, int):
+            raise PaginationError(
+                f"{PLATFORM}: the task listing of project {number} has no 'tasks' and 'total'",
+                platform=PLATFORM,
+                project=project_id,
+            )
+        task_id = tasks[0].get("id") if tasks and isinstance(tasks[0], dict) else None
+        return (task_id if _ints(task_id) else None), total
+
+    def _build_export(
+        self, number: int, project_id: str, low: int | None, high: int | None
+    ) -> tuple[int, int | None]:
+        """Build the snapshot export of tasks ``low..high`` (``None``: open); its id and its
+        task count. A range is selected through a Data Manager view, deleted afterwards."""
+        if low is None and high is None:
+            return self._create_export(number, project_id, view_id=None)
+        view = self.api.request_json(
+            "POST",
+            "/api/dm/views/",
+            json={
+                "project": number,
+                "data": {
+                    "title": f"labelvault capture {low or ''}..{high or ''}",
+                    "filters": {"conjunction": "and", "items": [_id_filter(low, high)]},
+                },
+            },
+            project=project_id,
+        )
+        view_id = int(view["id"])
+        try:
+            return self._create_export(number, project_id, view_id=view_id)
+        finally:
+            try:
+                self.api.request("DELETE", f"/api/dm/views/{view_id}/", project=project_id)
+            except PlatformError as exc:
+                logger.warning("could not delete Data Manager view %s: %s", view_id, exc.message)
+
+    def _create_export(
+        self, number: int, project_id: str, *, view_id: int | None
+    ) -> tuple[int, int | None]:
+        body: dict[str, Any] = {
+            "title": "labelvault capture",
+            "serialization_options": _EXPORT_OPTIONS,
+        }
+        if view_id is not None:
+            body["task_filter_options"] = {"view": view_id}
+        export = self.api.request_json(
+            "POST", f"/api/projects/{number}/exports/", json=body, project=project_id
         )
         export_id = int(export["id"])
         try:
-            self._wait_for_export(number, export_id, export, project_id)
+            export = self._wait_for_export(number, export_id, export, project_id)
         except BaseException:
             self._delete_export(number, export_id, project_id)
             raise
-        return export_id
+        counters = export.get("counters")
+        count = counters.get("task_number") if isinstance(counters, dict) else None
+        return export_id, (count if _ints(count) else None)
 
     def _delete_export(self, number: int, export_id: int, project_id: str) -> None:
         try:
@@ -1242,17 +1350,28 @@ class LabelStudioPlatform:
         except PlatformError as exc:
             logger.warning("could not delete export %s: %s", export_id, exc.message)
 
-    def _exported(self, number: int, export_id: int, project_id: str) -> Iterator[dict[str, Any]]:
-        """The export's tasks, put back in id order within ``export_reorder_window``."""
+    def _exported(
+        self,
+        number: int,
+        export_id: int,
+        project_id: str,
+        *,
+        low: int | None,
+        high: int | None,
+        count: int | None,
+    ) -> Iterator[dict[str, Any]]:
+        """The tasks of export ``export_id`` (of ids ``low..high``), put back in id order
+        within ``export_reorder_window`` and checked against the range and the count."""
         window: list[tuple[int, int, dict[str, Any]]] = []
         emitted = -1
+        seen = 0
         download = self._stream_array(
             f"/api/projects/{number}/exports/{export_id}/download",
             {"exportType": "JSON"},
             project_id,
             f"export {export_id}",
         )
-        for seq, task in enumerate(download):
+        for seen, task in enumerate(download, start=1):
             task_id = task.get("id") if isinstance(task, dict) else None
             if not isinstance(task_id, int) or task_id <= emitted:
                 raise PaginationError(
@@ -1262,17 +1381,33 @@ class LabelStudioPlatform:
                     platform=PLATFORM,
                     project=project_id,
                 )
-            heapq.heappush(window, (task_id, seq, task))
+            if (low is not None and task_id < low) or (high is not None and task_id > high):
+                raise PaginationError(
+                    f"{PLATFORM}: the export of tasks {low}..{high} of project {number} holds "
+                    f"task {task_id}: the server did not apply the Data Manager view; export "
+                    "in one request with LABELVAULT_LABELSTUDIO_EXPORT_PARTITION_TASKS=0",
+                    platform=PLATFORM,
+                    project=project_id,
+                )
+            heapq.heappush(window, (task_id, seen, task))
             if len(window) > self.options.export_reorder_window:
                 emitted, _, first = heapq.heappop(window)
                 yield first
         while window:
             emitted, _, first = heapq.heappop(window)
             yield first
+        if count is not None and seen != count:
+            raise PaginationError(
+                f"{PLATFORM}: export {export_id} of project {number} announced {count} tasks "
+                f"but held {seen}",
+                platform=PLATFORM,
+                project=project_id,
+            )
 
     def _wait_for_export(
         self, number: int, export_id: int, export: dict[str, Any], project_id: str
-    ) -> None:
+    ) -> dict[str, Any]:
+        """The export once the server says it is completed (polled with backoff)."""
         deadline = time.monotonic() + self.options.export_timeout
         delay = 0.2
         while export.get("status") != "completed":
@@ -1294,6 +1429,7 @@ class LabelStudioPlatform:
             export = self.api.request_json(
                 "GET", f"/api/projects/{number}/exports/{export_id}", project=project_id
             )
+        return export
 
     def _stream_array(
         self, path: str, params: Mapping[str, Any], project_id: str, what: str

@@ -14,7 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labelvault.errors import AuthenticationError, PlatformNotFound, PlatformUnavailable
+from labelvault.errors import (
+    AuthenticationError,
+    PaginationError,
+    PlatformNotFound,
+    PlatformUnavailable,
+)
 from labelvault.http.settings import RequestSettings
 from labelvault.platforms.base import PLATFORMS
 from labelvault.platforms.labelstudio import (
@@ -209,44 +214,125 @@ def test_fingerprints_ignore_ids_and_timestamps_but_not_content() -> None:
     assert item_d["fingerprint"] != item_a["fingerprint"]
 
 
-def _export_server(count: int) -> httpx.MockTransport:
-    """A server with one project whose export names predictions by id."""
-    tasks = []
-    predictions = []
-    for n in range(1, count + 1):
-        task = _task(n, 100 * n, "2026-01-01T00:00:00Z")
-        for prediction in task["predictions"]:
-            predictions.append({**prediction, "task": n, "created_ago": "now"})
-        task["predictions"] = [p["id"] for p in task["predictions"]]
-        if n % 3 == 0:
-            task["predictions"] = []  # listed, but not the task's any more
-        task["meta"] = {"n": n}
-        tasks.append(task)
-    predictions.reverse()  # the listing is in no particular order
+class _ExportServer:
+    """A server with one project whose exports name predictions by id, honouring Data
+    Manager views on task ids the way Label Studio 1.23 does (``in`` is inclusive)."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        path = request.url.path
+    def __init__(self, count: int, *, first_id: int = 1, fail_download: int | None = None):
+        self.tasks: list[dict[str, Any]] = []
+        self.predictions: list[dict[str, Any]] = []
+        for n in range(first_id, first_id + count):
+            task = _task(n, 100 * n, "2026-01-01T00:00:00Z")
+            for prediction in task["predictions"]:
+                self.predictions.append({**prediction, "task": n, "created_ago": "now"})
+            task["predictions"] = [p["id"] for p in task["predictions"]]
+            if n % 3 == 0:
+                task["predictions"] = []  # listed, but not the task's any more
+            task["meta"] = {"n": n}
+            self.tasks.append(task)
+        self.predictions.reverse()  # the listing is in no particular order
+        self.views: dict[int, dict[str, Any]] = {}
+        self.exports: dict[int, list[dict[str, Any]]] = {}
+        self.most_exports = 0
+        self.downloads = 0
+        self.fail_download = fail_download
+        self._ids = iter(range(1, 10_000))
+
+    def _selected(self, view_id: int | None) -> list[dict[str, Any]]:
+        if view_id is None:
+            return self.tasks
+        where = self.views[view_id]["filters"]["items"][0]
+        assert where["filter"] == "filter:tasks:id"
+        op, value = where["operator"], where["value"]
+
+        def keep(task_id: int) -> bool:
+            if op == "in":
+                return bool(value["min"] <= task_id <= value["max"])
+            if op == "greater_or_equal":
+                return task_id >= value
+            assert op == "less_or_equal"
+            return task_id <= value
+
+        return [t for t in self.tasks if keep(t["id"])]
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path, method = request.url.path, request.method
         if path == "/api/projects/1":
             return httpx.Response(200, json={"id": 1, "title": "p", "label_config": "<View/>"})
         if path == "/api/users/":
             return httpx.Response(200, json=[{"id": 7, "email": "ann@example.com"}])
         if path == "/api/predictions/":
-            return httpx.Response(200, content=json.dumps(predictions).encode())
-        if path == "/api/projects/1/exports/" and request.method == "POST":
-            return httpx.Response(201, json={"id": 4, "status": "completed"})
-        if path == "/api/projects/1/exports/4/download":
+            return httpx.Response(200, content=json.dumps(self.predictions).encode())
+        if path == "/api/tasks":
+            ordering = json.loads(request.url.params["query"])["ordering"]
+            ordered = sorted(self.tasks, key=lambda t: t["id"], reverse=ordering == ["-tasks:id"])
+            page = [{"id": t["id"]} for t in ordered[:1]]
+            return httpx.Response(200, json={"total": len(self.tasks), "tasks": page})
+        if path == "/api/dm/views/" and method == "POST":
+            view_id = next(self._ids)
+            self.views[view_id] = json.loads(request.content)["data"]
+            return httpx.Response(201, json={"id": view_id})
+        if path.startswith("/api/dm/views/") and method == "DELETE":
+            del self.views[int(path.split("/")[4])]
+            return httpx.Response(204)
+        if path == "/api/projects/1/exports/" and method == "POST":
+            view = (json.loads(request.content).get("task_filter_options") or {}).get("view")
+            export_id = next(self._ids)
+            self.exports[export_id] = self._selected(view)
+            self.most_exports = max(self.most_exports, len(self.exports))
+            counters = {"task_number": len(self.exports[export_id])}
+            return httpx.Response(
+                201, json={"id": export_id, "status": "completed", "counters": counters}
+            )
+        if path.endswith("/download"):
+            self.downloads += 1
+            if self.downloads == self.fail_download:
+                return httpx.Response(500, text="boom")
+            tasks = self.exports[int(path.split("/")[5])]
             return httpx.Response(200, content=json.dumps(tasks).encode())
-        if path == "/api/projects/1/exports/4" and request.method == "DELETE":
+        if path.startswith("/api/projects/1/exports/") and method == "DELETE":
+            del self.exports[int(path.split("/")[5])]
             return httpx.Response(204)
         return httpx.Response(404, json={"detail": "not here"})
 
-    return httpx.MockTransport(handler)
+    def platform(self, **options: Any) -> LabelStudioPlatform:
+        return LabelStudioPlatform(
+            "http://ls.invalid",
+            "t",
+            settings=FAST,
+            transport=httpx.MockTransport(self.handler),
+            options=LabelStudioOptions(page_size=3, **options),
+        )
 
 
-@pytest.mark.parametrize("window", [0, 1, 4, 1000])
+def _expected_rows(ids: range) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    users = _users()
+    items, annotations = [], []
+    for n in ids:
+        task = _task(n, 100 * n, "2026-01-01T00:00:00Z")
+        task["meta"] = {"n": n}
+        if n % 3 == 0:
+            task["predictions"] = []
+        else:
+            task["predictions"][0]["task"] = n
+            task["predictions"][0]["created_ago"] = "now"
+        item, rows = task_rows(task, users)
+        items.append(item)
+        annotations.extend(rows)
+    return items, annotations
+
+
+@pytest.mark.parametrize(
+    ("partition", "concurrency", "first_id"),
+    [(0, 1, 1), (10, 1, 1), (3, 1, 1), (4, 2, 5), (1, 3, 1), (2, 1, 1_000_000)],
+)
 @pytest.mark.parametrize("slow_listing", [False, True])
-def test_export_capture_holds_tasks_while_predictions_arrive(
-    window: int, slow_listing: bool, monkeypatch: pytest.MonkeyPatch
+def test_export_capture_reads_ranges_in_order_and_leaves_nothing_behind(
+    partition: int,
+    concurrency: int,
+    first_id: int,
+    slow_listing: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if slow_listing:
         load = _PredictionSpool.load
@@ -256,32 +342,46 @@ def test_export_capture_holds_tasks_while_predictions_arrive(
             load(self, predictions)
 
         monkeypatch.setattr(_PredictionSpool, "load", slow)
-    options = LabelStudioOptions(export_hold_window=window, page_size=3)
-    with LabelStudioPlatform(
-        "http://ls.invalid", "t", settings=FAST, transport=_export_server(10), options=options
-    ) as ls:
+    server = _ExportServer(10, first_id=first_id)
+    with server.platform(export_partition_tasks=partition, export_concurrency=concurrency) as ls:
         pages = [(page.table, page.batch.to_pylist()) for page in ls.iter_pages("1")]
     assert [table for table, _ in pages] == ["project"] + ["items", "annotations"] * 4 + ["users"]
     items = [row for table, rows in pages if table == "items" for row in rows]
     annotations = [row for table, rows in pages if table == "annotations" for row in rows]
-    users = _users()
-    expected_items, expected_annotations = [], []
-    for n in range(1, 11):
-        task = _task(n, 100 * n, "2026-01-01T00:00:00Z")
-        task["meta"] = {"n": n}
-        if n % 3 == 0:
-            task["predictions"] = []
-        else:
-            task["predictions"][0]["task"] = n
-            task["predictions"][0]["created_ago"] = "now"
-        item, rows = task_rows(task, users)
-        expected_items.append(item)
-        expected_annotations.extend(rows)
+    expected_items, expected_annotations = _expected_rows(range(first_id, first_id + 10))
     assert [r["fingerprint"] for r in items] == [r["fingerprint"] for r in expected_items]
     assert [(r["key"], r["fingerprint"], r["raw"]) for r in annotations] == [
         (r["key"], r["fingerprint"], r["raw"]) for r in expected_annotations
     ]
     assert [r["raw"] for r in items] == [r["raw"] for r in expected_items]
+    assert server.downloads == (-(-10 // partition) if partition else 1)
+    assert server.views == {}
+    assert server.exports == {}
+    # At most the one being read, the one built next and the ones building.
+    assert server.most_exports <= concurrency + 2
+
+
+def test_failed_range_deletes_every_export_and_view() -> None:
+    server = _ExportServer(10, fail_download=2)
+    with (
+        server.platform(export_partition_tasks=3, export_concurrency=2) as ls,
+        pytest.raises(PlatformUnavailable, match="500"),
+    ):
+        list(ls.iter_pages("1"))
+    assert server.downloads == 2
+    assert server.views == {}
+    assert server.exports == {}
+
+
+def test_an_export_that_ignores_its_range_is_refused() -> None:
+    server = _ExportServer(10)
+    server._selected = lambda view_id: server.tasks  # type: ignore[method-assign]
+    with (
+        server.platform(export_partition_tasks=5) as ls,
+        pytest.raises(PaginationError, match="did not apply the Data Manager view"),
+    ):
+        list(ls.iter_pages("1"))
+    assert server.exports == {}
 
 
 # --- auth and errors ----------------------------------------------------------------------
