@@ -8,7 +8,9 @@ minute), generates fresh credentials, picks a free port and checks in the log th
 really took it (Label Studio moves to the next port silently when one is busy).
 
 The plain functions (:func:`ensure_installed`, :func:`ensure_template`, :func:`start_server`)
-are what the fixtures call; ``benchmarks/labelstudio.py`` calls them too.
+are what the fixtures call; ``benchmarks/labelstudio.py`` calls them too, and also
+:func:`start_wsgi_server`, which runs Label Studio as production does: on PostgreSQL, under a
+multi-worker gunicorn.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.servers.postgres import PostgresServer
 from tests.servers.process import free_port, log_tail, stop_process, wait_until
 
 LS_VERSION = "1.23.2"
@@ -172,9 +175,38 @@ def ensure_template(venv: Path, cache: Path | None = None) -> Path:
     return template
 
 
+def ensure_gunicorn(venv: Path) -> Path:
+    """gunicorn in the Label Studio virtualenv, installed with uv when missing; returns it."""
+    gunicorn = venv / "bin" / "gunicorn"
+    with _file_lock(venv.parent / "install.lock"):
+        if not gunicorn.is_file():
+            _run(
+                [
+                    *_uv(),
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--python",
+                    str(venv / "bin" / "python"),
+                    "gunicorn",
+                ],
+                what="installing gunicorn",
+                timeout=INSTALL_TIMEOUT,
+            )
+    return gunicorn
+
+
+def _package_dir(venv: Path) -> Path:
+    found = sorted(venv.glob("lib/python3.*/site-packages/label_studio"))
+    if not found:
+        raise RuntimeError(f"no label_studio package in {venv}")
+    return found[-1]
+
+
 @dataclass
 class LabelStudio:
-    """A running Label Studio server started by :func:`start_server`."""
+    """A running Label Studio server started by :func:`start_server` or
+    :func:`start_wsgi_server`."""
 
     base_url: str
     port: int
@@ -323,6 +355,125 @@ def start_server(
             lambda: _healthy(base_url),
             timeout=max(1.0, timeout - (time.monotonic() - started)),
             what="Label Studio /health",
+            process=process,
+            log=log,
+        )
+    except BaseException:
+        server.stop()
+        raise
+    server.started_in = time.monotonic() - started
+    return server
+
+
+def start_wsgi_server(
+    data_dir: Path,
+    database: PostgresServer,
+    *,
+    workers: int = 4,
+    venv: Path | None = None,
+    username: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> LabelStudio:
+    """Start Label Studio under gunicorn (``workers`` sync workers) on ``database``.
+
+    ``label-studio init`` first migrates the database and creates the owner with fresh
+    credentials (bounded by ``MIGRATE_TIMEOUT``), then gunicorn serves ``core.wsgi`` on a free
+    port of 127.0.0.1; ``timeout`` bounds its start. ``data_dir`` holds media, the secret key
+    and ``server.log``. ``stop()`` stops the gunicorn master's process group; the database is
+    the caller's to stop. Raises with the log tail when a step fails.
+    """
+    venv = venv or ensure_installed()
+    gunicorn = ensure_gunicorn(venv)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    username = username or f"owner-{secrets.token_hex(4)}@example.com"
+    password = secrets.token_urlsafe(18)
+    token = secrets.token_hex(20)
+    env = _base_env(data_dir)
+    env.update(
+        DJANGO_DB="default",
+        POSTGRE_HOST=database.host,
+        POSTGRE_PORT=str(database.port),
+        POSTGRE_NAME=database.database,
+        POSTGRE_USER=database.user,
+        POSTGRE_PASSWORD="",
+        LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
+    )
+    env.update(extra_env or {})
+    started = time.monotonic()
+    _run(
+        [
+            str(venv / "bin" / "label-studio"),
+            "init",
+            "-q",
+            "--username",
+            username,
+            "--password",
+            password,
+            "--user-token",
+            token,
+            "--enable-legacy-api-token",
+        ],
+        what="label-studio init on PostgreSQL",
+        timeout=MIGRATE_TIMEOUT,
+        env=env,
+    )
+    env.update(
+        DJANGO_SETTINGS_MODULE="core.settings.label_studio",
+        # As in start_server: webhooks to a loopback receiver need this off.
+        SSRF_PROTECTION_ENABLED="false",
+    )
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log = data_dir / "server.log"
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            [
+                str(gunicorn),
+                "--chdir",
+                str(_package_dir(venv)),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "--threads",
+                "1",
+                "--timeout",
+                "600",
+                "core.wsgi:application",
+            ],
+            cwd=data_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = LabelStudio(
+        base_url=base_url,
+        port=port,
+        username=username,
+        password=password,
+        token=token,
+        data_dir=data_dir,
+        log=log,
+        process=process,
+        started_in=0.0,
+    )
+    listening = f"Listening at: {base_url} ({process.pid})"
+    try:
+        # gunicorn exits when the port is taken; the log line proves this master holds it.
+        wait_until(
+            lambda: listening in log.read_text(errors="replace"),
+            timeout=timeout,
+            what="gunicorn",
+            process=process,
+            log=log,
+        )
+        wait_until(
+            lambda: _healthy(base_url),
+            timeout=max(1.0, timeout - (time.monotonic() - started)),
+            what="Label Studio /health under gunicorn",
             process=process,
             log=log,
         )
