@@ -322,10 +322,11 @@ def test_capture_maps_every_kind_of_entity(
 
     before = leftovers()
     for options in (
-        {"export_partition_tasks": 2},
+        {"export_partition_tasks": 2, "export_concurrency": 1},
         {"export_partition_tasks": 1, "export_concurrency": 2},
+        {"export_concurrency": 3},
     ):
-        with platform_for(labelstudio_server, **options) as ls:
+        with platform_for(labelstudio_server, export_min_range_tasks=1, **options) as ls:
             ranged = capture(ls, rich.project_id)
         for table in exported.batches:
             assert ranged.rows(table) == exported.rows(table)

@@ -301,7 +301,7 @@ class _ExportServer:
             "t",
             settings=FAST,
             transport=httpx.MockTransport(self.handler),
-            options=LabelStudioOptions(page_size=3, **options),
+            options=LabelStudioOptions(**{"page_size": 3, "export_min_range_tasks": 1, **options}),
         )
 
 
@@ -324,7 +324,7 @@ def _expected_rows(ids: range) -> tuple[list[dict[str, Any]], list[dict[str, Any
 
 @pytest.mark.parametrize(
     ("partition", "concurrency", "first_id"),
-    [(0, 1, 1), (10, 1, 1), (3, 1, 1), (4, 2, 5), (1, 3, 1), (2, 1, 1_000_000)],
+    [(0, 1, 1), (10, 1, 1), (3, 1, 1), (4, 2, 5), (1, 3, 1), (2, 1, 1_000_000), (10, 3, 1)],
 )
 @pytest.mark.parametrize("slow_listing", [False, True])
 def test_export_capture_reads_ranges_in_order_and_leaves_nothing_behind(
@@ -354,11 +354,25 @@ def test_export_capture_reads_ranges_in_order_and_leaves_nothing_behind(
         (r["key"], r["fingerprint"], r["raw"]) for r in expected_annotations
     ]
     assert [r["raw"] for r in items] == [r["raw"] for r in expected_items]
-    assert server.downloads == (-(-10 // partition) if partition else 1)
+    # At least two ranges per concurrent build.
+    ranges = max(-(-10 // partition), 2 * concurrency if concurrency > 1 else 1) if partition else 1
+    assert server.downloads == ranges
     assert server.views == {}
     assert server.exports == {}
     # At most the one being read, the one built next and the ones building.
     assert server.most_exports <= concurrency + 2
+
+
+def test_ranges_are_not_cut_below_the_minimum() -> None:
+    server = _ExportServer(10)
+    with server.platform(export_concurrency=4, export_min_range_tasks=4) as ls:
+        list(ls.iter_pages("1"))
+    assert server.downloads == 2  # not 8 ranges of 1 or 2 tasks
+    server = _ExportServer(10)
+    with server.platform(export_concurrency=4, export_min_range_tasks=500) as ls:
+        list(ls.iter_pages("1"))
+    assert server.downloads == 1
+    assert server.most_exports == 1
 
 
 def test_failed_range_deletes_every_export_and_view() -> None:
