@@ -7,6 +7,10 @@ export DO_NOT_TRACK ?= 1
 # Trust the platform's certificate store too (machines behind a TLS proxy with their own CA).
 export UV_SYSTEM_CERTS ?= 1
 
+# Label Studio deployments the benchmark measures: runserver (label-studio start, SQLite) and
+# postgres (gunicorn + PostgreSQL, needs PostgreSQL's server binaries).
+LABELSTUDIO_SERVERS ?= runserver postgres
+
 .PHONY: help bootstrap demo test test-fast check lint typecheck format bench bench-labelstudio deploy
 
 help:  ## list the targets
@@ -45,4 +49,4 @@ bench: bootstrap  ## the format's benchmark table (write/read/size/memory/re-ver
 	$(UV) run python benchmarks/format.py
 
 bench-labelstudio: bootstrap  ## capture and restore vs Label Studio's own export and import
-	$(UV) run python benchmarks/labelstudio.py
+	$(UV) run python benchmarks/labelstudio.py --server $(LABELSTUDIO_SERVERS)

@@ -2,26 +2,34 @@
 
 Starts its own Label Studio server (the test suite's start/stop code, installing Label Studio
 into the repository's cache when missing), fills a project with N tasks (one box annotation
-and one prediction each) by bulk import, and prints one table:
+and one prediction each) by bulk import, and prints one table per server:
 
 - Label Studio's snapshot export (``POST /api/projects/{id}/exports/`` + download);
 - the bare paginated listing ``/api/tasks?fields=all`` (page size 1000);
 - labelvault capture (``iter_pages`` run to the end, in a child process, with its peak RSS),
-  in export mode (the default) and in list mode;
+  in export mode (the default, then with several range exports built at once) and in list
+  mode;
 - the bare bulk import (one request) and labelvault restore (from a snapshot on disk).
 
-Run: ``uv run python benchmarks/labelstudio.py [--tasks 10000]``.
+Servers (``--server``): ``runserver`` is ``label-studio start`` (Django's development server,
+one process, SQLite), as the tests run it; ``postgres`` is Label Studio the way teams deploy
+it, on PostgreSQL under gunicorn with 4 workers (needs PostgreSQL's ``initdb`` and
+``postgres``; gunicorn is added to Label Studio's venv).
+
+Run: ``uv run python benchmarks/labelstudio.py [--tasks 10000] [--server runserver postgres]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +52,13 @@ from labelvault.snapshot import (  # noqa: E402
     write_manifest,
 )
 from labelvault.storage.local import LocalStore  # noqa: E402
-from tests.servers.labelstudio import LS_VERSION, LabelStudio, start_server  # noqa: E402
+from tests.servers.labelstudio import (  # noqa: E402
+    LS_VERSION,
+    LabelStudio,
+    start_server,
+    start_wsgi_server,
+)
+from tests.servers.postgres import start_postgres  # noqa: E402
 
 CONFIG = (
     '<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
@@ -97,9 +111,10 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _capture_child(url: str, token: str, project: str, mode: str, store_root: str | None) -> Any:
-    options = LabelStudioOptions(capture_mode=mode)  # type: ignore[arg-type]
-    with LabelStudioPlatform(url, token, options=options) as ls:
+def _capture_child(
+    url: str, token: str, project: str, options: dict[str, Any], store_root: str | None
+) -> Any:
+    with LabelStudioPlatform(url, token, options=LabelStudioOptions(**options)) as ls:
         started = time.monotonic()
         rows: dict[str, int] = {}
         writer = None
@@ -197,6 +212,18 @@ def _listing(client: httpx.Client, project_id: int, page_size: int = 1000) -> fl
     return time.monotonic() - started
 
 
+def _server_cpu(server: LabelStudio) -> float:
+    """CPU seconds of the server's process tree (gunicorn's workers included)."""
+    process = psutil.Process(server.pid)
+    total = sum(process.cpu_times()[:2])
+    for child in process.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 def _server_rss_mb(server: LabelStudio) -> float:
     process = psutil.Process(server.pid)
     total = process.memory_info().rss
@@ -205,36 +232,62 @@ def _server_rss_mb(server: LabelStudio) -> float:
     return total / 1024 / 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument(
-        "--repeat",
-        type=int,
-        default=2,
-        help="runs of each compared pair, alternated; the table shows the best run",
-    )
-    args = parser.parse_args()
-    count = args.tasks
+#: The capture variants measured on each server: (label, options, which servers).
+CAPTURES: tuple[tuple[str, dict[str, Any], tuple[str, ...]], ...] = (
+    ("labelvault capture (2 exports at once, default)", {}, ("runserver", "postgres")),
+    (
+        "labelvault capture, 1 export at a time",
+        {"export_concurrency": 1},
+        ("runserver", "postgres"),
+    ),
+    ("labelvault capture, 3 exports at once", {"export_concurrency": 3}, ("postgres",)),
+)
 
+
+@contextlib.contextmanager
+def _server(kind: str, root: Path) -> Iterator[LabelStudio]:
+    """A Label Studio of ``kind`` under ``root``, stopped (with its database) on exit."""
+    if kind == "runserver":
+        server = start_server(root / "ls")
+        try:
+            yield server
+        finally:
+            server.stop()
+        return
+    # PostgreSQL runs as its own user when we are root, so its data dir sits directly in the
+    # temp dir (``root`` is private to us).
+    with tempfile.TemporaryDirectory(prefix="labelvault-bench-pg-") as pg_dir:
+        database = start_postgres(Path(pg_dir))
+        try:
+            server = start_wsgi_server(root / "ls", database, workers=4)
+            try:
+                yield server
+            finally:
+                server.stop()
+        finally:
+            database.stop()
+
+
+def _bench_server(kind: str, count: int, repeat: int) -> None:
     runs: dict[str, list[Run]] = {}
 
     def measure(name: str, server: LabelStudio, func: Any, *func_args: Any) -> Any:
         """Run ``func``; record its wall time (as it reports it) and the server's CPU time."""
-        process = psutil.Process(server.pid)
-        cpu = sum(process.cpu_times()[:2])
+        cpu = _server_cpu(server)
         result = func(*func_args)
         wall, rss = result[0], result[-1] if name.startswith("labelvault") else None
         runs.setdefault(name, []).append(
-            Run(wall=wall, server_cpu=sum(process.cpu_times()[:2]) - cpu, rss=rss)
+            Run(wall=wall, server_cpu=_server_cpu(server) - cpu, rss=rss)
         )
         return result
 
+    captures = [(label, options) for label, options, kinds in CAPTURES if kind in kinds]
     with tempfile.TemporaryDirectory(prefix="labelvault-bench-") as tmp:
         started = time.monotonic()
-        server = start_server(Path(tmp) / "ls")
-        print(f"Label Studio {LS_VERSION} started in {time.monotonic() - started:.1f} s")
-        try:
+        with _server(kind, Path(tmp)) as server:
+            print(
+                f"Label Studio {LS_VERSION} ({kind}) started in {time.monotonic() - started:.1f} s"
+            )
             client = server.client(timeout=1800.0)
             body = json.dumps(_tasks(count)).encode()
             project_id, first_import = _import(client, "bench source", body)
@@ -248,21 +301,24 @@ def main() -> None:
                 export_mb["full" if options else "default"] = size / 1e6
                 return seconds, None
 
-            def capture(mode: str, root: str | None) -> tuple[float, float]:
-                seconds, rows, rss, key = _in_child(_capture_child, url, token, project, mode, root)
+            def capture(options: dict[str, Any], root: str | None) -> tuple[float, float]:
+                seconds, rows, rss, key = _in_child(
+                    _capture_child, url, token, project, options, root
+                )
                 assert rows["items"] == count, rows
-                manifests[mode if root is None else "written"] = key
+                manifests[root] = key
                 return seconds, rss
 
-            manifests: dict[str, str | None] = {}
-            for _ in range(args.repeat):
+            manifests: dict[str | None, str | None] = {}
+            for _ in range(repeat):
                 measure("export", server, export, None)
-                measure("labelvault capture", server, capture, "export", None)
+                for label, options in captures:
+                    measure(label, server, capture, options, None)
                 measure("export full", server, export, FULL)
             measure("listing", server, lambda: (_listing(client, project_id), None))
-            measure("labelvault capture list", server, capture, "list", None)
-            measure("labelvault capture write", server, capture, "export", store_root)
-            manifest_key = manifests["written"]
+            measure("labelvault capture list", server, capture, {"capture_mode": "list"}, None)
+            measure("labelvault capture write", server, capture, {}, store_root)
+            manifest_key = manifests[store_root]
 
             def restore() -> tuple[float, float]:
                 seconds, counts, rss = _in_child(
@@ -271,7 +327,7 @@ def main() -> None:
                 assert counts["tasks"] == count, counts
                 return seconds, rss
 
-            for run in range(args.repeat):
+            for run in range(repeat):
                 measure(
                     "import",
                     server,
@@ -280,11 +336,9 @@ def main() -> None:
                 measure("labelvault restore", server, restore)
             server_rss = _server_rss_mb(server)
             client.close()
-        finally:
-            server.stop()
 
     best = {name: min(values, key=lambda run: run.wall) for name, values in runs.items()}
-    n = f"best of {args.repeat}"
+    n = f"best of {repeat}"
     lines = [
         (
             f"Label Studio snapshot export, POST + download ({export_mb['default']:.1f} MB, {n})",
@@ -295,7 +349,7 @@ def main() -> None:
             f"({export_mb['full']:.1f} MB, {n})",
             "export full",
         ),
-        (f"labelvault capture, export mode: iter_pages to the end ({n})", "labelvault capture"),
+        *((f"{label}: iter_pages to the end ({n})", label) for label, _ in captures),
         ("bare listing /api/tasks?fields=all, page_size 1000", "listing"),
         ("labelvault capture, list mode: iter_pages to the end", "labelvault capture list"),
         ("labelvault capture + snapshot write to a local store", "labelvault capture write"),
@@ -303,10 +357,14 @@ def main() -> None:
         (f"labelvault restore from the local snapshot ({n})", "labelvault restore"),
     ]
     width = max(len(label) for label, _ in lines)
+    described = {
+        "runserver": "label-studio start: one process, SQLite",
+        "postgres": "gunicorn, 4 workers, PostgreSQL",
+    }[kind]
     print()
     print(
-        f"Label Studio {LS_VERSION} (label-studio start, SQLite), {count:,} tasks with 1 box "
-        "annotation + 1 prediction each"
+        f"Label Studio {LS_VERSION} ({described}), {count:,} tasks with 1 box annotation "
+        "+ 1 prediction each"
     )
     print(
         f"{'operation':<{width}}  {'seconds':>8}  {'tasks/s':>8}  {'server CPU s':>12}  "
@@ -320,21 +378,45 @@ def main() -> None:
             f"{run.server_cpu:>12.2f}  {rss:>15}"
         )
     print()
-
-    def ratio(slow: str, fast: str) -> str:
-        return f"{best[slow].wall / best[fast].wall:.2f}x"
-
-    for label, slow, fast in (
-        ("capture speed / Label Studio export speed", "export", "labelvault capture"),
-        ("capture speed / same-content export speed", "export full", "labelvault capture"),
-        ("restore speed / bare bulk import speed", "import", "labelvault restore"),
-    ):
-        print(f"{label}: {ratio(slow, fast)}")
+    for label, _ in captures:
+        print(
+            f"{label} / Label Studio export, speed: {best['export'].wall / best[label].wall:.2f}x"
+        )
+        print(
+            f"{label} / same-content export, speed: "
+            f"{best['export full'].wall / best[label].wall:.2f}x"
+        )
+    print(
+        "restore / bare bulk import, speed: "
+        f"{best['import'].wall / best['labelvault restore'].wall:.2f}x"
+    )
     print("all runs (wall s / server CPU s):")
     for name, values in runs.items():
         shown = ", ".join(f"{run.wall:.2f}/{run.server_cpu:.2f}" for run in values)
         print(f"  {name}: {shown}")
     print(f"Label Studio server RSS at the end: {server_rss:.0f} MB")
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="runs of each compared pair, alternated; the tables show the best run",
+    )
+    parser.add_argument(
+        "--server",
+        nargs="+",
+        choices=("runserver", "postgres"),
+        default=["runserver"],
+        help="which Label Studio deployments to measure, one table each",
+    )
+    args = parser.parse_args()
+    for kind in args.server:
+        _bench_server(kind, args.tasks, args.repeat)
 
 
 if __name__ == "__main__":
