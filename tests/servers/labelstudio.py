@@ -33,7 +33,7 @@ import httpx
 import pytest
 
 from tests.servers.postgres import PostgresServer
-from tests.servers.process import free_port, log_tail, stop_process, wait_until
+from tests.servers.process import free_port, log_tail, spawn_logged, stop_process, wait_until
 
 LS_VERSION = "1.23.2"
 REPO = Path(__file__).resolve().parents[2]
@@ -308,25 +308,21 @@ def start_server(
     log = data_dir / "server.log"
     base_url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
-    with log.open("wb") as handle:
-        process = subprocess.Popen(
-            [
-                str(venv / "bin" / "label-studio"),
-                "start",
-                "--no-browser",
-                "--internal-host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--enable-legacy-api-token",
-            ],
-            cwd=data_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_logged(
+        [
+            str(venv / "bin" / "label-studio"),
+            "start",
+            "--no-browser",
+            "--internal-host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--enable-legacy-api-token",
+        ],
+        log=log,
+        cwd=data_dir,
+        env=env,
+    )
     server = LabelStudio(
         base_url=base_url,
         port=port,
@@ -426,29 +422,25 @@ def start_wsgi_server(
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log = data_dir / "server.log"
-    with log.open("wb") as handle:
-        process = subprocess.Popen(
-            [
-                str(gunicorn),
-                "--chdir",
-                str(_package_dir(venv)),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(workers),
-                "--threads",
-                "1",
-                "--timeout",
-                "600",
-                "core.wsgi:application",
-            ],
-            cwd=data_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_logged(
+        [
+            str(gunicorn),
+            "--chdir",
+            str(_package_dir(venv)),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            "1",
+            "--timeout",
+            "600",
+            "core.wsgi:application",
+        ],
+        log=log,
+        cwd=data_dir,
+        env=env,
+    )
     server = LabelStudio(
         base_url=base_url,
         port=port,

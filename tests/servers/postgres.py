@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers.process import free_port, log_tail, stop_process, wait_until
+from tests.servers.process import free_port, log_tail, spawn_logged, stop_process, wait_until
 
 SYSTEM_USER = "postgres"
 SUPERUSER = "postgres"
@@ -200,29 +200,25 @@ def start_postgres(
         )
     port = port or free_port()
     log = data_dir / "postgres.log"
-    with log.open("wb") as handle:
-        process = subprocess.Popen(
-            [
-                str(bin_dir / "postgres"),
-                "-D",
-                str(data_dir),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-p",
-                str(port),
-                "-k",
-                str(data_dir),
-            ],
-            cwd=data_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            user=account.uid if account else None,
-            group=account.gid if account else None,
-            extra_groups=[] if account else None,
-        )
+    process = spawn_logged(
+        [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data_dir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            str(data_dir),
+        ],
+        log=log,
+        cwd=data_dir,
+        env=env,
+        user=account.uid if account else None,
+        group=account.gid if account else None,
+        extra_groups=[] if account else None,
+    )
     server = PostgresServer(
         host="127.0.0.1",
         port=port,

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
-from tests.servers.process import free_port, log_tail, stop_process, wait_until
+from tests.servers.process import free_port, log_tail, spawn_logged, stop_process, wait_until
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 REPO = Path(__file__).resolve().parents[2]
@@ -168,15 +168,12 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         "PREFECT_UI_ENABLED": "false",
     }
     server_env.pop("PREFECT_API_URL")
-    with log.open("wb") as handle:
-        process = subprocess.Popen(
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=home,
-            env=server_env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_logged(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        log=log,
+        cwd=home,
+        env=server_env,
+    )
     server = PrefectServer(home=home, api_url=api_url, env=env, log=log)
     try:
         wait_until(

@@ -7,8 +7,32 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+
+def spawn_logged(
+    cmd: Sequence[str],
+    *,
+    log: Path,
+    cwd: Path,
+    env: Mapping[str, str],
+    **popen: Any,
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in its own session (so it is stopped as a group, by PID) with stdin
+    closed and stdout and stderr written to ``log``."""
+    with log.open("wb") as handle:
+        return subprocess.Popen(
+            list(cmd),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **popen,
+        )
 
 
 def free_port() -> int:

@@ -25,7 +25,7 @@ import pytest
 from botocore.config import Config
 
 from labelvault.storage.s3 import S3Store
-from tests.servers.process import free_port, log_tail, stop_process, wait_until
+from tests.servers.process import free_port, log_tail, spawn_logged, stop_process, wait_until
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -174,16 +174,7 @@ def start_s3_server(data: Path) -> tuple[S3Server, subprocess.Popen[bytes]]:
     )
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
     env.update(AWS_ACCESS_KEY_ID=server.access_key, AWS_SECRET_ACCESS_KEY=server.secret_key)
-    with server.log.open("wb") as log:
-        process = subprocess.Popen(
-            _weed_command(data, ports),
-            cwd=data,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, stopped as a whole by PID
-        )
+    process = spawn_logged(_weed_command(data, ports), log=server.log, cwd=data, env=env)
     try:
         wait_until(
             _ready(server),
