@@ -29,7 +29,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,24 +212,24 @@ def _listing(client: httpx.Client, project_id: int, page_size: int = 1000) -> fl
     return time.monotonic() - started
 
 
-def _server_cpu(server: LabelStudio) -> float:
-    """CPU seconds of the server's process tree (gunicorn's workers included)."""
+def _server_total(server: LabelStudio, measure: Callable[[psutil.Process], float]) -> float:
+    """``measure`` summed over the server's process tree (gunicorn's workers included)."""
     process = psutil.Process(server.pid)
-    total = sum(process.cpu_times()[:2])
+    total = measure(process)
     for child in process.children(recursive=True):
         try:
-            total += sum(child.cpu_times()[:2])
+            total += measure(child)
         except psutil.NoSuchProcess:
             continue
     return total
 
 
+def _server_cpu(server: LabelStudio) -> float:
+    return _server_total(server, lambda process: sum(process.cpu_times()[:2]))
+
+
 def _server_rss_mb(server: LabelStudio) -> float:
-    process = psutil.Process(server.pid)
-    total = process.memory_info().rss
-    for child in process.children(recursive=True):
-        total += child.memory_info().rss
-    return total / 1024 / 1024
+    return _server_total(server, lambda process: process.memory_info().rss) / 1024 / 1024
 
 
 #: The capture variants measured on each server: (label, options, which servers).

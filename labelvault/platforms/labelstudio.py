@@ -1244,8 +1244,9 @@ class LabelStudioPlatform:
                 for future in builds:
                     future.cancel()
                 pool.shutdown(wait=True)
-                if loading.exception() is not None:  # the capture's own error is the one raised
-                    logger.debug("predictions listing stopped: %s", loading.exception())
+                failure = loading.exception()
+                if failure is not None:  # the capture's own error is the one raised
+                    logger.debug("predictions listing stopped: %s", failure)
                 spool.close()
                 for export_id in sorted(live):
                     self._delete_export(number, export_id, project_id)

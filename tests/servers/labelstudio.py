@@ -290,9 +290,7 @@ def start_server(
     template = template or ensure_template(venv)
     data_dir.mkdir(parents=True, exist_ok=True)
     shutil.copytree(template, data_dir, dirs_exist_ok=True, symlinks=True)
-    username = username or f"owner-{secrets.token_hex(4)}@example.com"
-    password = secrets.token_urlsafe(18)
-    token = secrets.token_hex(20)
+    owner = _Owner.fresh(username)
     port = port or free_port()
     env = _base_env(data_dir)
     env.update(
@@ -300,15 +298,12 @@ def start_server(
         # Webhooks to a loopback receiver are refused unless this is off; the server only
         # listens on 127.0.0.1.
         SSRF_PROTECTION_ENABLED="false",
-        LABEL_STUDIO_USERNAME=username,
-        LABEL_STUDIO_PASSWORD=password,
-        LABEL_STUDIO_USER_TOKEN=token,
+        LABEL_STUDIO_USERNAME=owner.username,
+        LABEL_STUDIO_PASSWORD=owner.password,
+        LABEL_STUDIO_USER_TOKEN=owner.token,
     )
     env.update(extra_env or {})
-    log = data_dir / "server.log"
-    base_url = f"http://127.0.0.1:{port}"
-    started = time.monotonic()
-    process = spawn_logged(
+    return _launch(
         [
             str(venv / "bin" / "label-studio"),
             "start",
@@ -319,46 +314,14 @@ def start_server(
             str(port),
             "--enable-legacy-api-token",
         ],
-        log=log,
-        cwd=data_dir,
-        env=env,
-    )
-    server = LabelStudio(
-        base_url=base_url,
-        port=port,
-        username=username,
-        password=password,
-        token=token,
         data_dir=data_dir,
-        log=log,
-        process=process,
-        started_in=0.0,
+        env=env,
+        port=port,
+        owner=owner,
+        bound_port=lambda log, _pid: _bound_port(log),
+        started=time.monotonic(),
+        timeout=timeout,
     )
-    try:
-        wait_until(
-            lambda: _bound_port(log) is not None,
-            timeout=timeout,
-            what="Label Studio",
-            process=process,
-            log=log,
-        )
-        bound = _bound_port(log)
-        if bound != port:
-            raise RuntimeError(
-                f"Label Studio bound port {bound} instead of {port} (busy?)\n{log_tail(log)}"
-            )
-        wait_until(
-            lambda: _healthy(base_url),
-            timeout=max(1.0, timeout - (time.monotonic() - started)),
-            what="Label Studio /health",
-            process=process,
-            log=log,
-        )
-    except BaseException:
-        server.stop()
-        raise
-    server.started_in = time.monotonic() - started
-    return server
 
 
 def start_wsgi_server(
@@ -382,9 +345,7 @@ def start_wsgi_server(
     venv = venv or ensure_installed()
     gunicorn = ensure_gunicorn(venv)
     data_dir.mkdir(parents=True, exist_ok=True)
-    username = username or f"owner-{secrets.token_hex(4)}@example.com"
-    password = secrets.token_urlsafe(18)
-    token = secrets.token_hex(20)
+    owner = _Owner.fresh(username)
     env = _base_env(data_dir)
     env.update(
         DJANGO_DB="default",
@@ -403,11 +364,11 @@ def start_wsgi_server(
             "init",
             "-q",
             "--username",
-            username,
+            owner.username,
             "--password",
-            password,
+            owner.password,
             "--user-token",
-            token,
+            owner.token,
             "--enable-legacy-api-token",
         ],
         what="label-studio init on PostgreSQL",
@@ -420,9 +381,7 @@ def start_wsgi_server(
         SSRF_PROTECTION_ENABLED="false",
     )
     port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log = data_dir / "server.log"
-    process = spawn_logged(
+    return _launch(
         [
             str(gunicorn),
             "--chdir",
@@ -437,35 +396,77 @@ def start_wsgi_server(
             "600",
             "core.wsgi:application",
         ],
-        log=log,
-        cwd=data_dir,
+        data_dir=data_dir,
         env=env,
+        port=port,
+        owner=owner,
+        bound_port=_gunicorn_port,
+        started=started,
+        timeout=timeout,
     )
+
+
+@dataclass(frozen=True)
+class _Owner:
+    """The owner account a started server creates, with fresh credentials."""
+
+    username: str
+    password: str
+    token: str
+
+    @classmethod
+    def fresh(cls, username: str | None) -> _Owner:
+        return cls(
+            username=username or f"owner-{secrets.token_hex(4)}@example.com",
+            password=secrets.token_urlsafe(18),
+            token=secrets.token_hex(20),
+        )
+
+
+def _launch(
+    cmd: list[str],
+    *,
+    data_dir: Path,
+    env: dict[str, str],
+    port: int,
+    owner: _Owner,
+    bound_port: Callable[[Path, int], int | None],
+    started: float,
+    timeout: float,
+) -> LabelStudio:
+    """Run ``cmd`` (logging to ``data_dir/server.log``), wait until ``bound_port`` reads from
+    the log that this process holds ``port`` and ``/health`` answers; stop it on failure."""
+    log = data_dir / "server.log"
+    process = spawn_logged(cmd, log=log, cwd=data_dir, env=env)
+    base_url = f"http://127.0.0.1:{port}"
     server = LabelStudio(
         base_url=base_url,
         port=port,
-        username=username,
-        password=password,
-        token=token,
+        username=owner.username,
+        password=owner.password,
+        token=owner.token,
         data_dir=data_dir,
         log=log,
         process=process,
         started_in=0.0,
     )
-    listening = f"Listening at: {base_url} ({process.pid})"
     try:
-        # gunicorn exits when the port is taken; the log line proves this master holds it.
         wait_until(
-            lambda: listening in log.read_text(errors="replace"),
+            lambda: bound_port(log, process.pid) is not None,
             timeout=timeout,
-            what="gunicorn",
+            what="Label Studio",
             process=process,
             log=log,
         )
+        bound = bound_port(log, process.pid)
+        if bound != port:
+            raise RuntimeError(
+                f"Label Studio bound port {bound} instead of {port} (busy?)\n{log_tail(log)}"
+            )
         wait_until(
             lambda: _healthy(base_url),
             timeout=max(1.0, timeout - (time.monotonic() - started)),
-            what="Label Studio /health under gunicorn",
+            what="Label Studio /health",
             process=process,
             log=log,
         )
@@ -474,6 +475,21 @@ def start_wsgi_server(
         raise
     server.started_in = time.monotonic() - started
     return server
+
+
+_LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+) \((\d+)\)")
+
+
+def _gunicorn_port(log: Path, pid: int) -> int | None:
+    """The port gunicorn's master ``pid`` says it listens on (it exits when one is taken)."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    for match in _LISTENING.finditer(text):
+        if int(match.group(2)) == pid:
+            return int(match.group(1))
+    return None
 
 
 def _bound_port(log: Path) -> int | None:
