@@ -37,13 +37,9 @@ import pyarrow.compute as pc  # noqa: E402
 
 from labelvault.diff import diff  # noqa: E402
 from labelvault.query import query  # noqa: E402
-from labelvault.snapshot import (  # noqa: E402
-    Manifest,
-    SnapshotReader,
-    SnapshotWriter,
-    load_manifest,
-    write_manifest,
-)
+from labelvault.snapshot.manifest import Manifest, load_manifest, write_manifest  # noqa: E402
+from labelvault.snapshot.reader import SnapshotReader  # noqa: E402
+from labelvault.snapshot.writer import SnapshotWriter  # noqa: E402
 from labelvault.storage.local import LocalStore  # noqa: E402
 from tests.strategies import item_key, synthetic_project  # noqa: E402
 

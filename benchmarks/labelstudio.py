@@ -29,6 +29,7 @@ import resource
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,16 +42,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from labelvault.models import RestoreOptions, VersionOrigin  # noqa: E402
 from labelvault.platforms.labelstudio import (  # noqa: E402
     LabelStudioOptions,
     LabelStudioPlatform,
 )
-from labelvault.snapshot import (  # noqa: E402
-    SnapshotReader,
-    SnapshotWriter,
-    load_manifest,
-    write_manifest,
-)
+from labelvault.restore import restore_version  # noqa: E402
+from labelvault.snapshot.manifest import load_manifest, write_manifest  # noqa: E402
+from labelvault.snapshot.reader import SnapshotReader  # noqa: E402
+from labelvault.snapshot.writer import SnapshotWriter  # noqa: E402
 from labelvault.storage.local import LocalStore  # noqa: E402
 from tests.servers.labelstudio import (  # noqa: E402
     LS_VERSION,
@@ -137,8 +137,15 @@ def _restore_child(url: str, token: str, store_root: str, manifest_key: str) -> 
     reader = SnapshotReader(store, load_manifest(store, manifest_key))
     with LabelStudioPlatform(url, token) as ls:
         started = time.monotonic()
-        result = ls.restore(reader.iter_batches, title="benchmark restore")
-        return time.monotonic() - started, result.counts, _peak_rss_mb()
+        result = restore_version(
+            ls,
+            reader.iter_batches,
+            store=store,
+            journal=f"bench/restores/{uuid.uuid4().hex}",
+            origin=VersionOrigin(source_project_id="bench", version_number=1),
+            options=RestoreOptions(project_name="benchmark restore"),
+        )
+        return time.monotonic() - started, result.created, _peak_rss_mb()
 
 
 def _in_child(func: Any, *args: Any) -> Any:
@@ -324,7 +331,7 @@ def _bench_server(kind: str, count: int, repeat: int) -> None:
                 seconds, counts, rss = _in_child(
                     _restore_child, url, token, store_root, manifest_key
                 )
-                assert counts["tasks"] == count, counts
+                assert counts["items"] == count, counts
                 return seconds, rss
 
             for run in range(repeat):

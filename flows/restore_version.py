@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from labelvault.models import RestoreOptions
 from tasks.blocks import PlatformConnectionBlock, StoreBlock
 from tasks.common import platform_tag
 from tasks.concurrency import project_slot
@@ -21,22 +22,15 @@ def restore_version(
     connection: str = "supervisely",
     storage: str = "default",
     target_connection: str | None = None,
-    workspace_id: str | None = None,
-    name: str | None = None,
-    description: str | None = None,
-    skip_missed_entities: bool = False,
-    allow_failures: bool = False,
-    datasets: list[str] | None = None,
-    classes: list[str] | None = None,
+    options: RestoreOptions | None = None,
     restore_id: str | None = None,
 ) -> dict[str, Any]:
     """Restore ``version`` (default: the latest) of ``project_id`` as a new project.
 
-    The target is ``target_connection`` (default: the source's server) and ``workspace_id``
-    (default: the source project's). ``datasets`` (names or paths, with their subtrees) and
-    ``classes`` restore only part of the version. ``restore_id`` names the restore's journal;
-    it defaults to this flow run's id, so a retried run resumes. Pass an earlier run's id to
-    resume that one.
+    The target is ``target_connection`` (default: the source's server); ``options`` say where
+    and how (workspace, name, a partial restore by datasets or classes), as the CLI's flags do.
+    ``restore_id`` names the restore's journal; it defaults to this flow run's id, so a
+    retried run resumes. Pass an earlier run's id to resume that one.
     """
     logger = get_run_logger()
     source = PlatformConnectionBlock.load(connection).connection()
@@ -50,13 +44,7 @@ def restore_version(
             project_id,
             version,
             restore_id=restore_id or str(flow_run.get_id()),
-            workspace_id=workspace_id,
-            name=name,
-            description=description,
-            skip_missed_entities=skip_missed_entities,
-            allow_failures=allow_failures,
-            datasets=datasets,
-            classes=classes,
+            options=options or RestoreOptions(),
         )
     logger.info(
         "restored version %s of %s as project %s (%s)",

@@ -18,7 +18,8 @@ from typing import Any
 from labelvault.catalog import Catalog, Reservation, VersionInfo
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import Platform, ProjectInfo
-from labelvault.snapshot import Manifest, SnapshotSource, SnapshotWriter, write_manifest
+from labelvault.snapshot.manifest import Manifest, SnapshotSource, write_manifest
+from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage import ObjectStore
 
 __all__ = ["CaptureProgress", "CaptureResult", "capture_version", "project_ref"]

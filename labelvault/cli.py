@@ -46,6 +46,7 @@ from rich.text import Text
 
 from labelvault.capture import CaptureResult
 from labelvault.catalog import VersionInfo
+from labelvault.connect import open_platform, open_store_from
 from labelvault.diff import DiffResult
 from labelvault.errors import (
     AuthenticationError,
@@ -62,12 +63,12 @@ from labelvault.errors import (
     UnsupportedProject,
     VersionNotFound,
 )
-from labelvault.models import ProjectRef
+from labelvault.models import ProjectRef, RestoreOptions, RestoreReport
 from labelvault.platforms.base import Platform, ProjectInfo, instance_from_url
-from labelvault.restore import RestoreReport, RestoreTarget, SelfRestoringPlatform
 from labelvault.retention import ExpiryReport, RetentionPolicy
 from labelvault.settings import PlatformConnection, StoreSettings
-from labelvault.snapshot import TABLES, Manifest
+from labelvault.snapshot.manifest import Manifest
+from labelvault.snapshot.schema import TABLES
 from labelvault.vault import Vault, VersionRef
 from labelvault.webhooks import DEFAULT_MAX_BODY_BYTES, SECRET_HEADER, serve
 
@@ -160,12 +161,12 @@ class _State:
         connection = PlatformConnection.from_env(
             self.platform, server_url=self.server_url, token=self.token
         )
-        return connection.open()
+        return open_platform(connection)
 
     @contextmanager
     def vault(self) -> Iterator[Vault]:
         """The store and its catalog, closed afterwards."""
-        store = StoreSettings(url=self.store_url).open()
+        store = open_store_from(StoreSettings(url=self.store_url))
         try:
             yield Vault(store)
         finally:
@@ -876,20 +877,16 @@ def restore(
         with state.vault() as vault:
             info = vault.version(project, _version_ref(version))
             state.restore_id = restore_id or secrets.token_hex(6)
-            report = _restore_with_progress(
-                state,
-                vault,
-                cast(RestoreTarget | SelfRestoringPlatform, platform),
-                project,
-                info,
-                datasets=dataset,
-                classes=class_name,
-                name=name,
-                description=description,
-                workspace=workspace,
-                skip_missed=skip_missed,
+            options = RestoreOptions(
+                workspace_id=workspace,
+                project_name=name,
+                project_description=description,
+                skip_missed_entities=skip_missed,
                 allow_failures=allow_failures,
+                datasets=tuple(dataset) if dataset else None,
+                classes=tuple(class_name) if class_name else None,
             )
+            report = _restore_with_progress(state, vault, platform, project, info, options=options)
     finally:
         platform.close()
     _print_restored(
@@ -911,19 +908,13 @@ def restore(
 def _restore_with_progress(
     state: _State,
     vault: Vault,
-    target: RestoreTarget | SelfRestoringPlatform,
+    target: Platform,
     project: ProjectRef,
     info: VersionInfo,
     *,
-    datasets: Sequence[str] | None,
-    classes: Sequence[str] | None,
-    name: str | None,
-    description: str | None,
-    workspace: str | None,
-    skip_missed: bool,
-    allow_failures: bool,
+    options: RestoreOptions,
 ) -> RestoreReport:
-    total = _version_rows(info).get("items") if not datasets else None
+    total = _version_rows(info).get("items") if not options.datasets else None
     with _Bar(state.err, "restoring") as bar:
         assert state.restore_id is not None
         _, result = vault.restore(
@@ -931,13 +922,7 @@ def _restore_with_progress(
             project,
             info.number,
             restore_id=state.restore_id,
-            name=name,
-            description=description,
-            workspace_id=workspace,
-            skip_missed_entities=skip_missed,
-            allow_failures=allow_failures,
-            datasets=datasets or (),
-            classes=classes or (),
+            options=options,
             progress=lambda created: bar.update(created.get("items", 0), total),
         )
         bar.finish(result.created.get("items", 0))
@@ -969,7 +954,7 @@ def _print_restored(
     out.print(f"  source        {info.project}, version {info.number} ({info.id})", soft_wrap=True)
     if restore_id:
         out.print(f"  restore id    {restore_id}", soft_wrap=True)
-    out.print(_rows_table(created))
+    out.print(_rows_table({t: n for t, n in created.items() if n or t != "users"}))
     left_out = {table: count for table, count in (filtered_out or {}).items() if count}
     if left_out:
         listed = ", ".join(f"{table} {count:,}" for table, count in left_out.items())

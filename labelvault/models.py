@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from labelvault.storage.keys import join_key, safe_segment
+from labelvault.errors import ConfigurationError
+from labelvault.keys import join_key, safe_segment
 
 __all__ = [
+    "RESTORE_COUNTS",
     "CommitResult",
     "FrozenModel",
+    "ProjectInfo",
     "ProjectRef",
     "Reservation",
+    "RestoreIssue",
+    "RestoreOptions",
+    "RestoreReport",
     "UtcDatetime",
     "VersionInfo",
+    "VersionOrigin",
     "as_utc",
+    "instance_from_url",
 ]
 
 
@@ -104,3 +114,136 @@ class CommitResult(FrozenModel):
 
     version: VersionInfo
     created: bool
+
+
+def instance_from_url(server_url: str) -> str:
+    """The ``instance`` of a server: its host and port, lowercased (``app.example.com:443``).
+
+    Scheme and path are left out, so ``https://h/`` and ``https://h/api`` share a history.
+    """
+    parts = urlsplit(server_url if "://" in server_url else f"https://{server_url}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ConfigurationError(
+            f"server URL {server_url!r} has an invalid port; use a number from 1 to 65535"
+        ) from None
+    if not host:
+        raise ConfigurationError(f"server URL {server_url!r} has no host")
+    port = port or (443 if parts.scheme == "https" else 80)
+    return f"{host.lower()}:{port}"
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    """A project as the platform describes it."""
+
+    platform: str
+    instance: str  # safe encoding of the server's host, see ``instance_from_url``
+    project_id: str
+    name: str
+    kind: str
+    updated_at: datetime | None = None
+    workspace_id: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+#: The count keys of every restore report, on every platform: one per table restored.
+RESTORE_COUNTS: tuple[str, ...] = ("users", "datasets", "items", "annotations", "tags")
+
+
+class RestoreOptions(FrozenModel):
+    """Where a version is restored and how strictly: what the CLI's flags and the flow's
+    parameters say, handed unchanged to the restore engine."""
+
+    workspace_id: str | None = Field(
+        default=None,
+        description="The workspace of the new project (Supervisely); the source's by default.",
+    )
+    project_name: str | None = Field(
+        default=None,
+        description='The new project\'s name; "<name>, from ver. <N>" (made unique) by default.',
+    )
+    project_description: str | None = Field(
+        default=None,
+        description="The new project's description; one that names the source by default.",
+    )
+    skip_missed_entities: bool = Field(
+        default=False,
+        description="Skip items whose media is gone (hash deleted, link dead) and list them.",
+    )
+    allow_failures: bool = Field(
+        default=False,
+        description="Retry a failed batch row by row and list the rows that still fail.",
+    )
+    batch_size: int = Field(default=200, ge=1, description="Items created per request.")
+    datasets: tuple[str, ...] | None = Field(
+        default=None,
+        description="Restore only these datasets (names or paths), each with its subtree.",
+    )
+    classes: tuple[str, ...] | None = Field(
+        default=None, description="Restore only annotations of these classes, with their tags."
+    )
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two restores the same restore (for resuming a journal)."""
+        return {
+            "workspace_id": self.workspace_id,
+            "project_name": self.project_name,
+            "datasets": sorted(self.datasets) if self.datasets is not None else None,
+            "classes": sorted(self.classes) if self.classes is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class VersionOrigin:
+    """Which version of which project is being restored (for names and descriptions)."""
+
+    source_project_id: str
+    version_number: int
+    version_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RestoreIssue:
+    """One row that was not restored, and why."""
+
+    table: str
+    key: str
+    reason: str
+
+
+def _zero_counts() -> dict[str, int]:
+    return dict.fromkeys(RESTORE_COUNTS, 0)
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """What a restore did: the new project, rows created per table (:data:`RESTORE_COUNTS`),
+    and every row it skipped or failed, on every platform alike."""
+
+    project: ProjectInfo
+    journal: str
+    created: dict[str, int] = field(default_factory=_zero_counts)
+    skipped: tuple[RestoreIssue, ...] = ()
+    failures: tuple[RestoreIssue, ...] = ()
+    resumed: bool = False
+    #: Rows left out by ``RestoreOptions.datasets`` / ``classes``, per table.
+    filtered_out: dict[str, int] = field(default_factory=_zero_counts)
+    #: What the platform could not bring back as it was (e.g. a draft's author).
+    warnings: tuple[str, ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        """Plain values for logs, artifacts, flow results and ``--json``."""
+        return {
+            "project_id": self.project.project_id,
+            "project_name": self.project.name,
+            "workspace_id": self.project.workspace_id,
+            "created": dict(self.created),
+            "skipped": len(self.skipped),
+            "failures": len(self.failures),
+            "filtered_out": dict(self.filtered_out),
+            "resumed": self.resumed,
+            "journal": self.journal,
+            "warnings": list(self.warnings),
+        }

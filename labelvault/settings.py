@@ -1,6 +1,7 @@
 """Settings from the environment (prefix ``LABELVAULT_``) and flags, as small value objects.
 
-The library itself receives plain values; these classes only gather them. In Prefect
+The library itself receives plain values; these classes only gather them, and
+:mod:`labelvault.connect` opens the store or platform they name. In Prefect
 deployments the same values come from blocks (see ``tasks/blocks.py``).
 
 =================================  =========================================================
@@ -18,18 +19,13 @@ variable                           meaning
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from labelvault.errors import ConfigurationError
-from labelvault.models import ProjectRef
-from labelvault.platforms.base import instance_from_url
-from labelvault.storage import ObjectStore, open_store
-
-if TYPE_CHECKING:
-    from labelvault.platforms.base import Platform
+from labelvault.models import ProjectRef, instance_from_url
 
 __all__ = ["PlatformConnection", "StoreSettings"]
 
@@ -45,19 +41,6 @@ class StoreSettings(BaseSettings):
     s3_access_key: str | None = None
     s3_secret_key: SecretStr | None = None
     s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
-
-    def open(self) -> ObjectStore:
-        """Open the configured store."""
-        if not self.url.startswith("s3://"):
-            return open_store(self.url)
-        return open_store(
-            self.url,
-            endpoint_url=self.s3_endpoint_url,
-            region=self.s3_region,
-            access_key=self.s3_access_key,
-            secret_key=self.s3_secret_key.get_secret_value() if self.s3_secret_key else None,
-            addressing_style=self.s3_addressing_style,
-        )
 
 
 class PlatformConnection(BaseModel):
@@ -94,10 +77,3 @@ class PlatformConnection(BaseModel):
             instance=instance_from_url(self.server_url),
             project_id=project_id,
         )
-
-    def open(self) -> Platform:
-        """Connect to the platform through its registered adapter."""
-        from labelvault.platforms import get_platform_factory  # noqa: PLC0415 - registers all
-
-        factory = get_platform_factory(self.platform)
-        return factory(self.server_url, self.token.get_secret_value())

@@ -14,23 +14,16 @@ import pyarrow as pa
 from labelvault.capture import CaptureProgress, CaptureResult, capture_until_current
 from labelvault.catalog import Catalog, VersionInfo
 from labelvault.diff import DiffResult, diff
-from labelvault.errors import ConfigurationError, VersionNotFound
-from labelvault.models import ProjectRef
-from labelvault.platforms.base import Platform
+from labelvault.errors import VersionNotFound
+from labelvault.keys import unsafe_segment
+from labelvault.models import ProjectRef, RestoreOptions, RestoreReport, VersionOrigin
+from labelvault.platforms.base import Platform, RestoreProgress
 from labelvault.query import DEFAULT_BATCH_ROWS, query, query_reader
-from labelvault.restore import (
-    RestoreOptions,
-    RestoreReport,
-    RestoreTarget,
-    SelfRestoringPlatform,
-    journal_prefix,
-    restore_by_platform,
-    restore_version,
-)
+from labelvault.restore import journal_prefix, restore_version
 from labelvault.retention import ExpiryReport, RetentionPolicy, expire
-from labelvault.snapshot import Manifest, SnapshotReader, load_manifest
+from labelvault.snapshot.manifest import Manifest, load_manifest
+from labelvault.snapshot.reader import SnapshotReader
 from labelvault.storage import ObjectStore
-from labelvault.storage.keys import unsafe_segment
 
 __all__ = ["Vault", "VersionRef"]
 
@@ -182,71 +175,33 @@ class Vault:
 
     def restore(
         self,
-        target: RestoreTarget | SelfRestoringPlatform,
+        target: Platform,
         project: ProjectRef,
         ref: VersionRef,
         *,
         restore_id: str,
-        name: str | None = None,
-        description: str | None = None,
-        workspace_id: str | None = None,
-        skip_missed_entities: bool = False,
-        allow_failures: bool = False,
-        datasets: Sequence[str] = (),
-        classes: Sequence[str] = (),
-        batch_size: int = 200,
-        progress: Callable[[dict[str, int]], None] | None = None,
+        options: RestoreOptions | None = None,
+        progress: RestoreProgress | None = None,
     ) -> tuple[VersionInfo, RestoreReport]:
         """Restore a version as a new project on ``target`` (see :mod:`labelvault.restore`).
 
         ``restore_id`` names the restore's journal: running again with the same id resumes an
-        interrupted restore. ``datasets`` (names or paths, each with its subtree) and
-        ``classes`` restore only part of the version; empty means all.
+        interrupted restore. ``options`` say where and how (a partial restore names datasets
+        or classes); the defaults restore the whole version beside its source.
         """
         version = self.version(project, ref)
         reader = SnapshotReader(self.store, self.manifest(version))
-        journal = journal_prefix(project.prefix, restore_id)
-        if isinstance(target, SelfRestoringPlatform):
-            unsupported = {
-                "workspace": workspace_id,
-                "skip missed entities": skip_missed_entities,
-                "allow failures": allow_failures,
-                "datasets": datasets,
-                "classes": classes,
-            }
-            given = [option for option, value in unsupported.items() if value]
-            if given:
-                raise ConfigurationError(
-                    f"a {getattr(target, 'name', 'platform')} restore takes no "
-                    f"{', '.join(given)}: it restores the whole version as one new project"
-                )
-            report = restore_by_platform(
-                target,
-                reader.iter_batches,
-                store=self.store,
-                journal=journal,
-                name=name,
-                description=description,
-            )
-            return version, report
         report = restore_version(
             target,
             reader.iter_batches,
             store=self.store,
-            journal=journal,
-            options=RestoreOptions(
+            journal=journal_prefix(project.prefix, restore_id),
+            origin=VersionOrigin(
+                source_project_id=project.project_id,
                 version_number=version.number,
                 version_id=version.id,
-                source_project_id=project.project_id,
-                workspace_id=workspace_id,
-                project_name=name,
-                project_description=description,
-                skip_missed_entities=skip_missed_entities,
-                allow_failures=allow_failures,
-                batch_size=batch_size,
-                datasets=tuple(datasets) or None,
-                classes=tuple(classes) or None,
             ),
+            options=options or RestoreOptions(),
             progress=progress,
         )
         return version, report

@@ -9,6 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from labelvault.connect import open_store_from
 from labelvault.models import ProjectRef
 from labelvault.settings import StoreSettings
 from labelvault.vault import Vault
@@ -23,7 +24,7 @@ def artifact_key(*parts: str) -> str:
 def publish_version_summary(summary: dict[str, Any], store: StoreSettings) -> None:
     """A table of the version (rows per table, annotations per class, bytes written vs
     reused, duration, items/s) and, for a new version, a markdown diff against the previous."""
-    with Vault(store.open()) as vault:
+    with Vault(open_store_from(store)) as vault:
         platform, project_id = summary["platform"], summary["project_id"]
         project = ProjectRef(platform=platform, instance=summary["instance"], project_id=project_id)
         version = vault.version(project, summary["version"])

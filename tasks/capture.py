@@ -9,6 +9,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from labelvault.capture import wait_for_quiet
+from labelvault.connect import open_platform, open_store_from
 from labelvault.settings import PlatformConnection, StoreSettings
 from labelvault.vault import Vault
 from tasks.common import RETRY_TRANSIENT, ProgressArtifact, retry_transient
@@ -32,9 +33,9 @@ def capture(
     max_wait_seconds: float = 600.0,
 ) -> dict[str, Any]:
     """Capture ``project_id``; returns the version summary as plain values."""
-    platform = connection.open()
+    platform = open_platform(connection)
     try:
-        with Vault(store.open()) as vault:
+        with Vault(open_store_from(store)) as vault:
             if quiet_seconds > 0:
                 wait_for_quiet(
                     platform,

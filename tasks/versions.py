@@ -7,6 +7,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from labelvault.connect import open_platform, open_store_from
+from labelvault.models import RestoreOptions
 from labelvault.retention import RetentionPolicy
 from labelvault.settings import PlatformConnection, StoreSettings
 from labelvault.vault import Vault, VersionRef
@@ -27,19 +29,12 @@ def restore(
     version: VersionRef,
     *,
     restore_id: str,
-    workspace_id: str | None = None,
-    name: str | None = None,
-    description: str | None = None,
-    skip_missed_entities: bool = False,
-    allow_failures: bool = False,
-    datasets: list[str] | None = None,
-    classes: list[str] | None = None,
+    options: RestoreOptions,
 ) -> dict[str, Any]:
-    """Restore one version into a new project on ``target``; resumable by ``restore_id``.
-    ``datasets`` / ``classes`` restore only part of it."""
-    platform = target.open()
+    """Restore one version into a new project on ``target``; resumable by ``restore_id``."""
+    platform = open_platform(target)
     try:
-        with Vault(store.open()) as vault:
+        with Vault(open_store_from(store)) as vault:
             project = source.project_ref(project_id)
             info = vault.version(project, version)
             items = info.stats.get("rows.items")
@@ -47,17 +42,11 @@ def restore(
                 f"Restoring version {info.number} of {source.platform} project {project_id}"
             )
             _, report = vault.restore(
-                platform,  # type: ignore[arg-type]
+                platform,
                 project,
                 info.number,
                 restore_id=restore_id,
-                workspace_id=workspace_id,
-                name=name,
-                description=description,
-                skip_missed_entities=skip_missed_entities,
-                allow_failures=allow_failures,
-                datasets=datasets or (),
-                classes=classes or (),
+                options=options,
                 progress=lambda created: artifact.update(
                     created.get("items", 0) / items if items else None
                 ),
@@ -77,7 +66,7 @@ def diff(
     new: VersionRef = None,
 ) -> dict[str, Any]:
     """Diff two versions; returns the counts and the markdown summary."""
-    with Vault(store.open()) as vault:
+    with Vault(open_store_from(store)) as vault:
         old_info, new_info, result = vault.diff(source.project_ref(project_id), old, new)
     title = f"Changes from version {old_info.number} to version {new_info.number}"
     return {
@@ -103,7 +92,7 @@ def expire(
     dry_run: bool = True,
 ) -> dict[str, Any]:
     """Apply a retention policy to one project."""
-    with Vault(store.open()) as vault:
+    with Vault(open_store_from(store)) as vault:
         return vault.expire(source.project_ref(project_id), policy, dry_run=dry_run).summary()
 
 
@@ -111,5 +100,5 @@ def expire(
 def list_projects(source: PlatformConnection, store: StoreSettings) -> list[str]:
     """Ids of the projects of ``source``'s server that have versions in the store."""
     instance = source.project_ref("_").instance
-    with Vault(store.open()) as vault:
+    with Vault(open_store_from(store)) as vault:
         return [ref.project_id for ref in vault.projects(source.platform, instance)]

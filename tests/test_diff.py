@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labelvault.diff import diff, iter_changes
-from labelvault.snapshot import Manifest, SnapshotReader, schema_for
+from labelvault.snapshot.manifest import Manifest
+from labelvault.snapshot.reader import SnapshotReader
+from labelvault.snapshot.schema import schema_for
 from labelvault.storage.base import StoredObject
 from labelvault.storage.memory import MemoryStore
 from tests.snapshot.helpers import split, write_version

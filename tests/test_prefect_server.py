@@ -22,7 +22,7 @@ import pytest
 from labelvault.capture import project_ref
 from labelvault.catalog import Catalog
 from labelvault.platforms.supervisely import SuperviselyPlatform
-from labelvault.snapshot import SnapshotWriter
+from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage import LocalStore, MemoryStore
 from labelvault.webhooks import SECRET_HEADER, EventSink, create_app
 from tests.fakes.supervisely import FakeSupervisely, RichProject, generate_rich_project

@@ -11,7 +11,9 @@ import pytest
 
 from labelvault.errors import IntegrityError
 from labelvault.query import connect, query, query_reader, table_dataset
-from labelvault.snapshot import TABLES, Manifest, SnapshotReader
+from labelvault.snapshot.manifest import Manifest
+from labelvault.snapshot.reader import SnapshotReader
+from labelvault.snapshot.schema import TABLES
 from labelvault.storage.base import ObjectStore
 from labelvault.storage.local import LocalStore
 from labelvault.storage.memory import MemoryStore

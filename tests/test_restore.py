@@ -13,10 +13,21 @@ import pytest
 
 from labelvault.errors import ConfigurationError, RequestRejected, RestoreError
 from labelvault.http import RequestSettings
-from labelvault.platforms.base import ProjectInfo
+from labelvault.models import RestoreOptions, RestoreReport, VersionOrigin
+from labelvault.platforms.base import (
+    ProjectInfo,
+    RestoreJournal,
+    RestoreProgress,
+    RestoreRequest,
+    TableReader,
+)
+from labelvault.platforms.keyed import restore_keyed
+from labelvault.platforms.streams import Row
 from labelvault.platforms.supervisely import SuperviselyPlatform
-from labelvault.restore import RestoreOptions, RestoreReport, Row, journal_prefix, restore_version
+from labelvault.restore import journal_prefix, restore_version
+from labelvault.snapshot.reader import SnapshotReader
 from labelvault.snapshot.schema import schema_for
+from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage.memory import MemoryStore
 from tests.fakes.supervisely import (
     FakeSupervisely,
@@ -84,14 +95,22 @@ def source(platform: SuperviselyPlatform, rich: RichProject) -> Tables:
     return capture_tables(platform, str(rich.project_id))
 
 
-def options(rich: RichProject, **overrides: Any) -> RestoreOptions:
+_ORIGIN_FIELDS = ("version_number", "source_project_id", "version_id")
+
+
+def origin(rich: RichProject, **overrides: Any) -> VersionOrigin:
     values: dict[str, Any] = {
         "version_number": 3,
         "source_project_id": str(rich.project_id),
         "version_id": "v-0003",
-        "batch_size": 4,
     }
-    values.update(overrides)
+    values.update({k: v for k, v in overrides.items() if k in _ORIGIN_FIELDS})
+    return VersionOrigin(**values)
+
+
+def options(rich: RichProject, **overrides: Any) -> RestoreOptions:
+    values: dict[str, Any] = {"batch_size": 4}
+    values.update({k: v for k, v in overrides.items() if k not in _ORIGIN_FIELDS})
     return RestoreOptions(**values)
 
 
@@ -109,6 +128,7 @@ def restore(
         table_reader(tables),
         store=store if store is not None else MemoryStore(),
         journal=journal,
+        origin=origin(rich, **overrides),
         options=options(rich, **overrides),
     )
 
@@ -144,6 +164,7 @@ def test_round_trip_gives_the_same_content(
     assert report.failures == ()
     assert report.skipped == ()
     assert report.created == {
+        "users": 0,
         "datasets": 6,
         "items": 30,
         "annotations": len(fake.figures) // 2,
@@ -204,11 +225,10 @@ def test_round_trip_through_the_snapshot_format(
     fake: FakeSupervisely, platform: SuperviselyPlatform, rich: RichProject
 ) -> None:
     """capture → snapshot → restore from the snapshot reader → capture: same content hash."""
-    snapshot = pytest.importorskip("labelvault.snapshot")
     store = MemoryStore()
 
     def capture(project_id: str) -> Any:
-        writer = snapshot.SnapshotWriter(
+        writer = SnapshotWriter(
             store,
             f"supervisely/sly.test/{project_id}",
             source={
@@ -223,12 +243,13 @@ def test_round_trip_through_the_snapshot_format(
         return writer.finish()
 
     first = capture(str(rich.project_id))
-    reader = snapshot.SnapshotReader(store, first)
+    reader = SnapshotReader(store, first)
     report = restore_version(
         platform,
         lambda table: reader.iter_batches(table, batch_rows=5),
         store=store,
         journal="supervisely/restores/from-snapshot",
+        origin=origin(rich),
         options=options(rich),
     )
     second = capture(report.project.project_id)
@@ -295,7 +316,7 @@ def test_missing_media_stops_the_restore_and_says_where(
     assert error.progress["items"] > 0
     assert f"created project {error.created_project}" in str(error)
     assert "HASHES_NOT_FOUND" in str(error) or "do not exist" in str(error)
-    assert "Run it again with the same journal" in str(error)
+    assert "Run it again with the same restore id" in str(error)
 
 
 def test_allow_failures_continues_and_lists_failures(
@@ -373,14 +394,15 @@ def test_killed_by_a_failed_write_then_resumed(
     again = capture_tables(platform, created)
     assert fingerprint_multisets(again) == fingerprint_multisets(source)  # nothing twice
     assert report.created == {
-        t: sum(c.values()) for t, c in fingerprint_multisets(source).items() if t != "project"
+        "users": 0,
+        **{t: sum(c.values()) for t, c in fingerprint_multisets(source).items() if t != "project"},
     }
 
 
 @pytest.mark.parametrize(
     "fragment",
     [
-        "restore.json",  # the project was created, its id never recorded
+        "project.json",  # the project was created, its id never recorded
         "steps/a000002-dataset",
         "steps/b00000001-1-items",
         "steps/b00000001-2-annotations",
@@ -466,6 +488,7 @@ class MemoryTarget:
 
     name = "memory"
     instance = "memory:0"
+    restore_ignores: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.projects: dict[str, dict[str, Any]] = {}
@@ -534,6 +557,15 @@ class MemoryTarget:
     ) -> dict[str, str]:
         return {}
 
+    def restore(
+        self,
+        tables: TableReader,
+        request: RestoreRequest,
+        journal: RestoreJournal,
+        progress: RestoreProgress | None = None,
+    ) -> RestoreReport:
+        return restore_keyed(self, tables, request, journal, progress)
+
 
 def _table(name: str, rows: list[dict[str, Any]]) -> list[pa.RecordBatch]:
     schema = schema_for(name)
@@ -564,14 +596,13 @@ def test_driver_without_datasets_and_with_row_failures() -> None:
         table_reader(tables),
         store=MemoryStore(),
         journal="memory/restores/1",
-        options=RestoreOptions(
-            version_number=2, source_project_id="9", allow_failures=True, batch_size=3
-        ),
+        origin=VersionOrigin(source_project_id="9", version_number=2),
+        options=RestoreOptions(allow_failures=True, batch_size=3),
     )
     assert report.project.name == "labels, from ver. 2"
     assert [f.key for f in report.failures] == ["000004"]
     assert {s.key for s in report.skipped} == {"000004/1", "000004/2", "999999/1"}
-    assert report.created == {"datasets": 0, "items": 6, "annotations": 12, "tags": 0}
+    assert report.created == {"users": 0, "datasets": 0, "items": 6, "annotations": 12, "tags": 0}
     assert [k for k, _ in target.rows["items"]] == [t["key"] for t in tasks if t["key"] != "000004"]
 
 
@@ -614,7 +645,7 @@ def partial_source(
     tags = {t["key"] for t in rows_of(source, "tags") if t["owner_key"] in items | annotations}
     kept = {"datasets": created, "items": items, "annotations": annotations, "tags": tags}
     multisets: dict[str, dict[str, int]] = {}
-    left_out: dict[str, int] = {}
+    left_out: dict[str, int] = {"users": 0}
     for table in source:
         rows = rows_of(source, table)
         keep = [r for r in rows if table not in kept or r["key"] in kept[table]]
@@ -638,6 +669,7 @@ def test_partial_restore_of_one_nested_dataset(
     assert report.failures == ()
     assert report.filtered_out == left_out
     assert left_out == {
+        "users": 0,
         "datasets": 3,
         "items": 20,
         "annotations": left_out["annotations"],
@@ -758,7 +790,8 @@ def test_class_filter_needs_class_definitions() -> None:
             table_reader(tables),
             store=MemoryStore(),
             journal="memory/restores/1",
-            options=RestoreOptions(version_number=1, source_project_id="9", classes=("cat",)),
+            origin=VersionOrigin(source_project_id="9", version_number=1),
+            options=RestoreOptions(classes=("cat",)),
         )
 
 

@@ -1,12 +1,10 @@
 """Platform adapters and the registry that finds them by name.
 
-Importing this package registers every adapter: ``supervisely`` and, when its module is present,
-``labelstudio``.
+Each platform is a package (``supervisely/``, ``labelstudio/``) with one module per concern;
+importing this package registers every adapter the same way.
 """
 
 from __future__ import annotations
-
-import importlib
 
 from labelvault.platforms.base import (
     PLATFORMS,
@@ -17,10 +15,12 @@ from labelvault.platforms.base import (
     instance_from_url,
     register_platform,
 )
+from labelvault.platforms.labelstudio import LabelStudioPlatform
 from labelvault.platforms.supervisely import SuperviselyPlatform
 
 __all__ = [
     "PLATFORMS",
+    "LabelStudioPlatform",
     "Platform",
     "ProjectInfo",
     "SuperviselyPlatform",
@@ -30,12 +30,5 @@ __all__ = [
     "register_platform",
 ]
 
-register_platform("supervisely", SuperviselyPlatform)
-
-# Other adapters register themselves when imported.
-for _module in ("labelvault.platforms.labelstudio",):
-    try:
-        importlib.import_module(_module)
-    except ModuleNotFoundError as exc:  # pragma: no cover - adapter not installed
-        if exc.name != _module:
-            raise
+register_platform(SuperviselyPlatform.name, SuperviselyPlatform)
+register_platform(LabelStudioPlatform.name, LabelStudioPlatform)

@@ -8,39 +8,40 @@ of bounded batches, and restore consumes readers that stream.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from labelvault.errors import ConfigurationError
+from labelvault.models import (
+    ProjectInfo,
+    RestoreOptions,
+    RestoreReport,
+    VersionOrigin,
+    instance_from_url,
+)
 
 __all__ = [
     "PLATFORMS",
     "Platform",
     "ProjectInfo",
+    "RestoreJournal",
+    "RestoreProgress",
+    "RestoreRequest",
+    "Selection",
     "TablePage",
+    "TableReader",
     "get_platform_factory",
     "instance_from_url",
     "register_platform",
 ]
 
-
-@dataclass(frozen=True)
-class ProjectInfo:
-    """A project as the platform describes it."""
-
-    platform: str
-    instance: str  # safe encoding of the server's host, see ``Platform.instance``
-    project_id: str
-    name: str
-    kind: str
-    updated_at: datetime | None = None
-    workspace_id: str | None = None
-    counts: dict[str, int] = field(default_factory=dict)
+#: Table name → that table's record batches in key order (an empty iterator for no rows).
+TableReader = Callable[[str], Iterator[pa.RecordBatch]]
+#: Hears the rows created so far, per table (:data:`labelvault.models.RESTORE_COUNTS`).
+RestoreProgress = Callable[[Mapping[str, int]], None]
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,78 @@ class TablePage:
     batch: pa.RecordBatch
 
 
+@dataclass(frozen=True)
+class Selection:
+    """The part of a version a restore brings back (``None``: no restriction).
+
+    ``roots``: the datasets the user named (without those inside another named one);
+    ``items_of``: datasets whose items are restored (the named ones and their subtrees);
+    ``create``: datasets created (``items_of`` and their ancestors); ``classes``: annotation
+    classes restored, with their tags.
+    """
+
+    roots: frozenset[str] | None = None
+    items_of: frozenset[str] | None = None
+    create: frozenset[str] | None = None
+    classes: frozenset[str] | None = None
+
+    def identity(self) -> dict[str, list[str] | None]:
+        """The filters, as recorded in a restore's journal."""
+        return {
+            "datasets": sorted(self.roots) if self.roots is not None else None,
+            "classes": sorted(self.classes) if self.classes is not None else None,
+        }
+
+    @property
+    def restricts(self) -> bool:
+        """True when some datasets or classes are left out."""
+        return self.roots is not None or self.classes is not None
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """Everything a platform needs to restore a version, beside its tables and journal."""
+
+    origin: VersionOrigin
+    options: RestoreOptions
+    selection: Selection = Selection()
+
+
+class RestoreJournal(Protocol):
+    """Create-only records of a restore's finished steps, kept by the restore engine (in the
+    store, beside the version); a platform's restore reads them to resume."""
+
+    @property
+    def prefix(self) -> str:
+        """Where the journal lives (named in messages, so a user can find it)."""
+        ...
+
+    def read(self, name: str) -> dict[str, Any] | None:
+        """The record ``name``, or None when it was never written."""
+        ...
+
+    def has(self, name: str) -> bool:
+        """True when ``name`` was recorded (as of the last :meth:`load_names`)."""
+        ...
+
+    def load_names(self) -> None:
+        """Learn which step records exist (once, before resuming)."""
+        ...
+
+    def record(self, name: str, value: dict[str, Any]) -> None:
+        """Write ``name`` once; writing the same value again is not an error."""
+        ...
+
+
 @runtime_checkable
 class Platform(Protocol):
     """An annotation platform, as capture and restore see it."""
 
     #: Registry name: ``supervisely``, ``labelstudio`` …
     name: str
+    #: :class:`~labelvault.models.RestoreOptions` fields this platform cannot honour; a
+    #: restore that sets one is refused before anything is created.
+    restore_ignores: tuple[str, ...]
 
     @property
     def instance(self) -> str:
@@ -73,21 +140,24 @@ class Platform(Protocol):
         strictly increasing key order."""
         ...
 
+    def restore(
+        self,
+        tables: TableReader,
+        request: RestoreRequest,
+        journal: RestoreJournal,
+        progress: RestoreProgress | None = None,
+    ) -> RestoreReport:
+        """Restore a version's tables as a new project, or finish the one the journal names.
+
+        Every new id is paired with its source row's key; every finished step is recorded in
+        ``journal`` first, so running again with the same journal creates nothing twice.
+        Raises ``RestoreError`` naming the created project and how far it got.
+        """
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...
-
-
-def instance_from_url(server_url: str) -> str:
-    """The ``instance`` of a server: its host and port, lowercased (``app.example.com:443``).
-
-    Scheme and path are left out, so ``https://h/`` and ``https://h/api`` share a history.
-    """
-    parts = urlsplit(server_url if "://" in server_url else f"https://{server_url}")
-    if not parts.hostname:
-        raise ConfigurationError(f"server URL {server_url!r} has no host")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.hostname.lower()}:{port}"
 
 
 PlatformFactory = Callable[..., Platform]

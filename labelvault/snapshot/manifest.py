@@ -26,11 +26,11 @@ from labelvault.errors import (
     ObjectNotFound,
     SnapshotError,
 )
+from labelvault.keys import validate_key
 from labelvault.models import FrozenModel, ProjectRef, UtcDatetime
 from labelvault.snapshot.compat import check_readable
 from labelvault.snapshot.schema import FORMAT_VERSION, TABLES, canonical_json
 from labelvault.storage.base import ObjectStore
-from labelvault.storage.keys import validate_key
 
 __all__ = [
     "ChunkRef",

@@ -27,6 +27,7 @@ from labelvault.errors import (
     SchemaMismatch,
     SnapshotError,
 )
+from labelvault.keys import validate_key
 from labelvault.snapshot.chunking import (
     DEFAULT_ROW_GROUP_ROWS,
     ChunkPolicy,
@@ -44,7 +45,6 @@ from labelvault.snapshot.manifest import (
 )
 from labelvault.snapshot.schema import FORMAT_VERSION, TABLES, schema_for
 from labelvault.storage.base import ObjectStore
-from labelvault.storage.keys import validate_key
 
 __all__ = ["SnapshotWriter", "chunk_key"]
 

@@ -14,6 +14,7 @@ from flows.expire_versions import expire_versions
 from flows.restore_version import restore_version
 from labelvault.catalog import lease_key
 from labelvault.errors import RequestRejected, RestoreError
+from labelvault.models import RestoreOptions
 from tests.flows.conftest import FlowWorld
 
 
@@ -121,7 +122,11 @@ def test_partial_restore_by_class(world: FlowWorld) -> None:
         if figure["classId"] == box["id"]
         and world.fake.images[figure["entityId"]]["projectId"] == pid
     )
-    state = restore_version(project_id=world.project_id, classes=[box["title"]], return_state=True)
+    state = restore_version(
+        project_id=world.project_id,
+        options=RestoreOptions(classes=(box["title"],)),
+        return_state=True,
+    )
     report = state.result()
     assert report["created"]["annotations"] == source_boxes > 0
     assert report["filtered_out"]["annotations"] > 0

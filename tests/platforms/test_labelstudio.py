@@ -24,14 +24,17 @@ from labelvault.errors import (
     RestoreError,
 )
 from labelvault.http.settings import RequestSettings
+from labelvault.models import RestoreOptions, RestoreReport, VersionOrigin
+from labelvault.platforms.base import TableReader
 from labelvault.platforms.labelstudio import (
     SOURCE_META_KEY,
     LabelStudioOptions,
     LabelStudioPlatform,
     register_webhook,
 )
-from labelvault.restore import journal_prefix, restore_by_platform
-from labelvault.snapshot import SnapshotReader, SnapshotWriter
+from labelvault.restore import journal_prefix, restore_version
+from labelvault.snapshot.reader import SnapshotReader
+from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage.memory import MemoryStore
 from tests.servers.labelstudio import LabelStudio, ProjectFactory
 from tests.servers.process import free_port
@@ -343,6 +346,25 @@ def test_capture_maps_every_kind_of_entity(
             assert strip(listed.rows(table)) == strip(exported.rows(table))
 
 
+def restore_tables(
+    platform: LabelStudioPlatform,
+    tables: TableReader,
+    *,
+    name: str | None = None,
+    store: MemoryStore | None = None,
+    journal: str = "labelstudio/x/1/restores/test",
+) -> RestoreReport:
+    """Restore through the engine, as the CLI and the flows do."""
+    return restore_version(
+        platform,
+        tables,
+        store=store or MemoryStore("labelstudio-restore"),
+        journal=journal,
+        origin=VersionOrigin(source_project_id="1", version_number=1),
+        options=RestoreOptions(project_name=name),
+    )
+
+
 def test_round_trip_on_the_same_server(
     labelstudio_server: LabelStudio,
     labelstudio_project: ProjectFactory,
@@ -351,19 +373,18 @@ def test_round_trip_on_the_same_server(
     rich = build_rich_project(labelstudio_server, labelstudio_project)
     with platform_for(labelstudio_server) as ls:
         before = capture(ls, rich.project_id)
-        result = ls.restore(before.source)
+        result = restore_tables(ls, before.source)
         labelstudio_cleanup.append(int(result.project.project_id))
         after = capture(ls, result.project.project_id)
     assert result.project.project_id != rich.project_id
     assert result.project.name == before.rows("project")[0]["name"]
-    assert result.counts == {
-        "users_created": 0,
-        "tasks": rich.tasks,
-        "tasks_skipped": 0,
-        "annotations": 7,
-        "predictions": 3,
-        "drafts": 2,
-        "drafts_reassigned": 0,
+    # 7 annotations, 3 predictions and 2 drafts are rows of the annotations table.
+    assert result.created == {
+        "users": 0,
+        "datasets": 0,
+        "items": rich.tasks,
+        "annotations": 12,
+        "tags": 0,
     }
     assert result.warnings == ()
     assert_same_content(before, after)
@@ -389,12 +410,12 @@ def test_round_trip_to_another_server_creates_the_users(
         manifest = writer.finish()
     reader = SnapshotReader(store, manifest)
     with platform_for(labelstudio_second_server) as target:
-        result = target.restore(reader.iter_batches, title="restored elsewhere")
+        result = restore_tables(target, reader.iter_batches, name="restored elsewhere")
         try:
             after = capture(target, result.project.project_id)
         finally:
             target.api.request("DELETE", f"/api/projects/{result.project.project_id}/")
-    assert result.counts["users_created"] == 2
+    assert result.created["users"] == 2
     assert result.project.name == "restored elsewhere"
     assert before.fingerprints()["project"] != after.fingerprints()["project"]  # the title
     before.batches.pop("project")
@@ -439,20 +460,21 @@ def test_retried_restore_resumes_without_duplicates(
     rich = build_rich_project(labelstudio_server, labelstudio_project)
     with platform_for(labelstudio_server) as ls:
         before = capture(ls, rich.project_id)
+    store = MemoryStore("labelstudio-retried")
     flaky = _losing_second_import(labelstudio_server)
     with flaky, pytest.raises(RestoreError) as stopped:
-        flaky.restore(before.source)
+        restore_tables(flaky, before.source, store=store)
     created = stopped.value.created_project
     assert created is not None
     labelstudio_cleanup.append(int(created))
-    assert stopped.value.progress["tasks"] == 3  # the first batch; the second landed unseen
+    assert stopped.value.progress["items"] == 3  # the first batch; the second landed unseen
     assert "ReadTimeout" in stopped.value.message
     with platform_for(labelstudio_server, import_batch_tasks=3) as ls:
-        result = ls.restore(before.source, resume_project_id=created)
+        result = restore_tables(ls, before.source, store=store)
         after = capture(ls, created)
     assert result.resumed
-    assert result.counts["tasks_skipped"] == 6
-    assert result.counts["tasks"] == rich.tasks - 6
+    assert result.project.project_id == created
+    assert result.created["items"] == rich.tasks - 6  # 6 had landed: 3 seen, 3 unseen
     assert len(after.rows("items")) == rich.tasks
     assert_same_content(before, after)
 
@@ -470,12 +492,12 @@ def test_journaled_restore_finishes_the_project_it_started(
     journal = journal_prefix("labelstudio/x/1", "run-1")
     flaky = _losing_second_import(labelstudio_server)
     with flaky, pytest.raises(RestoreError) as stopped:
-        restore_by_platform(flaky, before.source, store=store, journal=journal, name="journaled")
+        restore_tables(flaky, before.source, store=store, journal=journal, name="journaled")
     created = stopped.value.created_project
     assert created is not None
     labelstudio_cleanup.append(int(created))
     with platform_for(labelstudio_server, import_batch_tasks=3) as ls:
-        report = restore_by_platform(ls, before.source, store=store, journal=journal)
+        report = restore_tables(ls, before.source, store=store, journal=journal)
         after = capture(ls, created)
     assert report.resumed
     assert report.project.project_id == created

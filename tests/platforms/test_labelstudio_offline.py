@@ -26,14 +26,12 @@ from labelvault.platforms.labelstudio import (
     SOURCE_META_KEY,
     LabelStudioOptions,
     LabelStudioPlatform,
-    _canonical,
-    _PredictionSpool,
-    _splice,
-    _Users,
     is_personal_access_token,
     iter_json_array,
     task_rows,
 )
+from labelvault.platforms.labelstudio.exports import PredictionSpool
+from labelvault.platforms.labelstudio.rows import Users, canonical, splice
 from labelvault.snapshot.schema import canonical_json
 
 FAST = RequestSettings(max_retries=0, connection_retries=0, backoff_factor=0.0, backoff_jitter=0.0)
@@ -96,13 +94,13 @@ def test_json_array_rejects_truncated_or_foreign_text(text: str) -> None:
 def test_splice_is_canonical_json(value: dict[str, Any], data: st.DataObject) -> None:
     keys = data.draw(st.sets(st.sampled_from(sorted(value)), max_size=3)) if value else set()
     encoded = {key: canonical_json(value[key]) for key in keys}
-    assert _splice(value, encoded) == canonical_json(value)
+    assert splice(value, encoded) == canonical_json(value)
 
 
 @settings(max_examples=200, deadline=None)
 @given(_values)
 def test_canonical_is_canonical_json(value: Any) -> None:
-    assert _canonical(value) == canonical_json(value)
+    assert canonical(value) == canonical_json(value)
 
 
 def _task(task_id: int, ann_id: int, stamp: str, users: int = 7) -> dict[str, Any]:
@@ -162,8 +160,8 @@ def _task(task_id: int, ann_id: int, stamp: str, users: int = 7) -> dict[str, An
     }
 
 
-def _users(user_id: int = 7) -> _Users:
-    return _Users([{"id": user_id, "email": "ann@example.com", "username": "ann"}])
+def _users(user_id: int = 7) -> Users:
+    return Users([{"id": user_id, "email": "ann@example.com", "username": "ann"}])
 
 
 def test_task_rows_keys_order_and_normalized_columns() -> None:
@@ -335,13 +333,13 @@ def test_export_capture_reads_ranges_in_order_and_leaves_nothing_behind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if slow_listing:
-        load = _PredictionSpool.load
+        load = PredictionSpool.load
 
-        def slow(self: _PredictionSpool, predictions: Iterator[Any]) -> None:
+        def slow(self: PredictionSpool, predictions: Iterator[Any]) -> None:
             time.sleep(0.2)
             load(self, predictions)
 
-        monkeypatch.setattr(_PredictionSpool, "load", slow)
+        monkeypatch.setattr(PredictionSpool, "load", slow)
     server = _ExportServer(10, first_id=first_id)
     with server.platform(export_partition_tasks=partition, export_concurrency=concurrency) as ls:
         pages = [(page.table, page.batch.to_pylist()) for page in ls.iter_pages("1")]

@@ -7,7 +7,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from labelvault.snapshot import Manifest, SnapshotWriter
+from labelvault.snapshot.manifest import Manifest
+from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage.base import ObjectStore
 
 __all__ = ["PREFIX", "SOURCE", "split", "write_version"]

@@ -11,8 +11,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from labelvault.snapshot import ChunkPolicy, Manifest, SnapshotReader, schema_for
-from labelvault.snapshot.chunking import key_hash, row_sizes
+from labelvault.snapshot.chunking import ChunkPolicy, key_hash, row_sizes
+from labelvault.snapshot.manifest import Manifest
+from labelvault.snapshot.reader import SnapshotReader
+from labelvault.snapshot.schema import schema_for
 from labelvault.storage.base import ObjectStore
 from labelvault.storage.memory import MemoryStore
 from tests.snapshot import determinism_worker

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from labelvault.errors import IntegrityError, UnsupportedFormat
-from labelvault.snapshot import ChunkRef, Manifest, SnapshotReader
-from labelvault.snapshot.manifest import TableManifest
+from labelvault.snapshot.manifest import ChunkRef, Manifest, TableManifest
+from labelvault.snapshot.reader import SnapshotReader
 from labelvault.storage.base import ObjectStore
 from tests.snapshot.helpers import write_version
 from tests.strategies import synthetic_project

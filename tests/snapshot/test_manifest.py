@@ -9,15 +9,14 @@ import pyarrow as pa
 import pytest
 
 from labelvault.errors import IntegrityError, SnapshotError, UnsupportedFormat
-from labelvault.snapshot import (
-    FORMAT_VERSION,
+from labelvault.snapshot.manifest import (
     Manifest,
+    content_hash,
     load_manifest,
-    schema_for,
+    manifest_key,
     write_manifest,
 )
-from labelvault.snapshot.manifest import content_hash, manifest_key
-from labelvault.snapshot.schema import canonical_json
+from labelvault.snapshot.schema import FORMAT_VERSION, canonical_json, schema_for
 from labelvault.storage.base import ObjectStore
 from labelvault.storage.memory import MemoryStore
 from tests.snapshot.helpers import PREFIX, write_version

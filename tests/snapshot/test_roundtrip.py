@@ -10,14 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labelvault.snapshot import (
-    TABLES,
-    SnapshotReader,
-    load_manifest,
-    schema_for,
-    write_manifest,
-)
-from labelvault.snapshot.schema import canonical_json, fingerprint
+from labelvault.snapshot.manifest import load_manifest, write_manifest
+from labelvault.snapshot.reader import SnapshotReader
+from labelvault.snapshot.schema import TABLES, canonical_json, fingerprint, schema_for
 from labelvault.storage.memory import MemoryStore
 from tests.snapshot.helpers import PREFIX, split, write_version
 from tests.strategies import EDGE_FLOATS, snapshots, tables

@@ -9,8 +9,9 @@ import pyarrow as pa
 import pytest
 
 from labelvault.errors import IntegrityError, SchemaMismatch, SnapshotError
-from labelvault.snapshot import TABLES, SnapshotReader, SnapshotWriter, schema_for
-from labelvault.snapshot.writer import chunk_key
+from labelvault.snapshot.reader import SnapshotReader
+from labelvault.snapshot.schema import TABLES, schema_for
+from labelvault.snapshot.writer import SnapshotWriter, chunk_key
 from labelvault.storage.base import ObjectStore
 from labelvault.storage.memory import MemoryStore
 from tests.snapshot.helpers import PREFIX, SOURCE, write_version

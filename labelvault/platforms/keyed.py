@@ -1,0 +1,549 @@
+"""A restore driver for platforms whose projects are datasets of items with annotations and
+tags (Supervisely images today): a :class:`KeyedTarget` says how to create each kind of row,
+:func:`restore_keyed` decides the order, journals every step and resumes.
+
+Order: the project (name ``"{name}, from ver. {N}"`` made unique, description as Supervisely
+writes it), its definitions and settings, datasets parents first, then batch by batch of items:
+the items, their annotations, then the tags of both. Annotations and tags are merged into their
+item's batch by key, so memory holds one batch, not the project: the keys of annotations and
+tags must start with their owner's key (as labelvault's adapters make them).
+
+Every finished step is recorded in the journal. Running the same restore again resumes after
+the last recorded step; a step that landed on the platform but not in the journal is found by
+:meth:`KeyedTarget.already_restored`.
+
+- ``skip_missed_entities``: items whose media is gone (hash deleted, link dead) are skipped,
+  with their annotations and tags, and listed in the report.
+- ``allow_failures`` (as in Encord's ``CloudUploadSettings``): a batch that still fails after
+  the HTTP retries is retried row by row; rows that fail again are listed as failures and their
+  dependents skipped.
+- Otherwise the first failure stops the restore with :class:`~labelvault.errors.RestoreError`,
+  which names the created project and how far the restore got.
+- A partial restore (:class:`~labelvault.platforms.base.Selection`) leaves out items of other
+  datasets with their annotations and tags, annotations of other classes with their tags, and
+  counts what it left out instead of listing those rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
+from typing import Any, Protocol
+
+from labelvault.errors import (
+    AuthenticationError,
+    LabelvaultError,
+    PlatformError,
+    PlatformNotFound,
+    RestoreError,
+)
+from labelvault.models import RESTORE_COUNTS, ProjectInfo, RestoreIssue, RestoreReport
+from labelvault.platforms.base import (
+    RestoreJournal,
+    RestoreProgress,
+    RestoreRequest,
+    TableReader,
+)
+from labelvault.platforms.streams import Peekable, Row, issues, issues_json, rows, source_row
+
+__all__ = ["KeyedTarget", "restore_keyed"]
+
+logger = logging.getLogger("labelvault.platforms.keyed")
+
+
+class KeyedTarget(Protocol):
+    """What :func:`restore_keyed` needs from a platform: one call per kind of row, each
+    returning the new ids keyed by the source rows' keys."""
+
+    name: str
+
+    @property
+    def instance(self) -> str:
+        """The server (``host:port``)."""
+        ...
+
+    def get_project(self, project_id: str) -> ProjectInfo:
+        """Describe a project (one this restore created)."""
+        ...
+
+    def default_workspace(self, source: Row) -> str:
+        """Where the source project lived (from its row)."""
+        ...
+
+    def free_project_name(self, workspace_id: str, wanted: str) -> str:
+        """``wanted``, or a variant no project in the workspace has."""
+        ...
+
+    def find_project_by_name(self, workspace_id: str, name: str) -> ProjectInfo | None:
+        """The project of that name in the workspace, if any."""
+        ...
+
+    def create_project(
+        self, source: Row, *, workspace_id: str, name: str, description: str
+    ) -> ProjectInfo:
+        """Create the project from its source row."""
+        ...
+
+    def prepare_project(self, project_id: str, source: Row) -> None:
+        """Definitions and settings that need the new project; safe to repeat."""
+        ...
+
+    def add_dataset(self, project_id: str, row: Row, parent_id: str | None) -> str:
+        """Create one dataset; its new id."""
+        ...
+
+    def find_dataset(self, project_id: str, row: Row, parent_id: str | None) -> str | None:
+        """The dataset an interrupted attempt created, if any."""
+        ...
+
+    def missing_items(self, project_id: str, rows: Sequence[Row]) -> dict[str, str]:
+        """Items whose media is gone: key → reason."""
+        ...
+
+    def add_items(
+        self, project_id: str, dataset_id: str | None, rows: Sequence[Row]
+    ) -> dict[str, str]:
+        """Create items; key → new id."""
+        ...
+
+    def add_annotations(
+        self,
+        project_id: str,
+        dataset_id: str | None,
+        rows: Sequence[Row],
+        items: Mapping[str, str],
+    ) -> dict[str, str]:
+        """Create annotations of restored items; key → new id."""
+        ...
+
+    def add_tags(
+        self, project_id: str, rows: Sequence[Row], owners: Mapping[str, str]
+    ) -> dict[str, str]:
+        """Create tags of restored items and annotations; key → new id."""
+        ...
+
+    def already_restored(
+        self,
+        project_id: str,
+        table: str,
+        dataset_id: str | None,
+        rows: Sequence[Row],
+        owners: Mapping[str, str],
+    ) -> dict[str, str]:
+        """Rows of ``table`` that already exist on the platform: key → id."""
+        ...
+
+
+def _item_batches(
+    items: Iterator[Row], size: int
+) -> Iterator[tuple[int, str | None, list[Row], str | None]]:
+    """Consecutive items of one dataset, ``size`` at a time, with the next batch's first key."""
+    source = Peekable(items)
+    index = 0
+    while (head := source.peek()) is not None:
+        dataset = head.get("dataset_key")
+        batch: list[Row] = []
+        while len(batch) < size and (row := source.peek()) is not None:
+            if row.get("dataset_key") != dataset:
+                break
+            batch.append(next(source))
+        following = source.peek()
+        yield index, dataset, batch, following["key"] if following is not None else None
+        index += 1
+
+
+def _before(row: Row, *, column: str, bound: str | None) -> bool:
+    """Whether ``row`` sorts before ``bound``, the first item key of the next batch."""
+    return bound is None or str(row[column]) < bound
+
+
+class _Run:
+    """One execution of a restore (a fresh one or a resumed one)."""
+
+    def __init__(
+        self,
+        target: KeyedTarget,
+        read_table: TableReader,
+        journal: RestoreJournal,
+        request: RestoreRequest,
+        progress: RestoreProgress | None,
+    ) -> None:
+        self.target = target
+        self.read_table = read_table
+        self.journal = journal
+        self.options = request.options
+        self.origin = request.origin
+        self.progress = progress
+        self.selection = request.selection
+        self.created: dict[str, int] = dict.fromkeys(RESTORE_COUNTS, 0)
+        self.filtered_out: dict[str, int] = dict.fromkeys(RESTORE_COUNTS, 0)
+        self.skipped: list[RestoreIssue] = []
+        self.failures: list[RestoreIssue] = []
+        self.resumed = False
+        self.reconcile_next = False
+        self.where = "the project"
+
+    # --- the project ------------------------------------------------------------------------
+
+    def description(self, source: Row) -> str:
+        options, origin = self.options, self.origin
+        if options.project_description is not None:
+            return options.project_description
+        text = (
+            f"Restored from version {origin.version_number}. "
+            f"Source project ID: {origin.source_project_id}"
+        )
+        if origin.version_id:
+            text += f", version ID: {origin.version_id}"
+        original = source.get("description")
+        return f"{text}\n\n{original}" if original else text
+
+    def plan_target(self, source: Row) -> dict[str, Any]:
+        """Where the project goes and its name, decided once and journaled."""
+        planned = self.journal.read("target.json")
+        if planned is not None:
+            self.resumed = True
+            return planned
+        options = self.options
+        workspace = options.workspace_id or self.target.default_workspace(source)
+        wanted = options.project_name or (
+            f"{source.get('name')}, from ver. {self.origin.version_number}"
+        )
+        planned = {
+            "workspace_id": workspace,
+            "name": self.target.free_project_name(workspace, wanted),
+            "description": self.description(source),
+        }
+        self.journal.record("target.json", planned)
+        return planned
+
+    def open_project(self, source: Row) -> ProjectInfo:
+        """Create the project, or find the one an earlier attempt of this restore created."""
+        planned = self.plan_target(source)
+        made = self.journal.read("project.json")
+        if made is not None:
+            try:
+                return self.target.get_project(str(made["project_id"]))
+            except PlatformNotFound:
+                raise RestoreError(
+                    f"project {made['project_id']}, which this restore created earlier, is "
+                    f"gone; start a new restore (not {self.journal.prefix})",
+                    project=self.origin.source_project_id,
+                    created_project=str(made["project_id"]),
+                ) from None
+        info = None
+        if self.resumed:  # it may exist although the journal never heard back
+            info = self.target.find_project_by_name(planned["workspace_id"], planned["name"])
+        if info is None:
+            info = self.target.create_project(
+                source,
+                workspace_id=str(planned["workspace_id"]),
+                name=str(planned["name"]),
+                description=str(planned["description"]),
+            )
+        self.journal.record("project.json", {"project_id": info.project_id})
+        return info
+
+    # --- datasets ---------------------------------------------------------------------------
+
+    def datasets(self, project_id: str) -> dict[str, str]:
+        """Create the datasets, parents first; returns key → new id."""
+        self.where = "datasets"
+        ids: dict[str, str] = {}
+        pending: dict[str, tuple[int, Row]] = {}
+        create = self.selection.create
+        for index, row in enumerate(rows(self.read_table("datasets"))):
+            if create is not None and row["key"] not in create:
+                self.filtered_out["datasets"] += 1
+                continue
+            name = f"steps/a{index:06d}-dataset.json"
+            record = self.journal.read(name) if self.journal.has(name) else None
+            if record is None:
+                pending[row["key"]] = (index, row)
+                continue
+            if record.get("id") is not None:
+                ids[row["key"]] = record["id"]
+                self.created["datasets"] += 1
+            self.failures += issues(record.get("failures", []))
+        while pending:
+            ready = [
+                (key, index, row)
+                for key, (index, row) in pending.items()
+                if row.get("parent_key") is None or row["parent_key"] not in pending
+            ]
+            if not ready:  # a cycle of parents: put what is left at the root
+                ready = [(key, index, row) for key, (index, row) in pending.items()]
+            for key, index, row in sorted(ready, key=lambda entry: entry[0]):
+                del pending[key]
+                self.dataset(project_id, index, row, ids)
+        return ids
+
+    def dataset(self, project_id: str, index: int, row: Row, ids: dict[str, str]) -> None:
+        key = row["key"]
+        parent_key = row.get("parent_key")
+        parent = ids.get(parent_key) if parent_key is not None else None
+        if parent_key is not None and parent is None:
+            logger.warning(
+                "dataset %s: parent %s was not restored; put at the root", key, parent_key
+            )
+        record: dict[str, Any] = {"key": key, "id": None, "failures": []}
+        try:
+            new_id = self.target.find_dataset(project_id, row, parent) if self.resumed else None
+            if new_id is None:
+                new_id = self.target.add_dataset(project_id, row, parent)
+        except AuthenticationError:
+            raise
+        except PlatformError as exc:
+            if not self.options.allow_failures:
+                raise
+            issue = RestoreIssue("datasets", key, exc.message)
+            record["failures"] += issues_json([issue])
+            self.failures.append(issue)
+        else:
+            record["id"] = ids[key] = new_id
+            self.created["datasets"] += 1
+        self.journal.record(f"steps/a{index:06d}-dataset.json", record)
+        self.report_progress()
+
+    # --- items, annotations, tags -----------------------------------------------------------
+
+    def content(self, project_id: str, dataset_ids: Mapping[str, str]) -> None:
+        """Batch by batch of items: the items, their annotations, the tags of both."""
+        annotations = Peekable(rows(self.read_table("annotations")))
+        tags = Peekable(rows(self.read_table("tags")))
+        items = rows(self.read_table("items"))
+        kept = self.selection.items_of
+        for index, dataset_key, item_rows, bound in _item_batches(items, self.options.batch_size):
+            in_batch_annotations = partial(_before, column="item_key", bound=bound)
+            in_batch_tags = partial(_before, column="owner_key", bound=bound)
+            if kept is not None and dataset_key not in kept:  # left out: no step, no journal
+                self.filtered_out["items"] += len(item_rows)
+                self.filtered_out["annotations"] += annotations.drop_while(in_batch_annotations)
+                self.filtered_out["tags"] += tags.drop_while(in_batch_tags)
+                continue
+            self.where = f"batch {index} (items {item_rows[0]['key']} … {item_rows[-1]['key']})"
+            ann_rows, tag_rows = self.by_class(
+                annotations.take_while(in_batch_annotations), tags.take_while(in_batch_tags)
+            )
+            dataset_id = dataset_ids.get(dataset_key) if dataset_key is not None else None
+            self.batch(project_id, index, dataset_key, dataset_id, (item_rows, ann_rows, tag_rows))
+        for table, rest in (("annotations", annotations), ("tags", tags)):
+            for row in rest:
+                self.skipped.append(
+                    RestoreIssue(table, row["key"], "its owner is not in the version")
+                )
+
+    def by_class(self, ann_rows: list[Row], tag_rows: list[Row]) -> tuple[list[Row], list[Row]]:
+        """Leave out annotations of classes not selected, and their tags."""
+        classes = self.selection.classes
+        if classes is None:
+            return ann_rows, tag_rows
+        dropped = {row["key"] for row in ann_rows if row.get("class_name") not in classes}
+        if not dropped:
+            return ann_rows, tag_rows
+        kept_annotations = [row for row in ann_rows if row["key"] not in dropped]
+        kept_tags = [row for row in tag_rows if row["owner_key"] not in dropped]
+        self.filtered_out["annotations"] += len(ann_rows) - len(kept_annotations)
+        self.filtered_out["tags"] += len(tag_rows) - len(kept_tags)
+        return kept_annotations, kept_tags
+
+    def batch(
+        self,
+        project_id: str,
+        index: int,
+        dataset_key: str | None,
+        dataset_id: str | None,
+        rows: tuple[list[Row], list[Row], list[Row]],
+    ) -> None:
+        """Three journaled steps of one batch."""
+        item_rows, ann_rows, tag_rows = rows
+        target = self.target
+        item_ids = self.phase(
+            f"steps/b{index:08d}-1-items.json",
+            "items",
+            item_rows,
+            select=lambda todo: self.select_items(project_id, dataset_key, dataset_id, todo),
+            create=lambda todo: target.add_items(project_id, dataset_id, todo),
+            reconcile=lambda todo: target.already_restored(
+                project_id, "items", dataset_id, todo, {}
+            ),
+        )
+        ann_ids = self.phase(
+            f"steps/b{index:08d}-2-annotations.json",
+            "annotations",
+            ann_rows,
+            select=lambda todo: self.owned(todo, "annotations", "item_key", item_ids),
+            create=lambda todo: target.add_annotations(project_id, dataset_id, todo, item_ids),
+            reconcile=lambda todo: target.already_restored(
+                project_id, "annotations", dataset_id, todo, item_ids
+            ),
+        )
+        owners = {**item_ids, **ann_ids}
+        self.phase(
+            f"steps/b{index:08d}-3-tags.json",
+            "tags",
+            tag_rows,
+            select=lambda todo: self.owned(todo, "tags", "owner_key", owners),
+            create=lambda todo: target.add_tags(project_id, todo, owners),
+            reconcile=lambda todo: target.already_restored(
+                project_id, "tags", dataset_id, todo, owners
+            ),
+        )
+
+    def select_items(
+        self, project_id: str, dataset_key: str | None, dataset_id: str | None, rows: list[Row]
+    ) -> tuple[list[Row], list[RestoreIssue]]:
+        """Items to create: not those of a dataset that was not restored, and (with
+        ``skip_missed_entities``) not those whose media is gone."""
+        if dataset_key is not None and dataset_id is None:
+            reason = f"its dataset {dataset_key} was not restored"
+            return [], [RestoreIssue("items", row["key"], reason) for row in rows]
+        if not self.options.skip_missed_entities:
+            return rows, []
+        missing = self.target.missing_items(project_id, rows)
+        keep = [row for row in rows if row["key"] not in missing]
+        return keep, [RestoreIssue("items", key, reason) for key, reason in missing.items()]
+
+    @staticmethod
+    def owned(
+        rows: list[Row], table: str, column: str, owners: Mapping[str, str]
+    ) -> tuple[list[Row], list[RestoreIssue]]:
+        """Rows whose owner was restored; the others are skipped."""
+        keep = [row for row in rows if row[column] in owners]
+        skipped = [
+            RestoreIssue(table, row["key"], f"its owner {row[column]} was not restored")
+            for row in rows
+            if row[column] not in owners
+        ]
+        return keep, skipped
+
+    def phase(
+        self,
+        name: str,
+        table: str,
+        rows: list[Row],
+        *,
+        select: Callable[[list[Row]], tuple[list[Row], list[RestoreIssue]]],
+        create: Callable[[list[Row]], dict[str, str]],
+        reconcile: Callable[[list[Row]], dict[str, str]],
+    ) -> dict[str, str]:
+        """Run one step, or take its result from the journal."""
+        if self.journal.has(name):
+            record = self.journal.read(name) or {}
+            self.skipped += issues(record.get("skipped", []))
+            self.failures += issues(record.get("failures", []))
+            done = dict(record.get("ids", {}))
+            self.created[table] += len(done)
+            return done
+        todo, skipped = select(rows)
+        ids: dict[str, str] = {}
+        failures: list[RestoreIssue] = []
+        if todo and self.reconcile_next:
+            ids.update(reconcile(todo))
+            todo = [row for row in todo if row["key"] not in ids]
+        self.reconcile_next = False
+        if todo:
+            created, failures = self.create(table, todo, create, reconcile)
+            ids.update(created)
+        self.journal.record(
+            name,
+            {
+                "ids": ids,
+                "skipped": issues_json(skipped),
+                "failures": issues_json(failures),
+            },
+        )
+        self.skipped += skipped
+        self.failures += failures
+        self.created[table] += len(ids)
+        self.report_progress()
+        return ids
+
+    def create(
+        self,
+        table: str,
+        rows: list[Row],
+        create: Callable[[list[Row]], dict[str, str]],
+        reconcile: Callable[[list[Row]], dict[str, str]],
+    ) -> tuple[dict[str, str], list[RestoreIssue]]:
+        """Create rows in one call; with ``allow_failures`` fall back to one row at a time."""
+        try:
+            return create(rows), []
+        except AuthenticationError:
+            raise
+        except PlatformError as exc:
+            if not self.options.allow_failures:
+                raise
+            logger.warning(
+                "%s: a batch of %d failed (%s); trying them one by one", table, len(rows), exc
+            )
+        ids = reconcile(rows)  # whatever part of the failed batch landed
+        failures = []
+        for row in rows:
+            if row["key"] in ids:
+                continue
+            try:
+                ids.update(create([row]))
+            except AuthenticationError:
+                raise
+            except PlatformError as exc:
+                failures.append(RestoreIssue(table, row["key"], exc.message))
+        return ids, failures
+
+    def report_progress(self) -> None:
+        if self.progress is not None:
+            self.progress(dict(self.created))
+
+
+def restore_keyed(
+    target: KeyedTarget,
+    tables: TableReader,
+    request: RestoreRequest,
+    journal: RestoreJournal,
+    progress: RestoreProgress | None = None,
+) -> RestoreReport:
+    """Restore a version's tables through ``target``; see the module docstring."""
+    origin = request.origin
+    source = source_row(tables)
+    run = _Run(target, tables, journal, request, progress)
+    try:
+        project = run.open_project(source)
+    except PlatformError as exc:
+        raise RestoreError(
+            f"restore of {target.name} project {origin.source_project_id} version "
+            f"{origin.version_number} could not create its project: {exc.message}. "
+            "Nothing was restored.",
+            project=origin.source_project_id,
+        ) from exc
+    journal.load_names()
+    # After an interruption, the first step missing from the journal may have landed anyway.
+    run.reconcile_next = run.resumed
+    try:
+        run.where = "the project's definitions and settings"
+        target.prepare_project(project.project_id, source)
+        dataset_ids = run.datasets(project.project_id)
+        run.content(project.project_id, dataset_ids)
+    except LabelvaultError as exc:
+        done = ", ".join(f"{table} {count}" for table, count in run.created.items() if count)
+        raise RestoreError(
+            f"restore of {target.name} project {origin.source_project_id} version "
+            f"{origin.version_number} stopped at {run.where}: {exc.message}. It created "
+            f"project {project.project_id} ({project.name!r}) in workspace "
+            f"{project.workspace_id}; restored so far: {done or 'nothing'}. Run it again "
+            f"with the same restore id (journal {journal.prefix}) to resume.",
+            project=origin.source_project_id,
+            created_project=project.project_id,
+            progress=run.created,
+        ) from exc
+    for issue in run.failures:
+        logger.warning("not restored: %s %s: %s", issue.table, issue.key, issue.reason)
+    return RestoreReport(
+        project=project,
+        journal=journal.prefix,
+        created=dict(run.created),
+        skipped=tuple(run.skipped),
+        failures=tuple(run.failures),
+        resumed=run.resumed,
+        filtered_out=dict(run.filtered_out),
+    )

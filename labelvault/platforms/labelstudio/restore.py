@@ -1,0 +1,392 @@
+"""Label Studio restore: users, the project, tasks imported in bulk with their annotations
+and predictions, then drafts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from labelvault.errors import (
+    ConfigurationError,
+    PlatformError,
+    RequestRejected,
+    RestoreError,
+)
+from labelvault.models import RESTORE_COUNTS, RestoreReport
+from labelvault.platforms.base import (
+    RestoreJournal,
+    RestoreProgress,
+    RestoreRequest,
+    TableReader,
+)
+from labelvault.platforms.labelstudio.reconcile import LabelStudioReconcile
+from labelvault.platforms.labelstudio.rows import (
+    PLATFORM,
+    SOURCE_META_KEY,
+    strip_meta,
+)
+from labelvault.platforms.streams import rows as row_dicts
+from labelvault.platforms.streams import source_row
+from labelvault.snapshot.schema import (
+    AnnotationKind,
+)
+
+logger = logging.getLogger("labelvault.platforms.labelstudio")
+
+
+class LabelStudioRestore(LabelStudioReconcile):
+    """Restores a version as a new project."""
+
+    #: Restore options Label Studio cannot honour: it has no workspaces (Community edition)
+    #: and no datasets, and an import takes every task or none.
+    restore_ignores: tuple[str, ...] = (
+        "workspace_id",
+        "skip_missed_entities",
+        "allow_failures",
+        "datasets",
+        "classes",
+    )
+
+    def restore(
+        self,
+        tables: TableReader,
+        request: RestoreRequest,
+        journal: RestoreJournal,
+        progress: RestoreProgress | None = None,
+    ) -> RestoreReport:
+        """Restore a version's tables as a new project, or finish the one the journal names.
+
+        Users named by annotations are created when missing; tasks are imported in bulk with
+        annotations and predictions embedded, one import at a time; drafts are created per
+        task. The new project's id is journaled the moment it exists, so running again with
+        the same journal imports only what is missing. A failure raises
+        :class:`RestoreError` naming the project created so far.
+        """
+        origin, options = request.origin, request.options
+        row = source_row(tables)
+        source_key = str(row["key"])
+        new_title = (
+            options.project_name if options.project_name is not None else str(row.get("name") or "")
+        )
+        if not 3 <= len(new_title) <= 50:
+            raise ConfigurationError(
+                f"a Label Studio project title must be 3 to 50 characters, got {new_title!r}"
+            )
+        counts = dict.fromkeys(RESTORE_COUNTS, 0)
+        tally = _Tally(counts, progress)
+        warnings: list[str] = []
+        started = journal.read("project.json")
+        resume = str(started["project_id"]) if started else None
+        created: str | None = resume
+        try:
+            self._restore_users(tables("users"), tally)
+            definitions = json.loads(row.get("definitions") or "{}")
+            settings = json.loads(row.get("settings") or "{}")
+            if resume is None:
+                description = options.project_description
+                created = self._create_project(
+                    new_title,
+                    description if description is not None else row.get("description") or "",
+                    definitions.get("label_config"),
+                    settings,
+                )
+                journal.record("project.json", {"project_id": created})
+                existing: dict[str, int] = {}
+            else:
+                self._project_number(resume)
+                existing = self._existing_tasks(resume)
+            assert created is not None
+            self._restore_tasks(
+                int(created), tables("items"), tables("annotations"), existing, tally
+            )
+            model_version = settings.get("model_version")
+            if model_version:
+                try:
+                    self._patch_project(int(created), {"model_version": model_version})
+                except RequestRejected as exc:
+                    warnings.append(f"model_version {model_version!r} not set: {exc.message}")
+        except (PlatformError, ConfigurationError) as exc:
+            raise RestoreError(
+                f"restore of {PLATFORM} project {origin.source_project_id} version "
+                f"{origin.version_number} stopped"
+                + (f" in project {created}" if created else "")
+                + f": {exc.message}. Run it again with the same restore id (journal "
+                f"{journal.prefix}) to resume.",
+                project=source_key,
+                created_project=created,
+                progress=counts,
+            ) from exc
+        if tally.drafts_reassigned:
+            warnings.append(
+                f"{tally.drafts_reassigned} draft(s) by other users now belong to the "
+                "restoring user: Label Studio makes the caller the author of every draft"
+            )
+        for warning in warnings:
+            logger.warning("%s", warning)
+        return RestoreReport(
+            project=self.get_project(created),
+            journal=journal.prefix,
+            created=counts,
+            resumed=resume is not None,
+            warnings=tuple(warnings),
+        )
+
+    def _restore_users(self, batches: Iterator[pa.RecordBatch], tally: _Tally) -> None:
+        known = {u.get("email") for u in self._list_users(None)}
+        for user in row_dicts(batches):
+            email = user.get("email")
+            if not email or email in known:
+                continue
+            raw = json.loads(user.get("raw") or "{}")
+            login = user.get("login") or email
+            self.api.request_json(
+                "POST",
+                "/api/users/",
+                json={
+                    "email": email,
+                    "username": login,
+                    "first_name": raw.get("first_name") or "",
+                    "last_name": raw.get("last_name") or "",
+                },
+            )
+            known.add(email)
+            tally.add("users")
+
+    def _create_project(
+        self, title: str, description: str, label_config: Any, settings: dict[str, Any]
+    ) -> str:
+        body = {k: v for k, v in settings.items() if k != "model_version"}
+        body.update(title=title, description=description)
+        if isinstance(label_config, str) and label_config:
+            body["label_config"] = label_config
+        project = self.api.request_json("POST", "/api/projects", json=body)
+        return str(project["id"])
+
+    def _patch_project(self, number: int, fields: dict[str, Any]) -> None:
+        self.api.request(
+            "PATCH", f"/api/projects/{number}", json=fields, idempotent=True, project=str(number)
+        )
+
+    def _restore_tasks(
+        self,
+        number: int,
+        items: Iterator[pa.RecordBatch],
+        annotations: Iterator[pa.RecordBatch],
+        existing: dict[str, int],
+        tally: _Tally,
+    ) -> None:
+        """Import the tasks batch by batch. One worker thread sends every write, in order and
+        one at a time, while this thread reads and serializes the next batch."""
+        pending = Pending(row_dicts(annotations))
+        batch: list[TaskImport] = []
+        size = 0
+        limit = max(1, min(self.options.import_first_batch_tasks, self.options.import_batch_tasks))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ls-import") as writer:
+            inflight: Future[None] | None = None
+
+            def send(task: Callable[..., None], *args: Any) -> None:
+                nonlocal inflight
+                if inflight is not None:
+                    inflight.result()
+                inflight = writer.submit(task, *args)
+
+            for item in row_dicts(items):
+                key = str(item["key"])
+                rows = pending.take(key)
+                if key in existing:
+                    drafts = [r for r in rows if r["kind"] == AnnotationKind.DRAFT.value]
+                    if drafts:
+                        send(self._restore_drafts, existing[key], key, drafts, tally)
+                    continue
+                task = TaskImport.build(item, rows)
+                batch.append(task)
+                size += len(task.body) + 1
+                if len(batch) >= limit or size >= self.options.import_batch_bytes:
+                    send(self._import, number, batch, tally)
+                    batch, size = [], 0
+                    limit = self.options.import_batch_tasks
+            pending.finish()
+            if batch:
+                send(self._import, number, batch, tally)
+            if inflight is not None:
+                inflight.result()
+
+    def _import(self, number: int, batch: list[TaskImport], tally: _Tally) -> None:
+        body = b"[" + b",".join(task.body for task in batch) + b"]"
+        answer = self.api.request_json(
+            "POST",
+            f"/api/projects/{number}/import",
+            params={"return_task_ids": "true"},
+            content=body,
+            headers={"Content-Type": "application/json"},
+            project=str(number),
+        )
+        task_ids = answer.get("task_ids") if isinstance(answer, dict) else None
+        if not isinstance(task_ids, list) or len(task_ids) != len(batch):
+            raise RequestRejected(
+                f"{PLATFORM}: the import into project {number} answered "
+                f"{len(task_ids) if isinstance(task_ids, list) else 'no'} task ids for "
+                f"{len(batch)} tasks",
+                platform=PLATFORM,
+                project=str(number),
+            )
+        tally.add("items", len(batch))
+        tally.add("annotations", sum(task.annotations + task.predictions for task in batch))
+        for candidate, task in zip(task_ids, batch, strict=True):
+            if task.drafts:
+                task_id = self._find_task(number, task.key, candidate)
+                self._restore_drafts(task_id, task.key, task.drafts, tally)
+
+    def _restore_drafts(
+        self, task_id: int, key: str, drafts: list[dict[str, Any]], tally: _Tally
+    ) -> None:
+        """Create the drafts of one restored task that it does not have yet."""
+        task = self.api.request_json("GET", f"/api/tasks/{task_id}")
+        have = {d.get("import_id") for d in task.get("drafts") or [] if isinstance(d, dict)}
+        annotations = {
+            a.get("import_id"): a.get("id")
+            for a in task.get("annotations") or []
+            if isinstance(a, dict)
+        }
+        for row in drafts:
+            raw = json.loads(row["raw"])
+            if raw.get("id") in have:
+                continue
+            path = f"/api/tasks/{task_id}/drafts"
+            parent = raw.get("annotation")
+            if isinstance(parent, int):
+                new_parent = annotations.get(parent)
+                if new_parent is None:
+                    raise RequestRejected(
+                        f"{PLATFORM}: the annotation of draft {raw.get('id')} (task {key}) "
+                        "was not restored",
+                        platform=PLATFORM,
+                    )
+                path = f"/api/tasks/{task_id}/annotations/{new_parent}/drafts"
+            created = self.api.request_json(
+                "POST",
+                path,
+                json={
+                    "result": raw.get("result"),
+                    "lead_time": raw.get("lead_time"),
+                    "was_postponed": bool(raw.get("was_postponed", False)),
+                    "import_id": raw.get("id"),
+                },
+            )
+            tally.add("annotations")
+            # Label Studio makes the caller the author of a draft.
+            if row.get("author") and created.get("user") != row["author"]:
+                tally.drafts_reassigned += 1
+
+
+class Pending:
+    """Annotation rows grouped by item, consumed in step with the items stream."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
+        self._rows = rows
+        self._next = next(rows, None)
+
+    def take(self, item_key: str) -> list[dict[str, Any]]:
+        taken: list[dict[str, Any]] = []
+        while self._next is not None and self._next["item_key"] == item_key:
+            taken.append(self._next)
+            self._next = next(self._rows, None)
+        if self._next is not None and self._next["item_key"] < item_key:
+            raise RequestRejected(
+                f"annotation {self._next['key']} names item {self._next['item_key']}, which is "
+                "not in the version (or the tables are out of key order)",
+                platform=PLATFORM,
+            )
+        return taken
+
+    def finish(self) -> None:
+        if self._next is not None:
+            raise RequestRejected(
+                f"annotation {self._next['key']} names item {self._next['item_key']}, which is "
+                "not in the version",
+                platform=PLATFORM,
+            )
+
+
+@dataclass
+class TaskImport:
+    """One task of a bulk import, already serialized."""
+
+    key: str
+    body: bytes
+    annotations: int
+    predictions: int
+    drafts: list[dict[str, Any]]
+
+    @classmethod
+    def build(cls, item: dict[str, Any], rows: list[dict[str, Any]]) -> TaskImport:
+        raw = json.loads(item["raw"])
+        meta = strip_meta(raw.get("meta"))
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        meta[SOURCE_META_KEY] = {"source": str(item["key"])}
+        task: dict[str, Any] = {"data": raw.get("data"), "meta": meta}
+        if "allow_skip" in raw:
+            task["allow_skip"] = raw["allow_skip"]
+        annotations: list[dict[str, Any]] = []
+        predictions: list[dict[str, Any]] = []
+        drafts: list[dict[str, Any]] = []
+        for row in rows:
+            kind = row["kind"]
+            if kind == AnnotationKind.DRAFT.value:
+                drafts.append(row)
+                continue
+            source = json.loads(row["raw"])
+            if kind == AnnotationKind.PREDICTION.value:
+                prediction = {"result": source.get("result")}
+                for name in ("score", "model_version"):
+                    if source.get(name) is not None:
+                        prediction[name] = source[name]
+                predictions.append(prediction)
+            elif kind == AnnotationKind.ANNOTATION.value:
+                annotation: dict[str, Any] = {
+                    "id": source.get("id"),
+                    "result": source.get("result"),
+                    "was_cancelled": bool(source.get("was_cancelled", False)),
+                    "ground_truth": bool(source.get("ground_truth", False)),
+                    "lead_time": source.get("lead_time"),
+                }
+                if row.get("author"):
+                    annotation["completed_by"] = {"email": row["author"]}
+                annotations.append(annotation)
+        if annotations:
+            task["annotations"] = annotations
+        if predictions:
+            task["predictions"] = predictions
+        body = json.dumps(task, ensure_ascii=False, allow_nan=True).encode("utf-8")
+        return cls(
+            key=str(item["key"]),
+            body=body,
+            annotations=len(annotations),
+            predictions=len(predictions),
+            drafts=drafts,
+        )
+
+
+class _Tally:
+    """Rows created per table, told to the progress callback as they land."""
+
+    def __init__(self, counts: dict[str, int], progress: RestoreProgress | None) -> None:
+        self.counts = counts
+        self.progress = progress
+        self.drafts_reassigned = 0
+        self._lock = threading.Lock()
+
+    def add(self, table: str, count: int = 1) -> None:
+        """Count ``count`` new rows of ``table``."""
+        with self._lock:
+            self.counts[table] += count
+            snapshot = dict(self.counts)
+        if self.progress is not None:
+            self.progress(snapshot)

@@ -1,0 +1,252 @@
+"""Supervisely capture: a project's pages, batch by batch of images, in key order."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from labelvault.errors import (
+    PaginationError,
+    RequestRejected,
+)
+from labelvault.http import (
+    iter_multipart,
+)
+from labelvault.platforms.base import TablePage
+from labelvault.platforms.streams import Row
+from labelvault.platforms.supervisely.api import SuperviselyApi
+from labelvault.platforms.supervisely.rows import (
+    FIGURE_FIELDS,
+    CaptureContext,
+    Dataset,
+    annotation_row,
+    dataset_row,
+    figure_ref,
+    item_row,
+    pad,
+    project_row,
+    table_page,
+    tag_order,
+    tag_row,
+)
+from labelvault.snapshot.schema import (
+    GeometryType,
+    OwnerType,
+)
+
+logger = logging.getLogger("labelvault.platforms.supervisely")
+
+
+class SuperviselyCapture(SuperviselyApi):
+    """Reads a project into labelvault's tables."""
+
+    def iter_pages(self, project_id: str) -> Iterator[TablePage]:
+        """Stream the project: ``project``, ``datasets``, then per batch of images its
+        ``items``, ``annotations`` and ``tags`` pages, each table in key order."""
+        info = self._project_json(project_id)
+        self._info(info, project_id)
+        pid = int(info["id"])
+        meta = self._call("projects.meta", {"id": pid}, project=project_id)
+        classes = {c.get("id"): c for c in meta.get("classes", [])}
+        tag_metas = {t.get("id"): t for t in meta.get("tags", [])}
+        yield table_page("project", [project_row(info, meta, tag_metas)])
+
+        datasets = self._datasets(pid, project_id)
+        for start in range(0, len(datasets), self.batch_size):
+            rows = [dataset_row(ds) for ds in datasets[start : start + self.batch_size]]
+            yield table_page("datasets", rows)
+
+        context = CaptureContext(classes=classes, tag_metas=tag_metas, project=project_id)
+        jobs = (
+            (dataset, images)
+            for dataset in datasets
+            for images in self._image_batches(dataset, project_id)
+        )
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="supervisely") as pool:
+            window: deque[Future[list[TablePage]]] = deque()
+            try:
+                for dataset, images in jobs:
+                    window.append(pool.submit(self._capture_batch, dataset, images, context))
+                    if len(window) >= self.concurrency:
+                        yield from window.popleft().result()
+                while window:
+                    yield from window.popleft().result()
+            finally:
+                for pending in window:
+                    pending.cancel()
+
+    def _datasets(self, pid: int, project: str) -> list[Dataset]:
+        """The dataset tree in key order (parents first); a few records per dataset."""
+        body = {
+            "projectId": pid,
+            "filter": [],
+            "recursive": True,
+            "extraFields": ["customData"],
+            "sort": "id",
+            "sort_order": "asc",
+        }
+        infos = {
+            int(ds["id"]): ds
+            for page in self._list("datasets.list", body, project=project)
+            for ds in page
+        }
+        resolved: dict[int, tuple[str, str]] = {}
+
+        def resolve(dataset_id: int, trail: tuple[int, ...] = ()) -> tuple[str, str]:
+            if dataset_id in resolved:
+                return resolved[dataset_id]
+            if dataset_id in trail:
+                raise RequestRejected(
+                    f"supervisely: datasets of project {pid} form a cycle at {dataset_id}",
+                    platform=self.name,
+                    project=project,
+                )
+            ds = infos[dataset_id]
+            parent = ds.get("parentId")
+            if parent is None or int(parent) not in infos:
+                if parent is not None:
+                    logger.warning("dataset %s has an unknown parent %s", dataset_id, parent)
+                key, path = pad(dataset_id), str(ds.get("name"))
+            else:
+                parent_key, parent_path = resolve(int(parent), (*trail, dataset_id))
+                key = f"{parent_key}/{pad(dataset_id)}"
+                path = f"{parent_path}/{ds.get('name')}"
+            resolved[dataset_id] = (key, path)
+            return key, path
+
+        datasets = []
+        for dataset_id, ds in infos.items():
+            key, path = resolve(dataset_id)
+            parent_key = key.rpartition("/")[0] or None
+            datasets.append(Dataset(info=ds, key=key, path=path, parent_key=parent_key))
+        datasets.sort(key=lambda d: d.key)
+        return datasets
+
+    def _image_batches(self, dataset: Dataset, project: str) -> Iterator[list[dict[str, Any]]]:
+        """The dataset's images in id order, ``batch_size`` at a time."""
+        body: dict[str, Any] = {
+            "datasetId": int(dataset.info["id"]),
+            "projectId": None,
+            "filter": [],
+            "sort": "id",
+            "sort_order": "asc",
+            "forceMetadataForLinks": True,
+            "recursive": False,
+        }
+        pending: list[dict[str, Any]] = []
+        last_id = -1
+        for page in self._list(
+            "images.list",
+            body,
+            project=project,
+            mode=self.image_listing,
+            per_page=self.list_page_size,
+        ):
+            for image in page:
+                image_id = int(image["id"])
+                if image_id <= last_id:
+                    raise PaginationError(
+                        f"supervisely: images.list of dataset {dataset.info['id']} returned "
+                        f"image {image_id} after {last_id} (ids must increase)",
+                        platform=self.name,
+                        project=project,
+                    )
+                last_id = image_id
+                pending.append(image)
+                if len(pending) >= self.batch_size:
+                    yield pending
+                    pending = []
+        if pending:
+            yield pending
+
+    def _capture_batch(
+        self, dataset: Dataset, images: list[dict[str, Any]], context: CaptureContext
+    ) -> list[TablePage]:
+        """Items, annotations and tags of one batch of images (runs in a worker thread)."""
+        dataset_id = int(dataset.info["id"])
+        image_ids = [int(image["id"]) for image in images]
+        figures: dict[int, list[dict[str, Any]]] = {image_id: [] for image_id in image_ids}
+        body = {
+            "datasetId": dataset_id,
+            "fields": list(FIGURE_FIELDS),
+            "filter": [{"field": "entityId", "operator": "in", "value": image_ids}],
+            "integerCoords": False,
+        }
+        for page in self._list("figures.list", body, project=context.project):
+            for figure in page:
+                owner = figure.get("entityId")
+                if owner not in figures:
+                    raise RequestRejected(
+                        f"supervisely: figures.list returned figure {figure.get('id')} of image "
+                        f"{owner}, which was not asked for (expected key 'entityId' in "
+                        f"{image_ids[:3]}…)",
+                        platform=self.name,
+                        project=context.project,
+                    )
+                figures[owner].append(figure)
+        alpha_ids = [
+            int(f["id"])
+            for owned in figures.values()
+            for f in owned
+            if f.get("geometryType") == GeometryType.ALPHA_MASK.value
+        ]
+        alpha = self._download_geometries(alpha_ids, context.project) if alpha_ids else {}
+
+        items: list[Row] = []
+        annotations: list[Row] = []
+        tags: list[Row] = []
+        for image in images:
+            item_key = f"{dataset.key}#{pad(image['id'])}"
+            item_ref = [dataset.path, image.get("name")]
+            items.append(item_row(image, item_key, dataset, item_ref))
+            item_owner = {"item": item_ref}
+            for n, tag in enumerate(sorted(image.get("tags") or [], key=tag_order)):
+                tags.append(tag_row(tag, n, item_key, OwnerType.ITEM, item_owner, context=context))
+            of_class: Counter[Any] = Counter()
+            for figure in sorted(figures[int(image["id"])], key=lambda f: int(f["id"])):
+                row = annotation_row(figure, item_key, item_ref, alpha, context)
+                annotations.append(row)
+                owner = {"annotation": figure_ref(item_ref, row["class_name"], of_class)}
+                for n, tag in enumerate(sorted(figure.get("tags") or [], key=tag_order)):
+                    tags.append(
+                        tag_row(tag, n, row["key"], OwnerType.ANNOTATION, owner, context=context)
+                    )
+        pages = [table_page("items", items)]
+        if annotations:
+            pages.append(table_page("annotations", annotations))
+        if tags:
+            pages.append(table_page("tags", tags))
+        return pages
+
+    def _download_geometries(self, ids: Sequence[int], project: str) -> dict[int, Any]:
+        response = self.api.request(
+            "POST",
+            "figures.bulk.download.geometry",
+            json={"ids": list(ids)},
+            project=project,
+            idempotent=True,
+        )
+        found: dict[int, Any] = {}
+        try:
+            for part in iter_multipart(response.content, response.headers.get("content-type", "")):
+                found[int(part.name or "")] = json.loads(part.content)
+        except ValueError as exc:
+            raise RequestRejected(
+                f"supervisely: figures.bulk.download.geometry answered a malformed multipart "
+                f"body: {exc}",
+                platform=self.name,
+                project=project,
+            ) from None
+        missing = sorted(set(ids) - set(found))
+        if missing:
+            raise RequestRejected(
+                f"supervisely: figures.bulk.download.geometry left out figures {missing[:5]} "
+                "(expected one part named after each figure id)",
+                platform=self.name,
+                project=project,
+            )
+        return found
