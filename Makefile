@@ -11,7 +11,7 @@ export UV_SYSTEM_CERTS ?= 1
 # postgres (gunicorn + PostgreSQL, needs PostgreSQL's server binaries).
 LABELSTUDIO_SERVERS ?= runserver postgres
 
-.PHONY: help bootstrap demo test test-fast check lint typecheck format bench bench-labelstudio deploy
+.PHONY: help bootstrap demo test test-fast check lint typecheck contracts format bench bench-labelstudio deploy
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,7 +23,8 @@ bootstrap:  ## install uv when missing, then the locked environment
 demo: bootstrap  ## capture, version, diff and restore a project on a local folder store
 	$(UV) run python -m demo.run
 
-test: bootstrap  ## every suite, including the real S3, Label Studio and Prefect servers
+test: bootstrap  ## the import contracts, then every suite (real S3, Label Studio and Prefect servers)
+	$(UV) run lint-imports
 	$(UV) run pytest -m "" -p no:cacheprovider
 
 test-fast: bootstrap  ## the offline suite only
@@ -36,7 +37,10 @@ lint: bootstrap  ## ruff lint and format check
 typecheck: bootstrap  ## mypy --strict on the library
 	$(UV) run mypy labelvault
 
-check: lint typecheck test-fast  ## lint + types + the offline tests
+contracts: bootstrap  ## the layering rules (import-linter contracts in pyproject.toml)
+	$(UV) run lint-imports
+
+check: lint typecheck contracts test-fast  ## lint + types + import contracts + the offline tests
 
 format: bootstrap  ## apply ruff's fixes and formatting
 	$(UV) run ruff check --fix .
