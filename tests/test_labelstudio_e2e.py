@@ -10,6 +10,7 @@ import secrets
 import subprocess
 import sys
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -160,15 +161,23 @@ def test_annotation_in_label_studio_makes_a_new_version(
         )
         assert counts == [{"kind": "annotation", "class_name": "Car", "n": 1}]
         assert latest.title == "on change"
-        with prefect_server.api() as api:
-            deployment = api.get("/deployments/name/version_on_change/version-on-change").json()
-            runs = api.post(
-                "/flow_runs/filter",
-                json={"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}},
-            ).json()
+        # The version is visible once committed; the run reports COMPLETED a moment later.
+        wanted = f"labelvault.project.labelstudio.{project_id}"
+        runs: list[dict[str, Any]] = []
+
+        def run_completed() -> bool:
+            with prefect_server.api() as api:
+                deployment = api.get("/deployments/name/version_on_change/version-on-change").json()
+                runs[:] = api.post(
+                    "/flow_runs/filter",
+                    json={"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}},
+                ).json()
+            finished = [r for r in runs if r["parameters"]["resource_id"] == wanted]
+            return any(r["state_type"] in ("COMPLETED", "FAILED", "CRASHED") for r in finished)
+
+        wait_until(run_completed, timeout=120, what="the version-on-change run", interval=1.0)
         assert any(
-            run["parameters"]["resource_id"] == f"labelvault.project.labelstudio.{project_id}"
-            and run["state_type"] == "COMPLETED"
+            run["parameters"]["resource_id"] == wanted and run["state_type"] == "COMPLETED"
             for run in runs
         ), [(run["parameters"], run["state_type"]) for run in runs]
     finally:
