@@ -122,15 +122,15 @@ def cell(value: Any) -> str:
 
 
 def version_json(info: VersionInfo) -> dict[str, Any]:
-    """A version record as plain JSON values (rows per table included)."""
-    data = info.model_dump(mode="json", exclude={"commit_token", "stats"})
+    """A version record for :func:`print_json` (rows per table included)."""
+    data = info.model_dump(exclude={"commit_token", "stats"})
     data["project"] = str(info.project)
     data["rows"] = version_rows(info)
     return data
 
 
 def print_json(payload: Any) -> None:
-    """Write ``payload`` to stdout as one JSON document."""
+    """Write ``payload`` to stdout as one JSON document (dates in ISO 8601)."""
     sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2, default=cell) + "\n")
     sys.stdout.flush()
 

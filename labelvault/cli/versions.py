@@ -167,7 +167,7 @@ def show(ctx: typer.Context, project_id: ProjectArg, version: VersionArg) -> Non
         print_json(
             {
                 **version_json(info),
-                "captured_at": manifest.captured_at.isoformat(),
+                "captured_at": manifest.captured_at,
                 "format_version": manifest.format_version,
                 "data_bytes": manifest.data_bytes,
                 "tables": tables,
@@ -257,7 +257,7 @@ def projects(ctx: typer.Context) -> None:
                     "project_id": project.project_id,
                     "versions": len(listed),
                     "latest": latest.number if latest else None,
-                    "created_at": latest.created_at.isoformat() if latest else None,
+                    "created_at": latest.created_at if latest else None,
                 }
             )
             table.add_row(
