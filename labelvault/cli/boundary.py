@@ -271,10 +271,8 @@ class BoundaryGroup(TyperGroup):
         except SystemExit:
             raise
         except BaseException as exc:
-            if _is_no_args_help(exc):
-                typer_exc: Any = exc
-                typer_exc.show()
-                code = int(typer_exc.exit_code)
+            if _is_no_args_help(exc):  # the help is printed already, as typer does
+                code = int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
             else:
                 options = argv[: argv.index("--")] if "--" in argv else argv
                 code = report(exc, None, json_mode="--json" in options, secrets=_argv_secrets(argv))

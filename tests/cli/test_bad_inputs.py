@@ -381,3 +381,11 @@ def test_a_real_process_interrupted_by_sigint_exits_130(setup: Setup, tmp_path: 
     assert done.returncode == EXIT_INTERRUPTED, done
     assert done.stderr.splitlines() == ["error: interrupted"], done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("args", [[], ["webhooks"]], ids=["root", "group"])
+def test_no_arguments_print_the_help_as_before(args: list[str]) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "Usage: labelvault" in result.stdout
+    assert result.stderr == ""
