@@ -8,14 +8,12 @@ collects them) and the reservation is cancelled, or expires if the process died.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from labelvault.catalog import Catalog, Reservation, VersionInfo
+from labelvault.catalog import Catalog, Reservation, VersionInfo, default_holder
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import Platform, ProjectInfo
 from labelvault.snapshot.manifest import Manifest, SnapshotSource, write_manifest
@@ -93,10 +91,6 @@ def project_ref(platform: Platform, project_id: str) -> ProjectRef:
     return ProjectRef(platform=platform.name, instance=platform.instance, project_id=project_id)
 
 
-def _holder() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def capture_version(
     platform: Platform,
     project_id: str,
@@ -112,7 +106,7 @@ def capture_version(
     started = time.monotonic()
     info = platform.get_project(project_id)
     ref = project_ref(platform, project_id)
-    reserved = catalog.reserve(ref, source_updated_at=info.updated_at, holder=_holder())
+    reserved = catalog.reserve(ref, source_updated_at=info.updated_at, holder=default_holder())
     if isinstance(reserved, VersionInfo):
         return CaptureResult(version=reserved, created=False, project=info)
 

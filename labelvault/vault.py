@@ -25,10 +25,20 @@ from labelvault.snapshot.manifest import Manifest, load_manifest
 from labelvault.snapshot.reader import SnapshotReader
 from labelvault.storage import ObjectStore
 
-__all__ = ["Vault", "VersionRef"]
+__all__ = ["Vault", "VersionRef", "parse_version_ref"]
 
 #: A version number, a version id, or ``None`` for the latest version.
 VersionRef = int | str | None
+
+
+def parse_version_ref(ref: VersionRef) -> VersionRef:
+    """``None`` or ``"latest"`` → ``None``; digits → a number; anything else → a version id."""
+    if ref is None or isinstance(ref, int):
+        return ref
+    text = ref.strip()
+    if text.lower() == "latest":
+        return None
+    return int(text) if text.isdigit() else text
 
 
 class Vault:
@@ -47,7 +57,8 @@ class Vault:
     # --- versions -------------------------------------------------------------------------
 
     def version(self, project: ProjectRef, ref: VersionRef = None) -> VersionInfo:
-        """Resolve ``ref`` (number, id, or ``None`` = latest) to a committed version."""
+        """Resolve ``ref`` (number, id, or ``None`` / ``"latest"``) to a committed version."""
+        ref = parse_version_ref(ref)
         if ref is None:
             latest = self.catalog.latest(project)
             if latest is None:
@@ -55,7 +66,7 @@ class Vault:
                     f"{project} has no versions yet; capture one first", project=str(project)
                 )
             return latest
-        return self.catalog.get(project, _number_or_id(ref))
+        return self.catalog.get(project, ref)
 
     def manifest(self, version: VersionInfo) -> Manifest:
         """The verified manifest of a committed version."""
@@ -205,9 +216,3 @@ class Vault:
             progress=progress,
         )
         return version, report
-
-
-def _number_or_id(ref: int | str) -> int | str:
-    if isinstance(ref, int):
-        return ref
-    return int(ref) if ref.isdigit() else ref
