@@ -32,8 +32,10 @@ _REFUSED_FUNCTIONS: Final = frozenset(
     {"getenv", "current_setting", "json_execute_serialized_sql", "query", "query_table"}
 )
 
-#: Name fragments of the functions that read files or list folders.
-_FILE_FUNCTIONS: Final = ("read_", "glob", "_scan", "sniff_csv", "parquet_", "iceberg", "delta")
+#: Functions that read files or list folders: these names, prefixes and suffixes.
+_FILE_FUNCTIONS: Final = frozenset({"glob", "sniff_csv", "load_aws_credentials"})
+_FILE_PREFIXES: Final = ("read_", "parquet_", "iceberg_", "delta_")
+_FILE_SUFFIXES: Final = ("_scan",)
 
 #: Catalogs and schemas the version's tables live in (``conn.register`` makes views there).
 _PLAIN_CATALOGS: Final = frozenset({"", "memory", "temp"})
@@ -124,7 +126,12 @@ def _nodes(tree: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def _check_function(name: str, *, table_function: bool) -> None:
     lowered = name.lower()
-    if any(part in lowered for part in _FILE_FUNCTIONS) or lowered in _REFUSED_FUNCTIONS:
+    if (
+        lowered in _FILE_FUNCTIONS
+        or lowered in _REFUSED_FUNCTIONS
+        or lowered.startswith(_FILE_PREFIXES)
+        or lowered.endswith(_FILE_SUFFIXES)
+    ):
         _refuse(f"`{_shown(name)}` is not (SQL may not read files, settings or the host)")
     if table_function and lowered not in ALLOWED_TABLE_FUNCTIONS:
         allowed = ", ".join(sorted(ALLOWED_TABLE_FUNCTIONS))
