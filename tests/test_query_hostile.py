@@ -380,6 +380,7 @@ ANALYTICS: list[tuple[str, str, object]] = [
     ),
     ("range-and-unnest", "SELECT sum(x) FROM range(4) r(x), unnest([10, 20]) u(y)", [(12,)]),
     ("from-first", "FROM items SELECT count(*)", [(60,)]),
+    ("glob-operator", "SELECT count(*) FROM items WHERE name GLOB 'img_*.jpg'", [(60,)]),
     ("trailing-semicolon", "SELECT count(*) FROM datasets;", [(1,)]),
     ("describe", "SELECT count(*) FROM (DESCRIBE items)", [(14,)]),
 ]
