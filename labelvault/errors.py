@@ -267,3 +267,34 @@ class RestoreError(TerminalError):
         self.project = project
         self.created_project = created_project
         self.progress = dict(progress or {})
+
+
+# --- query --------------------------------------------------------------------------------
+#
+#     LabelvaultError
+#     └── QueryError (terminal)                SQL over a version that could not run
+#         ├── QueryRefused                     not one SELECT over the version's tables
+#         ├── QueryTimedOut                    ran past its time limit and was interrupted
+#         └── QueryFailed                      DuckDB rejected or could not finish it
+
+__all__ += ["QueryError", "QueryFailed", "QueryRefused", "QueryTimedOut"]
+
+
+class QueryError(TerminalError):
+    """SQL over a version could not run; the message is one line and quotes no host data."""
+
+
+class QueryRefused(QueryError):
+    """The SQL is not exactly one SELECT over the version's tables (files, settings, writes)."""
+
+
+class QueryTimedOut(QueryError):
+    """The query ran longer than its time limit and was interrupted."""
+
+    def __init__(self, message: str, *, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+class QueryFailed(QueryError):
+    """DuckDB rejected the query or failed while running it (syntax, unknown column, memory)."""

@@ -1,0 +1,290 @@
+"""SQL over a version: each table registered in DuckDB under its name, and nothing else.
+
+Tables are ``pyarrow.dataset`` objects over the version's chunk files, so DuckDB streams them
+chunk by chunk with projection and filter pushdown; a 10^6-row version is never loaded whole.
+
+The surface is read-only and closed (see :mod:`labelvault.query.guard` and
+:mod:`labelvault.query.sandbox`): a query is exactly one SELECT over the version's tables and
+CTEs; DuckDB may not open files, folders or URLs, load extensions, change settings or spill to
+disk; memory and threads are bounded; and a query that runs past its time limit is interrupted.
+Anything else is refused with a :class:`~labelvault.errors.QueryRefused` before it runs. Writing
+a result to a file is the caller's business (the command line's output options), never SQL's.
+
+Errors are labelvault errors with one-line messages: :class:`~labelvault.errors.QueryRefused`,
+:class:`~labelvault.errors.QueryTimedOut`, :class:`~labelvault.errors.QueryFailed` (DuckDB's own
+first line: a syntax error, an unknown column, the memory limit), and the store's errors (an
+:class:`~labelvault.errors.IntegrityError` naming a corrupt chunk).
+
+Verification is a trade-off, chosen per call with ``verify``:
+
+- ``verify=True`` (the default, as everywhere in labelvault): chunks are read through the
+  store, each one fetched whole and its size and sha256 checked before DuckDB sees it. This
+  works on every backend, including :class:`~labelvault.storage.memory.MemoryStore`; it reads
+  every byte of each chunk a query touches, even for a query on one column.
+- ``verify=False``: when the store exposes a pyarrow filesystem (local folder, S3), pyarrow
+  reads the chunk files in place: only the columns and row groups it needs, but a corrupt chunk
+  gives wrong answers or a decoding error instead of an :class:`IntegrityError`. Stores without
+  one fall back to reading through the store, without the checksum.
+
+```python
+manifest = load_manifest(store, key)
+per_class = query(store, manifest,
+                  "SELECT class_name, count(*) AS n FROM annotations GROUP BY 1 ORDER BY 2 DESC")
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from labelvault.errors import LabelvaultError, QueryFailed
+from labelvault.query.guard import check_query
+from labelvault.query.sandbox import DEFAULT_TIMEOUT, QueryLimits, Watchdog, lock_down
+from labelvault.snapshot.manifest import Manifest
+from labelvault.snapshot.schema import TABLES, schema_for
+from labelvault.snapshot.storefs import StoreFileSystemHandler, store_filesystem
+from labelvault.storage.base import ObjectStore
+
+__all__ = [
+    "DEFAULT_BATCH_ROWS",
+    "DEFAULT_TIMEOUT",
+    "QueryLimits",
+    "Session",
+    "connect",
+    "query",
+    "query_reader",
+    "table_dataset",
+]
+
+#: Rows per batch of :func:`query_reader`.
+DEFAULT_BATCH_ROWS: Final = 64 * 1024
+
+#: Longest DuckDB message kept in a :class:`QueryFailed`.
+_LONGEST_MESSAGE: Final = 400
+
+
+def table_dataset(
+    store: ObjectStore, manifest: Manifest, table: str, *, verify: bool = True
+) -> ds.Dataset:
+    """A ``pyarrow.dataset`` over one table's chunks (see the module docs for ``verify``)."""
+    return _Datasets(store, manifest, verify=verify).dataset(table)
+
+
+class Session:
+    """A locked-down DuckDB connection with a version's tables registered; close it when done.
+
+    Use as a context manager. :meth:`execute` returns a materialized table, :meth:`stream` a
+    ``pyarrow.RecordBatchReader``; each runs one SELECT under ``limits`` (see the module docs).
+    Errors from a chunk that fails verification are re-raised as the :class:`IntegrityError`
+    naming it.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        manifest: Manifest,
+        *,
+        verify: bool = True,
+        limits: QueryLimits | None = None,
+    ) -> None:
+        self.limits = limits or QueryLimits()
+        self._datasets = _Datasets(store, manifest, verify=verify)
+        self._connection = duckdb.connect()
+        try:
+            for table in TABLES:
+                self._connection.register(table, self._datasets.dataset(table))
+            lock_down(self._connection, self.limits)  # after registering, before any user SQL
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def execute(self, sql: str) -> pa.Table:
+        """Run the SELECT ``sql`` and return the whole result."""
+        watchdog = self._start(sql)
+        with self._running(watchdog):
+            return self._connection.sql(sql).to_arrow_table()
+
+    def stream(self, sql: str, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> pa.RecordBatchReader:
+        """Run the SELECT ``sql`` and return a reader that yields the result batch by batch."""
+        watchdog = self._start(sql)
+        with self._running(watchdog):
+            reader = self._connection.sql(sql).to_arrow_reader(batch_rows)
+        return pa.RecordBatchReader.from_batches(reader.schema, self._batches(reader, watchdog))
+
+    def _start(self, sql: str) -> Watchdog:
+        """Refuse anything but one SELECT over the tables; a fresh time budget for it."""
+        with self._running(None):
+            check_query(self._connection, sql, TABLES)
+        return Watchdog(self._connection, self.limits.timeout)
+
+    def _batches(
+        self, reader: pa.RecordBatchReader, watchdog: Watchdog
+    ) -> Iterator[pa.RecordBatch]:
+        batches = iter(reader)
+        while True:
+            with self._running(watchdog, fresh=False):
+                batch = next(batches, None)
+            if batch is None:
+                return
+            yield batch
+
+    @contextmanager
+    def _running(self, watchdog: Watchdog | None, *, fresh: bool = True) -> Iterator[None]:
+        """Time the block and turn what it raises into one labelvault error."""
+        try:
+            with _Translate(self._datasets.handlers, fresh=fresh):
+                if watchdog is None:
+                    yield
+                else:
+                    with watchdog.running():
+                        yield
+        except LabelvaultError:
+            raise
+        except Exception as exc:
+            if watchdog is not None and watchdog.fired:  # whatever the interrupt surfaced as
+                raise watchdog.timed_out() from None
+            # DuckDB's errors, and Arrow's (a stream's errors come out as OSError)
+            if isinstance(exc, duckdb.Error | pa.ArrowException | OSError):
+                raise _failed(exc) from None
+            raise
+        if watchdog is not None and watchdog.fired:
+            raise watchdog.timed_out()
+
+    def close(self) -> None:
+        """Close the DuckDB connection."""
+        self._connection.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(
+    store: ObjectStore,
+    manifest: Manifest,
+    *,
+    verify: bool = True,
+    limits: QueryLimits | None = None,
+) -> Session:
+    """A :class:`Session` on ``manifest``'s version, for several queries in a row."""
+    return Session(store, manifest, verify=verify, limits=limits)
+
+
+def query(
+    store: ObjectStore,
+    manifest: Manifest,
+    sql: str,
+    *,
+    verify: bool = True,
+    limits: QueryLimits | None = None,
+) -> pa.Table:
+    """Run the SELECT ``sql`` over the version and return the whole result as a table."""
+    with Session(store, manifest, verify=verify, limits=limits) as session:
+        return session.execute(sql)
+
+
+def query_reader(
+    store: ObjectStore,
+    manifest: Manifest,
+    sql: str,
+    *,
+    verify: bool = True,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    limits: QueryLimits | None = None,
+) -> pa.RecordBatchReader:
+    """Run the SELECT ``sql`` and stream the result; the connection closes when it is exhausted."""
+    session = Session(store, manifest, verify=verify, limits=limits)
+    try:
+        reader = session.stream(sql, batch_rows=batch_rows)
+    except BaseException:
+        session.close()
+        raise
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from reader
+        finally:
+            session.close()
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+
+def _failed(exc: BaseException) -> QueryFailed:
+    """DuckDB's (or Arrow's) first line, as one :class:`QueryFailed` line."""
+    lines = str(exc).strip().splitlines()
+    first = " ".join(lines[0].split()) if lines else type(exc).__name__
+    if len(first) > _LONGEST_MESSAGE:
+        first = first[: _LONGEST_MESSAGE - 1] + "…"
+    return QueryFailed(
+        f"the query failed: {first}; the tables are {', '.join(TABLES[:-1])} and {TABLES[-1]}"
+    )
+
+
+# --- internals ------------------------------------------------------------------------------
+
+
+class _Datasets:
+    """Builds one dataset per table, in place or through the (verifying) store filesystem."""
+
+    def __init__(self, store: ObjectStore, manifest: Manifest, *, verify: bool) -> None:
+        self.store = store
+        self.manifest = manifest
+        self.handlers: list[StoreFileSystemHandler] = []
+        native = None if verify else store.arrow_filesystem()
+        # Pre-buffering coalesces reads of a file's column chunks: worth it on S3, where each
+        # read is a request, but on a local disk or from memory it only holds more buffers.
+        pre_buffer = False
+        if native is not None:
+            self.filesystem, root = native
+            self.root = root.rstrip("/")
+            pre_buffer = self.filesystem.type_name not in ("local", "mock")
+        else:
+            chunks = {
+                chunk.key: chunk for table in manifest.tables.values() for chunk in table.chunks
+            }
+            self.filesystem, handler = store_filesystem(store, chunks, verify=verify)
+            self.handlers.append(handler)
+            self.root = ""
+        self.format = ds.ParquetFileFormat(
+            default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=pre_buffer)
+        )
+
+    def dataset(self, table: str) -> ds.Dataset:
+        schema = schema_for(table)
+        paths = [self._path(chunk.key) for chunk in self.manifest.table(table).chunks]
+        return ds.FileSystemDataset.from_paths(
+            paths, schema=schema, format=self.format, filesystem=self.filesystem
+        )
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{key}" if self.root else key
+
+
+class _Translate:
+    """Re-raise the store error behind a failed scan (DuckDB and Arrow only pass on its text)."""
+
+    def __init__(self, handlers: list[StoreFileSystemHandler], *, fresh: bool) -> None:
+        self.handlers = handlers
+        self.fresh = fresh
+
+    def __enter__(self) -> None:
+        if self.fresh:  # a new statement: forget what earlier ones ran into
+            for handler in self.handlers:
+                handler.errors.clear()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
+        if not isinstance(exc, Exception) or isinstance(exc, LabelvaultError):
+            return
+        for handler in self.handlers:
+            if handler.errors:
+                error = handler.errors[0]
+                handler.errors.clear()  # no reference cycle through the session
+                raise error from exc
