@@ -2,7 +2,8 @@
 
 Prefect automations match on the resource id ``labelvault.project.<connection>.<project_id>``,
 where ``connection`` is the name of the platform connection (a block name: lowercase letters,
-digits and dashes) and ``project_id`` the platform's project id.
+digits and dashes) and ``project_id`` the platform's project id. Both, and the event's
+``action``, are at most :data:`MAX_FIELD_CHARS` characters.
 """
 
 from __future__ import annotations
@@ -15,9 +16,18 @@ from typing import Any
 
 from labelvault.errors import ConfigurationError
 
-__all__ = ["PROJECT_CHANGED", "parse_resource_id", "project_changed_event", "resource_id"]
+__all__ = [
+    "MAX_FIELD_CHARS",
+    "PROJECT_CHANGED",
+    "check_length",
+    "parse_resource_id",
+    "project_changed_event",
+    "resource_id",
+]
 
 PROJECT_CHANGED = "labelvault.project.changed"
+#: The longest connection name, project id or action an event may carry.
+MAX_FIELD_CHARS = 128
 _PREFIX = "labelvault.project."
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _PROJECT = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -25,6 +35,8 @@ _PROJECT = re.compile(r"^[A-Za-z0-9_-]+$")
 
 def resource_id(connection: str, project_id: str) -> str:
     """``labelvault.project.<connection>.<project_id>``; both parts are validated."""
+    check_length("connection name", connection)
+    check_length("project id", project_id)
     if not _NAME.match(connection):
         raise ConfigurationError(
             f"connection name {connection!r} must be lowercase letters, digits and dashes"
@@ -36,8 +48,20 @@ def resource_id(connection: str, project_id: str) -> str:
     return f"{_PREFIX}{connection}.{project_id}"
 
 
+def check_length(what: str, value: str) -> None:
+    """Refuse a field longer than :data:`MAX_FIELD_CHARS` (the message does not repeat it)."""
+    if len(value) > MAX_FIELD_CHARS:
+        raise ConfigurationError(
+            f"the {what} is {len(value)} characters long; at most {MAX_FIELD_CHARS} are allowed"
+        )
+
+
 def parse_resource_id(value: str) -> tuple[str, str]:
     """Invert :func:`resource_id` into ``(connection, project_id)``."""
+    if len(value) > len(_PREFIX) + 2 * MAX_FIELD_CHARS + 1:
+        raise ConfigurationError(
+            f"the resource id is {len(value)} characters long; it is not a labelvault project"
+        )
     rest = value.removeprefix(_PREFIX)
     connection, dot, project_id = rest.rpartition(".")
     if rest == value or not dot or not _NAME.match(connection) or not _PROJECT.match(project_id):
@@ -57,6 +81,7 @@ def project_changed_event(
     occurred: datetime | None = None,
 ) -> dict[str, Any]:
     """The event as Prefect's ``POST /api/events`` takes it."""
+    check_length("action", action)
     return {
         "id": str(uuid.uuid4()),
         "occurred": (occurred or datetime.now(UTC)).isoformat(),

@@ -10,8 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from labelvault.errors import ConfigurationError
+from labelvault.settings import PlatformConnection
 from labelvault.webhooks import SECRET_HEADER, EventSink, create_app
 from tests.servers.asgi import serve_in_thread
 
@@ -34,6 +36,12 @@ class RecordingPrefect:
 
 
 SECRET = secrets.token_urlsafe(24)
+CONNECTIONS = {
+    name: PlatformConnection(
+        platform=name, server_url=f"http://{name}.invalid", token=SecretStr("not-used")
+    )
+    for name in ("labelstudio", "supervisely")
+}
 
 
 @contextmanager
@@ -47,7 +55,13 @@ def _client(
         transport=httpx.MockTransport(prefect),
         wait_multiplier=0.0,
     )
-    app = create_app(sink, secret=SECRET, max_body_bytes=max_body)
+    app = create_app(
+        sink,
+        secret=SECRET,
+        max_body_bytes=max_body,
+        connections=CONNECTIONS,
+        project_exists=lambda _connection, _project_id: True,
+    )
     headers = {SECRET_HEADER: SECRET} if signed else {}
     with serve_in_thread(app) as url, httpx.Client(base_url=url, headers=headers) as client:
         yield client
@@ -95,7 +109,8 @@ def test_bad_names_are_refused_with_400() -> None:
     prefect = RecordingPrefect()
     with _client(prefect) as client:
         assert client.post("/webhooks/Bad.Name/1").status_code == 400
-        assert client.post("/webhooks/labelstudio/ls", json={"action": "X"}).status_code == 400
+        no_project = client.post("/webhooks/labelstudio/labelstudio", json={"action": "X"})
+        assert no_project.status_code == 400
     assert prefect.calls == 0
 
 
@@ -118,8 +133,10 @@ def test_bodies_over_the_bound_get_413_and_emit_nothing() -> None:
             "/webhooks/supervisely/1", content=iter([b"{" + b" " * 3000, b" " * 3000 + b"}"])
         )
         assert chunked.status_code == 413
-        assert client.post("/webhooks/supervisely/1", content=b"[1, 2]").status_code == 400
-        assert client.post("/webhooks/supervisely/1", content=b"{nope").status_code == 400
+        as_json = {"Content-Type": "application/json"}
+        for bad in (b"[1, 2]", b"{nope"):
+            response = client.post("/webhooks/supervisely/1", content=bad, headers=as_json)
+            assert response.status_code == 400
     assert prefect.calls == 0
 
 
