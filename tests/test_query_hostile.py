@@ -26,7 +26,8 @@ from labelvault.errors import (
 )
 from labelvault.query import QueryLimits, connect, query, query_reader
 from labelvault.query.sandbox import lock_down
-from labelvault.snapshot import TABLES, Manifest
+from labelvault.snapshot.manifest import Manifest
+from labelvault.snapshot.schema import TABLES
 from labelvault.storage.local import LocalStore
 from tests.snapshot.helpers import write_version
 from tests.strategies import synthetic_project

@@ -14,8 +14,9 @@ _BOUNDARY = "lvB0undary"
 def _body(parts: list[bytes]) -> bytes:
     return (
         b"".join(
-            b"--%s\r\nContent-Disposition: form-data; name=\"%d\"; filename=\"f %d.png\"\r\n"
-            b"Content-Type: application/octet-stream\r\n\r\n" % (_BOUNDARY.encode(), i, i)
+            b'--%s\r\nContent-Disposition: form-data; name="%d"; filename="f %d.png"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n"
+            % (_BOUNDARY.encode(), i, i)
             + part
             + b"\r\n"
             for i, part in enumerate(parts)
