@@ -18,7 +18,7 @@ from labelvault.errors import VersionNotFound
 from labelvault.keys import unsafe_segment
 from labelvault.models import ProjectRef, RestoreOptions, RestoreReport, VersionOrigin
 from labelvault.platforms.base import Platform, RestoreProgress
-from labelvault.query import DEFAULT_BATCH_ROWS, query, query_reader
+from labelvault.query import DEFAULT_BATCH_ROWS, QueryLimits, query, query_reader
 from labelvault.restore import journal_prefix, restore_version
 from labelvault.retention import ExpiryReport, RetentionPolicy, expire
 from labelvault.snapshot.manifest import Manifest, load_manifest
@@ -179,10 +179,12 @@ class Vault:
         ref: VersionRef = None,
         *,
         batch_rows: int = DEFAULT_BATCH_ROWS,
+        limits: QueryLimits | None = None,
     ) -> pa.RecordBatchReader:
-        """Run SQL over one version's tables and stream the result batch by batch."""
+        """Run SQL over one version's tables and stream the result batch by batch, within
+        ``limits`` (time, memory, threads; the defaults of :class:`QueryLimits` otherwise)."""
         manifest = self.manifest(self.version(project, ref))
-        return query_reader(self.store, manifest, sql, batch_rows=batch_rows)
+        return query_reader(self.store, manifest, sql, batch_rows=batch_rows, limits=limits)
 
     def restore(
         self,

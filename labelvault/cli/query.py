@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -19,8 +22,11 @@ from rich.text import Text
 from labelvault.cli import inputs
 from labelvault.cli.app import ProjectArg, app, state
 from labelvault.cli.boundary import EXIT_FAILED, Failure
-from labelvault.cli.render import cell
+from labelvault.cli.render import cell, print_json
 from labelvault.errors import ConfigurationError
+from labelvault.query import QueryLimits
+from labelvault.query.sandbox import DEFAULT_TIMEOUT
+from labelvault.storage.local import LocalStore
 
 __all__ = ["DEFAULT_TABLE_ROWS", "OutputFormat", "query"]
 
@@ -29,11 +35,12 @@ DEFAULT_TABLE_ROWS = 1000
 
 
 class OutputFormat(StrEnum):
-    """How ``query`` prints its result."""
+    """How ``query`` prints (or, with ``--output``, writes) its result."""
 
     TABLE = "table"
     CSV = "csv"
     JSON = "json"
+    PARQUET = "parquet"
 
 
 @app.command()
@@ -57,19 +64,55 @@ def query(
     max_rows: Annotated[
         int, typer.Option("--max-rows", min=1, help="Rows shown at most by --format table.")
     ] = DEFAULT_TABLE_ROWS,
+    output_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            help="Write the result to this new file (csv, json or parquet by --format or by "
+            "the file's extension) instead of printing it.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --output: replace an existing file.")
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", help="Stop the query after this many seconds.", min=0.001),
+    ] = DEFAULT_TIMEOUT,
 ) -> None:
-    """Run SQL over one version (streamed; csv and json print every row)."""
+    """Run SQL over one version (streamed; csv and json print every row).
+
+    Only a single SELECT over the version's tables runs: SQL cannot read or write files,
+    settings or the host. Results go to a file through --output.
+    """
     st = state(ctx)
     project = st.project(project_id)
-    if st.json:
+    if not math.isfinite(timeout):
+        raise ConfigurationError("--timeout must be a finite number of seconds")
+    if output_file is not None:
+        output = _file_format(output_file, output)
+    elif output is OutputFormat.PARQUET:
+        raise ConfigurationError("--format parquet writes a file: add --output FILE")
+    if st.json and output_file is None:
         if output is OutputFormat.CSV:
             raise ConfigurationError("pass either --format csv or --json, not both")
         output = OutputFormat.JSON
     ref = inputs.version_ref(version, "--version")
     with st.vault() as vault:
         try:
-            reader = vault.query_reader(project, sql, ref)
-            if output is OutputFormat.TABLE:
+            reader = vault.query_reader(project, sql, ref, limits=QueryLimits(timeout=timeout))
+            if output_file is not None:
+                root = vault.store.root if isinstance(vault.store, LocalStore) else None
+                if root is not None and output_file.resolve().is_relative_to(root.resolve()):
+                    raise ConfigurationError(
+                        f"--output {output_file} is inside the store; write results elsewhere"
+                    )
+                rows = _write_file(reader, output_file, output, force=force)
+                if st.json:
+                    print_json({"output": str(output_file), "format": output.value, "rows": rows})
+                else:
+                    st.err.print(f"wrote {rows:,} row{'s' if rows != 1 else ''} to {output_file}")
+            elif output is OutputFormat.TABLE:
                 _print_query_table(st.out, reader, max_rows)
             elif output is OutputFormat.CSV:
                 _write_csv(reader)
@@ -82,6 +125,57 @@ def query(
                 "annotations, tags and users",
                 EXIT_FAILED,
             ) from None
+
+
+def _file_format(path: Path, given: OutputFormat) -> OutputFormat:
+    """The format of ``--output``: ``--format`` when it names one, else the extension."""
+    if given is not OutputFormat.TABLE:
+        return given
+    by_suffix = {".csv": OutputFormat.CSV, ".json": OutputFormat.JSON}
+    by_suffix[".parquet"] = OutputFormat.PARQUET
+    found = by_suffix.get(path.suffix.lower())
+    if found is None:
+        raise ConfigurationError(
+            f"--output {path}: say the format with --format csv, json or parquet "
+            "(or end the file name in .csv, .json or .parquet)"
+        )
+    return found
+
+
+def _write_file(
+    reader: pa.RecordBatchReader, path: Path, output: OutputFormat, *, force: bool
+) -> int:
+    """Stream the result into a new file (written aside, then moved into place); its rows."""
+    if path.exists() and not force:
+        raise ConfigurationError(f"--output {path} exists; pass --force to replace it")
+    if not path.parent.is_dir():
+        raise ConfigurationError(f"--output {path}: the folder {path.parent} does not exist")
+    partial = path.with_name(f".{path.name}.partial")
+    rows = 0
+    try:
+        with open(partial, "wb") as sink:
+            if output is OutputFormat.PARQUET:
+                with pq.ParquetWriter(sink, reader.schema, compression="zstd") as writer:
+                    for batch in reader:
+                        writer.write_batch(batch)
+                        rows += batch.num_rows
+            elif output is OutputFormat.CSV:
+                with pacsv.CSVWriter(sink, reader.schema) as writer:
+                    for batch in reader:
+                        writer.write_batch(batch)
+                        rows += batch.num_rows
+            else:
+                sink.write(b"[")
+                for batch in reader:
+                    for row in batch.to_pylist():
+                        sink.write(b"\n" if rows == 0 else b",\n")
+                        sink.write(json.dumps(row, ensure_ascii=False, default=cell).encode())
+                        rows += 1
+                sink.write(b"\n]\n" if rows else b"]\n")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return rows
 
 
 def _print_query_table(out: Console, reader: pa.RecordBatchReader, max_rows: int) -> None:
