@@ -629,6 +629,18 @@ class Catalog:
             raise self._not_found(version.project, version.number, version.number)
         return check_version(self.store, record)
 
+    def record(self, project: ProjectRef, number: int) -> VersionRecord | None:
+        """Version ``number``'s stored record as it is, unchecked; ``None`` when there is none.
+
+        Raises:
+            CorruptRecord, UnsupportedRecordVersion: the record cannot be parsed.
+        """
+        return self._read_record(project, number)
+
+    def numbers(self, project: ProjectRef) -> builtins.list[int]:
+        """The numbers of every version record stored, readable or not, ascending."""
+        return self._numbers(project)
+
     def _head(self, project: ProjectRef) -> tuple[int, VersionInfo | None]:
         """The highest version number in use (0 for none) and that version, when it can be
         trusted (``None`` when it is damaged: then nothing counts as "unchanged")."""

@@ -35,11 +35,13 @@ def content_addressed(record: VersionRecord) -> bool:
     return record.manifest_sha256 is not None or _ADDRESSED.search(record.manifest_key) is not None
 
 
-def _damaged(record: VersionRecord, problem: str) -> IntegrityError:
+def _damaged(record: VersionRecord, problem: str, culprit: str | None = None) -> IntegrityError:
+    """The error for a damaged version; its ``key`` is the object at fault (the record unless
+    ``culprit`` names another)."""
     key = version_key(record.project, record.number)
     return IntegrityError(
         f"version {record.number} of project {record.project} is damaged: {problem} (record {key})",
-        key=key,
+        key=culprit or key,
     )
 
 
@@ -72,18 +74,20 @@ def check_version(store: ObjectStore, record: VersionRecord) -> Manifest:
     try:
         data = store.get(key).data
     except ObjectNotFound:
-        raise _damaged(record, f"its manifest {key} is missing") from None
-    if record.manifest_sha256 is not None:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != record.manifest_sha256:
-            raise _damaged(
-                record,
-                f"manifest {key} has sha256 {actual}, the record says {record.manifest_sha256}",
-            )
+        raise _damaged(record, f"its manifest {key} is missing", key) from None
+    actual = hashlib.sha256(data).hexdigest()
+    named = _ADDRESSED.search(key)
+    if named is not None and named.group(1) != actual:
+        problem = f"manifest {key} is corrupt: its sha256 is {actual}, not the one in its name"
+        raise _damaged(record, problem, key)
+    if record.manifest_sha256 is not None and actual != record.manifest_sha256:
+        raise _damaged(
+            record, f"manifest {key} has sha256 {actual}, the record says {record.manifest_sha256}"
+        )
     try:
         manifest = parse_manifest(data, key=key)
     except IntegrityError as exc:  # a newer format (UnsupportedFormat) is not damage: it passes
-        raise _damaged(record, exc.message) from None
+        raise _damaged(record, exc.message, key) from None
     if manifest.source != record.project:
         raise _damaged(record, f"manifest {key} belongs to project {manifest.source}")
     if manifest.version_number is not None and manifest.version_number != record.number:
