@@ -281,15 +281,16 @@ class TestDamage:
         self, history: History
     ) -> None:
         history.store.put(version_key(history.project, 2), b"{not json")
-        before = {k for k in history.keys() if "/versions/" not in k}
+        before = {k for k, _ in history.keys().items() if "/versions/" not in k}
         report = expire_history(history, RetentionPolicy(keep_last=2), dry_run=False)
         assert report.versions_deleted == (1, 3)
-        assert report.damaged and report.damaged[0].startswith("version 2:")
+        assert report.damaged
+        assert report.damaged[0].startswith("version 2:")
         assert report.deleted_count == 0
         assert history.key("chunks", "own-1") in report.held.keys
         assert history.key("chunks", "orphan-old") in report.held.keys
         assert report.summary()["objects_held_for_damaged"] == report.held.count
-        assert {k for k in history.keys() if "/versions/" not in k} == before
+        assert {k for k, _ in history.keys().items() if "/versions/" not in k} == before
         listed = history.catalog.list(history.project)
         assert [v.number for v in listed] == [4, 5]
         assert [d.number for d in listed.damaged] == [2]

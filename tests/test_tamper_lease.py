@@ -96,7 +96,8 @@ def test_a_far_future_lease_is_taken_over_at_once(
     with caplog.at_level(logging.WARNING):
         taken = reserve(catalog, project, holder="me")
     assert clock.sleeps == []
-    assert "absurd" in caplog.text and "2099" in caplog.text
+    assert "absurd" in caplog.text
+    assert "2099" in caplog.text
     assert holder_of(store, project) == "me"
     assert commit(catalog, taken, "a").version.number == 1
 
@@ -129,7 +130,8 @@ def test_a_dead_holder_on_this_host_is_taken_over_at_once(
     with caplog.at_level(logging.WARNING):
         taken = reserve(catalog, project, holder="me")
     assert clock.sleeps == []
-    assert f"pid {pid}" in caplog.text and "no longer running" in caplog.text
+    assert f"pid {pid}" in caplog.text
+    assert "no longer running" in caplog.text
     assert commit(catalog, taken, "b").version.number == 2
 
 
@@ -163,7 +165,7 @@ def test_a_holder_on_another_host_is_waited_for_until_expiry(
 ) -> None:
     project = new_project()
     put_lease(store, project, clock, host="other-host", pid=dead_pid())
-    with pytest.raises(LeaseHeld, match="host other-host, pid .*cannot tell whether it is alive"):
+    with pytest.raises(LeaseHeld, match=r"host other-host, pid .*cannot tell whether it is alive"):
         reserve(fake_catalog(store, clock, max_wait=10), project)
     taken = reserve(fake_catalog(store, clock, max_wait=60), project, holder="me")
     assert sum(clock.sleeps) == pytest.approx(30.0)  # exactly until the lease expired
@@ -186,10 +188,11 @@ def test_unlock_names_the_holder_and_refuses_a_live_one(
     catalog = fake_catalog(store, clock)
     assert catalog.unlock(project) is None
     held = reserve(catalog, project, holder="running capture")
-    with pytest.raises(LeaseHeld, match="still runs on this host.*--force"):
+    with pytest.raises(LeaseHeld, match=r"still runs on this host.*--force"):
         catalog.unlock(project)
     broken = catalog.unlock(project, force=True)
-    assert broken is not None and broken.state is HolderState.ALIVE
+    assert broken is not None
+    assert broken.state is HolderState.ALIVE
     assert "running capture" in broken.holder
     assert broken.summary()["version"] == 1
     assert not store.exists(lease_key(project))

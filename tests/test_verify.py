@@ -59,7 +59,8 @@ def test_a_missing_chunk_names_every_version_that_uses_it(captured: Captured) ->
 
 def test_an_empty_project_verifies_clean() -> None:
     report = verify_project(MemoryStore(), new_project())
-    assert report.ok and report.versions_checked == ()
+    assert report.ok
+    assert report.versions_checked == ()
     assert report.summary()["lease"] is None
 
 
@@ -69,7 +70,8 @@ def test_a_held_lease_is_described(store: ObjectStore) -> None:
     catalog.reserve(project, holder="nightly capture")
     report = verify_project(catalog, project)
     assert report.lease is not None
-    assert "nightly capture" in report.lease and "alive on this host" in report.lease
+    assert "nightly capture" in report.lease
+    assert "alive on this host" in report.lease
     # The helpers commit records without writing manifests: verify says so.
     assert [(d.kind, d.versions) for d in report.damage] == [("manifest", (1,))]
     assert "is missing" in report.damage[0].problem
