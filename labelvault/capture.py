@@ -8,6 +8,7 @@ collects them) and the reservation is cancelled, or expires if the process died.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -126,7 +127,8 @@ def capture_version(
             if time.monotonic() >= renew_at:
                 reservation = catalog.renew(reservation)
                 renew_at = time.monotonic() + catalog.lease_seconds / 3
-        manifest = writer.finish()
+        # The manifest names its version, so a record pointing at it from elsewhere is caught.
+        manifest = writer.finish().model_copy(update={"version_number": reservation.version_number})
         manifest_key = write_manifest(store, ref.prefix, manifest)
         committed = catalog.commit(
             reservation,
@@ -137,6 +139,7 @@ def capture_version(
             tags=tags,
             source_updated_at=info.updated_at,
             stats={f"rows.{table}": count for table, count in manifest.row_counts.items()},
+            manifest_sha256=hashlib.sha256(manifest.to_json()).hexdigest(),
         )
     except BaseException:
         writer.abort()

@@ -19,6 +19,12 @@ can pick up a chunk that is about to be deleted), then:
 Objects that a live version references are never deleted, whatever else referenced them. The
 references of a version come from the caller (``referenced_keys``, e.g. a manifest's
 ``referenced_keys()``); its ``manifest_key`` always counts as referenced.
+
+Damage stays local. A version that cannot be read back whole (its record does not parse, its
+manifest is missing, corrupt or disagrees with the record) is never deleted, and since what it
+references cannot be known, no chunk or manifest counts as provably unused: the run deletes
+the records of the healthy expired versions only, keeps every object it would otherwise have
+deleted (``held``), and names the damage in the report (``damaged``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from labelvault.catalog import Catalog, Reservation, default_holder
+from labelvault.catalog.catalog import DAMAGE
 from labelvault.models import FrozenModel, ProjectRef, VersionInfo, as_utc
 from labelvault.storage.base import ObjectInfo, ObjectStore
 
@@ -124,6 +131,13 @@ class ExpiryReport(FrozenModel):
     orphans: ObjectSet = Field(description="unreferenced objects older than the grace period")
     fresh_orphans: ObjectSet = Field(description="unreferenced but too young: kept")
     live: ObjectSet = Field(description="objects live versions reference: kept")
+    damaged: tuple[str, ...] = Field(
+        default=(), description="versions that cannot be read, and why: they are kept"
+    )
+    held: ObjectSet = Field(
+        default_factory=ObjectSet,
+        description="objects kept only because a damaged version might reference them",
+    )
 
     @property
     def deleted_count(self) -> int:
@@ -148,6 +162,8 @@ class ExpiryReport(FrozenModel):
             "fresh_orphans_kept": self.fresh_orphans.count,
             "objects_live": self.live.count,
             "bytes_live": self.live.bytes,
+            "damaged": list(self.damaged),
+            "objects_held_for_damaged": self.held.count,
         }
 
 
@@ -258,14 +274,24 @@ def _expire(
     now: datetime | None,
     grace: timedelta,
 ) -> ExpiryReport:
-    plan = _plan(catalog.list(project), project, policy, catalog.now() if now is None else now)
+    listed = catalog.list(project)
+    damaged = [f"version {bad.number}: {bad.problem}" for bad in listed.damaged]
+    plan = _plan(listed, project, policy, catalog.now() if now is None else now)
     folders = tuple(f"{project.prefix}/{folder}/" for folder in DATA_FOLDERS)
+    unreadable: set[int] = set()
 
     def references(version: VersionInfo) -> set[str]:
-        return {*referenced_keys(version), version.manifest_key}
+        try:
+            found = set(referenced_keys(version))
+        except DAMAGE as exc:
+            damaged.append(f"version {version.number}: {exc.message}")
+            unreadable.add(version.number)
+            found = set()
+        return {*found, version.manifest_key}
 
     live_keys = set().union(*(references(v) for v in plan.kept))
     going_keys = set().union(*(references(v) for v in plan.expired))
+    expired = tuple(v for v in plan.expired if v.number not in unreadable)
     live: list[ObjectInfo] = []
     freed: list[ObjectInfo] = []
     old: list[ObjectInfo] = []
@@ -280,9 +306,12 @@ def _expire(
                 old.append(info)
             else:
                 fresh.append(info)
+    held: list[ObjectInfo] = []
+    if damaged:  # what a damaged version references is unknown: no object is provably unused
+        held, freed, old = [*freed, *old], [], []
 
     if lease is not None:
-        for version in plan.expired:
+        for version in expired:
             lease = _keep_alive(catalog, lease)
             catalog.delete_version(project, version.number)
         for info in (*freed, *old):
@@ -293,11 +322,13 @@ def _expire(
         dry_run=lease is None,
         plan=plan,
         grace=grace,
-        versions_deleted=tuple(v.number for v in plan.expired),
+        versions_deleted=tuple(v.number for v in expired),
         freed=ObjectSet.of(freed),
         orphans=ObjectSet.of(old),
         fresh_orphans=ObjectSet.of(fresh),
         live=ObjectSet.of(live),
+        damaged=tuple(damaged),
+        held=ObjectSet.of(held),
     )
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from labelvault.capture import CaptureProgress, CaptureResult, capture_until_current
-from labelvault.catalog import Catalog, VersionInfo
+from labelvault.catalog import BrokenLease, Catalog, VersionInfo
 from labelvault.diff import DiffResult, diff
 from labelvault.errors import VersionNotFound
 from labelvault.keys import unsafe_segment
@@ -21,9 +21,10 @@ from labelvault.platforms.base import Platform, RestoreProgress
 from labelvault.query import DEFAULT_BATCH_ROWS, QueryLimits, query, query_reader
 from labelvault.restore import journal_prefix, restore_version
 from labelvault.retention import ExpiryReport, RetentionPolicy, expire
-from labelvault.snapshot.manifest import Manifest, load_manifest
+from labelvault.snapshot.manifest import Manifest
 from labelvault.snapshot.reader import SnapshotReader
 from labelvault.storage import ObjectStore
+from labelvault.verify import VerifyReport, verify_project
 
 __all__ = ["Vault", "VersionRef", "parse_version_ref"]
 
@@ -69,8 +70,8 @@ class Vault:
         return self.catalog.get(project, ref)
 
     def manifest(self, version: VersionInfo) -> Manifest:
-        """The verified manifest of a committed version."""
-        return load_manifest(self.store, version.manifest_key)
+        """The manifest of a committed version, verified on its own and against its record."""
+        return self.catalog.manifest(version)
 
     def reader(self, project: ProjectRef, ref: VersionRef = None) -> SnapshotReader:
         """A streaming, verifying reader on one version's tables."""
@@ -169,6 +170,24 @@ class Vault:
             dry_run=dry_run,
             now=now or datetime.now(UTC),
         )
+
+    def verify(
+        self,
+        project: ProjectRef,
+        ref: VersionRef = None,
+        *,
+        deep: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> VerifyReport:
+        """Check a project's versions (or one): records, manifests and, with ``deep``, every
+        chunk's size and sha256. Reports each damaged object; repairs nothing."""
+        version = parse_version_ref(ref)
+        return verify_project(self.catalog, project, version, deep=deep, progress=progress)
+
+    def unlock(self, project: ProjectRef, *, force: bool = False) -> BrokenLease | None:
+        """Break the project's reservation lease on purpose (see :meth:`Catalog.unlock`);
+        ``None`` when nobody held it."""
+        return self.catalog.unlock(project, force=force)
 
     # --- additions for the command line ----------------------------------------------------
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from labelvault.catalog import Catalog, Reservation, lease_key
-from labelvault.errors import LeaseHeld
+from labelvault.catalog import Catalog, Reservation, lease_key, version_key
+from labelvault.errors import IntegrityError, LeaseHeld
 from labelvault.models import ProjectRef, VersionInfo
 from labelvault.retention import ExpiryReport, RetentionPolicy, expire, plan_expiry
 from labelvault.storage.base import ObjectStore
@@ -274,3 +274,42 @@ class TestExpire:
         assert report.versions_deleted == (1, 2, 3, 4)
         assert len(renewals) >= 5
         assert not history.store.exists(lease_key(history.project))
+
+
+class TestDamage:
+    def test_a_corrupt_record_holds_the_data_but_healthy_versions_still_expire(
+        self, history: History
+    ) -> None:
+        history.store.put(version_key(history.project, 2), b"{not json")
+        before = {k for k, _ in history.keys().items() if "/versions/" not in k}
+        report = expire_history(history, RetentionPolicy(keep_last=2), dry_run=False)
+        assert report.versions_deleted == (1, 3)
+        assert report.damaged
+        assert report.damaged[0].startswith("version 2:")
+        assert report.deleted_count == 0
+        assert history.key("chunks", "own-1") in report.held.keys
+        assert history.key("chunks", "orphan-old") in report.held.keys
+        assert report.summary()["objects_held_for_damaged"] == report.held.count
+        assert {k for k, _ in history.keys().items() if "/versions/" not in k} == before
+        listed = history.catalog.list(history.project)
+        assert [v.number for v in listed] == [4, 5]
+        assert [d.number for d in listed.damaged] == [2]
+
+    def test_a_version_whose_references_are_damaged_is_kept(self, history: History) -> None:
+        def broken(version: VersionInfo) -> set[str]:
+            if version.number == 2:
+                raise IntegrityError("manifest of version 2 is missing", key="m")
+            return history.refs[version.number]
+
+        report = expire(
+            history.store,
+            history.catalog,
+            history.project,
+            RetentionPolicy(keep_last=2),
+            referenced_keys=broken,
+            dry_run=False,
+        )
+        assert report.versions_deleted == (1, 3)
+        assert report.damaged == ("version 2: manifest of version 2 is missing",)
+        assert report.deleted_count == 0
+        assert [v.number for v in history.catalog.list(history.project)] == [2, 4, 5]

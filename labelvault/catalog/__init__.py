@@ -5,8 +5,8 @@ See :mod:`labelvault.catalog.catalog` for the protocol and the layout on the obj
 
 from __future__ import annotations
 
-from labelvault.catalog.catalog import Catalog
-from labelvault.catalog.lease import ReserveWait, default_holder
+from labelvault.catalog.catalog import BrokenLease, Catalog, DamagedVersion, VersionList
+from labelvault.catalog.lease import HolderState, ReserveWait, default_holder
 from labelvault.catalog.records import (
     RECORD_SCHEMA_VERSION,
     lease_key,
@@ -17,11 +17,15 @@ from labelvault.models import CommitResult, Reservation, VersionInfo
 
 __all__ = [
     "RECORD_SCHEMA_VERSION",
+    "BrokenLease",
     "Catalog",
     "CommitResult",
+    "DamagedVersion",
+    "HolderState",
     "Reservation",
     "ReserveWait",
     "VersionInfo",
+    "VersionList",
     "default_holder",
     "lease_key",
     "meta_key",

@@ -18,8 +18,16 @@ folder and on S3 shared by many machines. Under ``<project.prefix>/``:
     The reservation lease (see :mod:`labelvault.catalog.lease`): at most one holder per
     project; a crashed holder's lease is taken over after it expires.
 
+Every read of a version (:meth:`Catalog.get`, :meth:`Catalog.list`, :meth:`Catalog.latest`,
+:meth:`Catalog.manifest`) checks its record against the manifest it points at (see
+:mod:`labelvault.catalog.integrity`). Damage stays local: :meth:`Catalog.list` returns the
+versions that read back whole and names the damaged ones in ``.damaged``; a capture still
+commits after a damaged latest version (it gets the next number, and is never "no change"
+from a version that cannot be trusted).
+
 Version numbers are ``latest + 1``, computed while holding the lease from a fresh listing of
-``versions/``; nothing is cached between calls. A number is never reused, because the latest
+``versions/`` (damaged records count, so no number is reused); nothing is cached between
+calls. A number is never reused, because the latest
 version is never deleted (:meth:`Catalog.delete_version` refuses it, and retention always keeps
 it). Other versions may be deleted, leaving gaps.
 """
@@ -27,15 +35,29 @@ it). Other versions may be deleted, leaving gaps.
 from __future__ import annotations
 
 import builtins
+import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from labelvault.catalog.lease import CurrentLease, LeaseStore, ReserveWait, default_holder
+from labelvault.catalog.integrity import check_version, content_addressed, record_problem
+from labelvault.catalog.lease import (
+    MAX_LEASE_SECONDS,
+    CurrentLease,
+    HolderState,
+    LeaseStore,
+    ReserveWait,
+    default_holder,
+    describe_holder,
+    holder_state,
+    lease_problem,
+    this_process,
+)
 from labelvault.catalog.records import (
     LeaseRecord,
     VersionMeta,
@@ -52,17 +74,26 @@ from labelvault.errors import (
     AlreadyExists,
     CatalogError,
     CorruptRecord,
+    IntegrityError,
     LeaseHeld,
     LeaseLost,
     ObjectNotFound,
     PreconditionFailed,
+    UnsupportedFormat,
+    UnsupportedRecordVersion,
     VersionNotFound,
 )
 from labelvault.models import CommitResult, ProjectRef, Reservation, VersionInfo, as_utc
+from labelvault.snapshot.manifest import Manifest
 from labelvault.storage.base import ObjectStore
 from labelvault.storage.keys import validate_key
 
-__all__ = ["Catalog"]
+__all__ = ["BrokenLease", "Catalog", "DamagedVersion", "VersionList"]
+
+log = logging.getLogger(__name__)
+
+#: What makes one version unreadable without affecting the others.
+DAMAGE = (CorruptRecord, UnsupportedRecordVersion, IntegrityError, UnsupportedFormat)
 
 _READ_THREADS = 16
 _CAS_ATTEMPTS = 20
@@ -72,6 +103,52 @@ _T = TypeVar("_T")
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class DamagedVersion:
+    """A version that exists (its record key is listed) but cannot be read back whole."""
+
+    number: int
+    key: str
+    problem: str
+
+    def summary(self) -> dict[str, object]:
+        """Plain values for logs and reports."""
+        return {"version": self.number, "key": self.key, "problem": self.problem}
+
+
+class VersionList(list[VersionInfo]):
+    """The readable versions of a project, ascending; ``damaged`` names the others."""
+
+    def __init__(
+        self, versions: Iterable[VersionInfo] = (), damaged: Iterable[DamagedVersion] = ()
+    ) -> None:
+        super().__init__(versions)
+        self.damaged: tuple[DamagedVersion, ...] = tuple(damaged)
+
+
+@dataclass(frozen=True)
+class BrokenLease:
+    """The lease :meth:`Catalog.unlock` removed: who held it, as far as can be told."""
+
+    project: ProjectRef
+    holder: str
+    record: LeaseRecord | None
+    state: HolderState
+    problem: str | None = None
+
+    def summary(self) -> dict[str, object]:
+        """Plain values for logs and the command line."""
+        record = self.record
+        return {
+            "project": str(self.project),
+            "holder": self.holder,
+            "state": self.state.value,
+            "version": None if record is None else record.version_number,
+            "expires_at": None if record is None else record.expires_at.isoformat(),
+            "problem": self.problem,
+        }
 
 
 def _tags(tags: Sequence[str]) -> tuple[str, ...]:
@@ -98,8 +175,8 @@ class Catalog:
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        if lease_seconds <= 0:
-            raise ValueError("lease_seconds must be positive")
+        if not 0 < lease_seconds <= MAX_LEASE_SECONDS:
+            raise ValueError(f"lease_seconds must be positive and at most {MAX_LEASE_SECONDS:g}")
         self.store = store
         self.lease_seconds = float(lease_seconds)
         self.wait = wait or ReserveWait()
@@ -137,11 +214,12 @@ class Catalog:
         """
         holder = default_holder() if holder is None else holder
         wanted = None if source_updated_at is None else as_utc(source_updated_at)
+        me = this_process()
         started = self._clock()
         waited = 0.0
         attempt = 0
         while True:
-            latest = self.latest(project)
+            top, latest = self._head(project)
             if _unchanged(latest, wanted):
                 assert latest is not None
                 return latest
@@ -149,9 +227,14 @@ class Catalog:
             lease = LeaseRecord(
                 holder=holder,
                 token=uuid.uuid4().hex,
-                version_number=latest.number + 1 if latest else 1,
+                version_number=top + 1,
                 acquired_at=now,
                 expires_at=now + timedelta(seconds=self.lease_seconds),
+                host=me.host,
+                host_id=me.host_id,
+                pid=me.pid,
+                pid_started=me.pid_started,
+                lease_seconds=self.lease_seconds,
             )
             outcome = self._try_acquire(project, lease)
             if isinstance(outcome, str):
@@ -159,15 +242,24 @@ class Catalog:
             if outcome is None:  # the lease changed hands while we looked: try again now
                 continue
             elapsed = max(waited, (self._clock() - started).total_seconds())
-            held = outcome.record
+            held = outcome
+            who = describe_holder(held)
             if elapsed >= self.wait.max_wait:
                 raise LeaseHeld(
-                    f"project {project} is reserved by {held.holder} (version "
-                    f"{held.version_number}) until {held.expires_at.isoformat()}; gave up after "
-                    f"waiting {elapsed:.1f} s",
+                    f"project {project} is reserved by {who} (version {held.version_number}) "
+                    f"until {held.expires_at.isoformat()}; gave up after waiting {elapsed:.1f} s. "
+                    "If that capture is gone, break its lease with `labelvault unlock`",
                     project=str(project),
                     holder=held.holder,
                     expires_at=held.expires_at.isoformat(),
+                )
+            if attempt == 0:
+                log.info(
+                    "project %s is reserved by %s until %s; waiting up to %.0f s",
+                    project,
+                    who,
+                    held.expires_at.isoformat(),
+                    self.wait.max_wait - elapsed,
                 )
             until_expiry = (held.expires_at - self.now()).total_seconds()
             delay = min(
@@ -179,18 +271,39 @@ class Catalog:
             waited += delay
             attempt += 1
 
-    def _try_acquire(self, project: ProjectRef, lease: LeaseRecord) -> str | CurrentLease | None:
+    def _try_acquire(self, project: ProjectRef, lease: LeaseRecord) -> str | LeaseRecord | None:
         """One attempt: the new etag when acquired, the blocking lease when it is held and
-        unexpired, ``None`` when it changed hands meanwhile."""
+        must be honoured, ``None`` when it changed hands meanwhile."""
         etag = self._leases.create(project, lease)
         if etag is not None:
             return etag
         current = self._leases.read(project)
         if current is None:
             return None
-        if current.record.expires_at > self.now():
-            return current
-        return self._leases.replace(project, lease, current.etag)  # take over the stale lease
+        stale = self._stale(project, current)
+        if stale is None:
+            assert current.record is not None
+            return current.record
+        if stale:
+            log.warning("taking over the lease of project %s: %s", project, stale)
+        return self._leases.replace(project, lease, current.etag)
+
+    def _stale(self, project: ProjectRef, current: CurrentLease) -> str | None:
+        """Why ``current`` may be taken over now (``""`` when it merely expired), or ``None``
+        when it must be honoured."""
+        record = current.record
+        if record is None:
+            return f"the lease is unreadable ({current.problem})"
+        now = self.now()
+        problem = lease_problem(record, now, self.lease_seconds)
+        if problem is not None:
+            return f"the lease of {record.holder!r} is absurd: {problem}"
+        state, why = holder_state(record)
+        if state is HolderState.DEAD:
+            return f"its holder {record.holder!r} (host {record.host}, pid {record.pid}) is {why}"
+        if record.expires_at > now:
+            return None
+        return ""
 
     def _settle(
         self, project: ProjectRef, lease: LeaseRecord, etag: str, wanted: datetime | None
@@ -198,12 +311,12 @@ class Catalog:
         """Holding the lease: check "no change" again and fix the version number if a commit
         landed between our listing and our acquiring."""
         try:
-            latest = self.latest(project)
+            top, latest = self._head(project)
             if _unchanged(latest, wanted):
                 assert latest is not None
                 self._leases.release(project, etag)
                 return latest
-            number = latest.number + 1 if latest else 1
+            number = top + 1
             if number != lease.version_number:
                 lease = lease.model_copy(update={"version_number": number})
                 new_etag = self._leases.replace(project, lease, etag)
@@ -235,8 +348,17 @@ class Catalog:
             current = self._own_lease(reservation)
             if current is None:
                 raise self._lost(project, reservation.version_number, "cannot be renewed")
+            assert current.record is not None
+            me = this_process()
             record = current.record.model_copy(
-                update={"expires_at": self.now() + timedelta(seconds=self.lease_seconds)}
+                update={
+                    "expires_at": self.now() + timedelta(seconds=self.lease_seconds),
+                    "host": me.host,
+                    "host_id": me.host_id,
+                    "pid": me.pid,
+                    "pid_started": me.pid_started,
+                    "lease_seconds": self.lease_seconds,
+                }
             )
             etag = self._leases.replace(project, record, current.etag)
             if etag is not None:
@@ -256,9 +378,58 @@ class Catalog:
             reservation.project, reservation.version_number, "kept changing while cancelling"
         )
 
+    def unlock(self, project: ProjectRef, *, force: bool = False) -> BrokenLease | None:
+        """Break the project's lease on purpose; ``None`` when nobody holds it.
+
+        Whoever held it loses it (its renew and commit raise ``LeaseLost``; no version is lost
+        or duplicated, the record is written create-only). A holder that is alive on this host
+        is left alone unless ``force``.
+
+        Raises:
+            LeaseHeld: the holder is alive on this host and ``force`` is off; names it.
+            UnsupportedRecordVersion: the lease was written by a newer labelvault.
+        """
+        for _ in range(_CAS_ATTEMPTS):
+            current = self._leases.read(project)
+            if current is None:
+                return None
+            record = current.record
+            if record is None:
+                broken = BrokenLease(
+                    project, "an unreadable lease", None, HolderState.UNKNOWN, current.problem
+                )
+            else:
+                state, _ = holder_state(record)
+                who = describe_holder(record)
+                if state is HolderState.ALIVE and not force:
+                    raise LeaseHeld(
+                        f"project {project} is reserved by {who} (version "
+                        f"{record.version_number}) until {record.expires_at.isoformat()}; that "
+                        "process still runs on this host, so the lease stays: stop it, or "
+                        "break the lease anyway with --force",
+                        project=str(project),
+                        holder=record.holder,
+                        expires_at=record.expires_at.isoformat(),
+                    )
+                problem = lease_problem(record, self.now(), self.lease_seconds)
+                broken = BrokenLease(project, who, record, state, problem)
+            if self._leases.release(project, current.etag):
+                log.warning("broke the lease of project %s held by %s", project, broken.holder)
+                return broken
+        raise CatalogError(
+            f"the lease of project {project} kept changing while being broken; try again",
+            project=str(project),
+        )
+
+    def lease(self, project: ProjectRef) -> CurrentLease | None:
+        """The project's lease as stored (``record`` is ``None`` when it is unreadable)."""
+        return self._leases.read(project)
+
     def _own_lease(self, reservation: Reservation) -> CurrentLease | None:
         current = self._leases.read(reservation.project)
-        if current is None or current.record.token != reservation.commit_token:
+        if current is None or current.record is None:
+            return None
+        if current.record.token != reservation.commit_token:
             return None
         return current
 
@@ -283,6 +454,7 @@ class Catalog:
         tags: Sequence[str] = (),
         source_updated_at: datetime | None = None,
         stats: Mapping[str, int] | None = None,
+        manifest_sha256: str | None = None,
     ) -> CommitResult:
         """Create the reserved version, write-once, and release the reservation.
 
@@ -293,8 +465,13 @@ class Catalog:
         is still the caller's: it is renewed (by compare-and-swap) before the record is
         written. ``source_updated_at`` defaults to the one given to :meth:`reserve`.
 
+        ``manifest_sha256`` is the sha256 of the manifest's stored bytes; the record keeps it,
+        and every read checks the manifest against it. A manifest with a digest is taken to
+        name the reserved version number, so such a commit lands at that number or not at all.
+
         Raises:
-            LeaseLost: the reservation is no longer held and its record never landed.
+            LeaseLost: the reservation is no longer held and its record never landed, or (with
+                ``manifest_sha256``) its number was committed by another holder meanwhile.
         """
         project = reservation.project
         validate_key(manifest_key, store=self.store.name)
@@ -315,13 +492,22 @@ class Catalog:
             current = self._refresh(reservation, current)
             if current is None:
                 continue  # it changed under us: look again
-            latest = self._load(project, numbers[-1]) if numbers else None
+            latest = self._trusted(project, numbers[-1]) if numbers else None
             if latest is not None and latest.content_hash == content_hash:
                 self._leases.release(project, current.etag)
                 return CommitResult(version=latest, created=False)
+            number = numbers[-1] + 1 if numbers else 1
+            if manifest_sha256 is not None and number != reservation.version_number:
+                self._leases.release(project, current.etag)
+                raise self._lost(
+                    project,
+                    reservation.version_number,
+                    f"cannot commit (version {number - 1} was committed by another capture while "
+                    "its lease had lapsed); capture again",
+                )
             record = VersionRecord(
                 project=project,
-                number=numbers[-1] + 1 if numbers else 1,
+                number=number,
                 id=str(uuid.uuid4()),
                 created_at=self.now(),
                 title=title,
@@ -332,6 +518,7 @@ class Catalog:
                 source_updated_at=updated,
                 stats=dict(stats or {}),
                 commit_token=reservation.commit_token,
+                manifest_sha256=manifest_sha256,
             )
             try:
                 self.store.put_if_absent(version_key(project, record.number), dump_record(record))
@@ -344,6 +531,7 @@ class Catalog:
     def _refresh(self, reservation: Reservation, current: CurrentLease) -> CurrentLease | None:
         """Renew a lease that has less than half its time left, so that a commit never runs on
         a lapsed lease; ``None`` when the lease changed meanwhile."""
+        assert current.record is not None
         left = (current.record.expires_at - self.now()).total_seconds()
         if left >= self.lease_seconds / 2:
             return current
@@ -361,27 +549,48 @@ class Catalog:
         for number in numbers:
             if number < reservation.version_number:
                 continue
-            record = self._read_record(project, number)
+            try:
+                record = self._read_record(project, number)
+            except DAMAGE:
+                continue  # unreadable: whoever wrote it, it cannot be trusted as ours
             if record is not None and record.commit_token == reservation.commit_token:
                 return record
         return None
 
     # --- reading -----------------------------------------------------------------------------
 
-    def list(self, project: ProjectRef) -> builtins.list[VersionInfo]:
-        """Every committed version of ``project``, ascending by number."""
+    def list(self, project: ProjectRef) -> VersionList:
+        """Every readable version of ``project``, ascending by number.
+
+        A version whose record or manifest cannot be read back whole does not stop the
+        listing: it is left out, named in the result's ``damaged`` (and logged).
+        """
         numbers = self._numbers(project)
         with_meta = self._meta_numbers(project)
-        found = self._parallel(
-            lambda number: self._load_optional(project, number, with_meta), numbers
-        )
-        return [info for info in found if info is not None]
+        found = self._parallel(lambda number: self._attempt(project, number, with_meta), numbers)
+        versions = [info for info in found if isinstance(info, VersionInfo)]
+        damaged = [info for info in found if isinstance(info, DamagedVersion)]
+        for bad in damaged:
+            log.warning("version %d of project %s is damaged: %s", bad.number, project, bad.problem)
+        return VersionList(versions, damaged)
+
+    def _attempt(
+        self, project: ProjectRef, number: int, with_meta: set[int] | None
+    ) -> VersionInfo | DamagedVersion | None:
+        try:
+            return self._load_optional(project, number, with_meta)
+        except DAMAGE as exc:
+            key = getattr(exc, "key", None) or version_key(project, number)
+            return DamagedVersion(number, key, exc.message)
 
     def get(self, project: ProjectRef, ref: int | str) -> VersionInfo:
         """The version with number ``ref`` (an int, or a string of digits) or id ``ref``.
 
         Raises:
             VersionNotFound: no such version.
+            IntegrityError: its record and its manifest disagree, or the manifest is missing
+                or corrupt (the message names both objects).
+            CorruptRecord: its record (or metadata) does not parse.
         """
         if isinstance(ref, bool) or not isinstance(ref, int | str):
             raise TypeError(f"a version is named by its number or id, not {ref!r}")
@@ -392,16 +601,83 @@ class Catalog:
                 raise self._not_found(project, ref, number)
             return info
         numbers = self._numbers(project)
-        records = self._parallel(lambda number: self._read_record(project, number), numbers)
+        records = self._parallel(lambda number: self._record_or_none(project, number), numbers)
         for record in records:
             if record is not None and record.id == ref:
+                self._check(record)
                 return record.info(self._read_meta(project, record.number))
         raise self._not_found(project, ref, None)
 
     def latest(self, project: ProjectRef) -> VersionInfo | None:
-        """The highest-numbered version of ``project``, or ``None`` before the first commit."""
+        """The highest-numbered version of ``project``, or ``None`` before the first commit.
+
+        Raises:
+            IntegrityError, CorruptRecord: the highest-numbered version is damaged.
+        """
         numbers = self._numbers(project)
         return self._load(project, numbers[-1]) if numbers else None
+
+    def manifest(self, version: VersionInfo) -> Manifest:
+        """The manifest of ``version``, verified on its own and against the version's record.
+
+        Raises:
+            VersionNotFound: the version was deleted meanwhile.
+            IntegrityError: the manifest is missing or corrupt, or does not match the record.
+        """
+        record = self._read_record(version.project, version.number)
+        if record is None or record.id != version.id:
+            raise self._not_found(version.project, version.number, version.number)
+        return check_version(self.store, record)
+
+    def record(self, project: ProjectRef, number: int) -> VersionRecord | None:
+        """Version ``number``'s stored record as it is, unchecked; ``None`` when there is none.
+
+        Raises:
+            CorruptRecord, UnsupportedRecordVersion: the record cannot be parsed.
+        """
+        return self._read_record(project, number)
+
+    def numbers(self, project: ProjectRef) -> builtins.list[int]:
+        """The numbers of every version record stored, readable or not, ascending."""
+        return self._numbers(project)
+
+    def _head(self, project: ProjectRef) -> tuple[int, VersionInfo | None]:
+        """The highest version number in use (0 for none) and that version, when it can be
+        trusted (``None`` when it is damaged: then nothing counts as "unchanged")."""
+        numbers = self._numbers(project)
+        if not numbers:
+            return 0, None
+        return numbers[-1], self._trusted(project, numbers[-1])
+
+    def _trusted(self, project: ProjectRef, number: int) -> VersionInfo | None:
+        try:
+            return self._load_optional(project, number, None)
+        except DAMAGE as exc:
+            log.warning(
+                "version %d of project %s is damaged, so it is no baseline: %s",
+                number,
+                project,
+                exc.message,
+            )
+            return None
+
+    def _check(self, record: VersionRecord) -> None:
+        """Raise unless the record agrees with its manifest (when the manifest is checkable)."""
+        if content_addressed(record):
+            check_version(self.store, record)
+            return
+        problem = record_problem(record)
+        if problem is not None:
+            raise IntegrityError(
+                f"version {record.number} of project {record.project} is damaged: {problem}",
+                key=version_key(record.project, record.number),
+            )
+
+    def _record_or_none(self, project: ProjectRef, number: int) -> VersionRecord | None:
+        try:
+            return self._read_record(project, number)
+        except DAMAGE:
+            return None
 
     def _not_found(
         self, project: ProjectRef, ref: int | str, number: int | None
@@ -454,6 +730,7 @@ class Catalog:
         record = self._read_record(project, number)
         if record is None:
             return None
+        self._check(record)
         wanted_meta = with_meta is None or number in with_meta
         return record.info(self._read_meta(project, number) if wanted_meta else None)
 

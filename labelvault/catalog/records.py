@@ -34,8 +34,10 @@ __all__ = [
     "versions_prefix",
 ]
 
-#: The schema version this build writes, and the newest it reads.
-RECORD_SCHEMA_VERSION = 1
+#: The newest schema version this build reads. Version records and leases are written as
+#: version 2 (version records name their manifest's sha256, leases their holder's process);
+#: version metadata is still written as version 1. Version 1 records stay readable.
+RECORD_SCHEMA_VERSION = 2
 
 _NUMBERED = re.compile(r"/(\d{8,})\.json$")
 _Record = TypeVar("_Record", bound="_StoredRecord")
@@ -82,8 +84,13 @@ class _StoredRecord(FrozenModel):
 
 
 class VersionRecord(_StoredRecord):
-    """``versions/<n>.json``: written once, with ``put_if_absent``, at commit; never changed."""
+    """``versions/<n>.json``: written once, with ``put_if_absent``, at commit; never changed.
 
+    ``manifest_sha256`` is the sha256 of the manifest's stored bytes (absent in records written
+    before it existed); reads check the manifest against it and against ``content_hash``.
+    """
+
+    schema_version: int = Field(default=2, ge=1)
     project: ProjectRef
     number: int = Field(ge=1)
     id: str = Field(min_length=1)
@@ -96,10 +103,11 @@ class VersionRecord(_StoredRecord):
     source_updated_at: datetime | None = None
     stats: dict[str, int] = Field(default_factory=dict)
     commit_token: str = Field(min_length=1)
+    manifest_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     def info(self, meta: VersionMeta | None = None) -> VersionInfo:
         """The public view, with ``meta`` (when it belongs to this version) merged in."""
-        fields = self.model_dump(exclude={"schema_version"})
+        fields = self.model_dump(exclude={"schema_version", "manifest_sha256"})
         if meta is not None and meta.version_id == self.id:
             fields.update(
                 title=meta.title,
@@ -125,13 +133,30 @@ class VersionMeta(_StoredRecord):
 
 
 class LeaseRecord(_StoredRecord):
-    """``lease.json``: who holds the project's reservation, and until when."""
+    """``lease.json``: who holds the project's reservation, and until when.
 
+    ``holder`` is free text for humans. ``host``, ``host_id``, ``pid`` and ``pid_started``
+    identify the process that wrote the lease (absent in leases written before they existed),
+    so a lease whose process is gone from this host can be taken over at once.
+    """
+
+    schema_version: int = Field(default=2, ge=1)
     holder: str
     token: str = Field(min_length=1)
     version_number: int = Field(ge=1)
     acquired_at: datetime
     expires_at: datetime
+    host: str | None = None
+    host_id: str | None = Field(
+        default=None, description="boot id and pid namespace: tells apart hosts of one name"
+    )
+    pid: int | None = Field(default=None, ge=1)
+    pid_started: int | None = Field(
+        default=None, description="the process's start time in clock ticks since boot (Linux)"
+    )
+    lease_seconds: float | None = Field(
+        default=None, gt=0, description="how long the writer's leases last from each renewal"
+    )
 
 
 def dump_record(record: _StoredRecord) -> bytes:

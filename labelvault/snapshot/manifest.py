@@ -1,5 +1,8 @@
 """The manifest of a version: which chunks hold each table, and a content hash of the project.
 
+A manifest names the version it was written for (``source``, the project, and
+``version_number``), so a catalog record pointing at another version's manifest is caught.
+
 A manifest is stored as canonical JSON under ``<prefix>/manifests/<sha256>.json``, where the
 hash is taken over the stored bytes, so the key itself verifies the manifest and writing the
 same manifest twice is a no-op. It lists, per table, the ordered chunks (key, rows, bytes,
@@ -113,6 +116,11 @@ class Manifest(FrozenModel):
     bytes_reused: int = Field(default=0, ge=0, description="chunk bytes already in the store")
     chunks_written: int = Field(default=0, ge=0)
     chunks_reused: int = Field(default=0, ge=0)
+    version_number: int | None = Field(
+        default=None,
+        ge=1,
+        description="the version this manifest was written for (absent in older manifests)",
+    )
 
     def table(self, name: str) -> TableManifest:
         """The entry of table ``name`` (an empty one for a table this version lacks)."""
@@ -134,8 +142,13 @@ class Manifest(FrozenModel):
         return sum(table.bytes for table in self.tables.values())
 
     def to_json(self) -> bytes:
-        """Canonical JSON bytes: the form that is stored and hashed."""
-        return canonical_json(self.model_dump(mode="json")).encode("utf-8")
+        """Canonical JSON bytes: the form that is stored and hashed.
+
+        A manifest without ``version_number`` leaves the field out, so manifests written before
+        it existed keep their bytes (and their key).
+        """
+        exclude = {"version_number"} if self.version_number is None else set()
+        return canonical_json(self.model_dump(mode="json", exclude=exclude)).encode("utf-8")
 
     @property
     def key(self) -> str:
