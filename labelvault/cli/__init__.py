@@ -12,6 +12,7 @@ module              commands
 ``query``           ``query``
 ``restore``         ``restore``
 ``expire``          ``expire``
+``verify``          ``verify``, ``unlock``
 ``webhooks``        ``webhooks serve``, ``webhooks register``
 ``boundary``        the one error boundary: one line on stderr, exit code 1, 2 or 130
 ``render``          tables, sizes, progress bars, JSON
@@ -32,6 +33,7 @@ from labelvault.cli import diff as diff
 from labelvault.cli import query as query
 from labelvault.cli import restore as restore
 from labelvault.cli import expire as expire
+from labelvault.cli import verify as verify
 from labelvault.cli import webhooks as webhooks
 
 # isort: on

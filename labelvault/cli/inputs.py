@@ -86,3 +86,10 @@ def days(value: float, flag: str) -> float:
             f"{flag} takes a positive number of days up to {MAX_DAYS:,}, not {value!r}"
         )
     return value
+
+
+def finite(value: float, flag: str) -> float:
+    """``value`` when it is a finite number; one clear line otherwise."""
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{flag} must be a finite number, not {value}")
+    return value

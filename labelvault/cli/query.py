@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -20,13 +19,14 @@ from rich.table import Table
 from rich.text import Text
 
 from labelvault.cli import inputs
-from labelvault.cli.app import ProjectArg, app, state
+from labelvault.cli.app import ProjectArg, State, app, state
 from labelvault.cli.boundary import EXIT_FAILED, Failure
 from labelvault.cli.render import cell, print_json
 from labelvault.errors import ConfigurationError
 from labelvault.query import QueryLimits
 from labelvault.query.sandbox import DEFAULT_TIMEOUT
 from labelvault.storage.local import LocalStore
+from labelvault.vault import Vault
 
 __all__ = ["DEFAULT_TABLE_ROWS", "OutputFormat", "query"]
 
@@ -87,8 +87,7 @@ def query(
     """
     st = state(ctx)
     project = st.project(project_id)
-    if not math.isfinite(timeout):
-        raise ConfigurationError("--timeout must be a finite number of seconds")
+    inputs.finite(timeout, "--timeout")
     if output_file is not None:
         output = _file_format(output_file, output)
     elif output is OutputFormat.PARQUET:
@@ -102,16 +101,7 @@ def query(
         try:
             reader = vault.query_reader(project, sql, ref, limits=QueryLimits(timeout=timeout))
             if output_file is not None:
-                root = vault.store.root if isinstance(vault.store, LocalStore) else None
-                if root is not None and output_file.resolve().is_relative_to(root.resolve()):
-                    raise ConfigurationError(
-                        f"--output {output_file} is inside the store; write results elsewhere"
-                    )
-                rows = _write_file(reader, output_file, output, force=force)
-                if st.json:
-                    print_json({"output": str(output_file), "format": output.value, "rows": rows})
-                else:
-                    st.err.print(f"wrote {rows:,} row{'s' if rows != 1 else ''} to {output_file}")
+                _to_file(st, vault, reader, output_file, output, force=force)
             elif output is OutputFormat.TABLE:
                 _print_query_table(st.out, reader, max_rows)
             elif output is OutputFormat.CSV:
@@ -125,6 +115,26 @@ def query(
                 "annotations, tags and users",
                 EXIT_FAILED,
             ) from None
+
+
+def _to_file(
+    st: State,
+    vault: Vault,
+    reader: pa.RecordBatchReader,
+    path: Path,
+    output: OutputFormat,
+    *,
+    force: bool,
+) -> None:
+    """``--output``: write the result to a new file outside the store, then say so."""
+    root = vault.store.root if isinstance(vault.store, LocalStore) else None
+    if root is not None and path.resolve().is_relative_to(root.resolve()):
+        raise ConfigurationError(f"--output {path} is inside the store; write results elsewhere")
+    rows = _write_file(reader, path, output, force=force)
+    if st.json:
+        print_json({"output": str(path), "format": output.value, "rows": rows})
+    else:
+        st.err.print(f"wrote {rows:,} row{'s' if rows != 1 else ''} to {path}")
 
 
 def _file_format(path: Path, given: OutputFormat) -> OutputFormat:

@@ -21,6 +21,7 @@ from labelvault.cli.app import (
     app,
     state,
 )
+from labelvault.cli.boundary import EXIT_FAILED, Failure
 from labelvault.cli.render import (
     Bar,
     print_json,
@@ -31,7 +32,9 @@ from labelvault.cli.render import (
     version_rows,
     when,
 )
-from labelvault.errors import ConfigurationError
+from labelvault.errors import ConfigurationError, ObjectNotFound
+from labelvault.snapshot.manifest import Manifest
+from labelvault.storage import ObjectStore
 
 __all__ = ["create", "projects", "show", "update", "versions"]
 
@@ -151,14 +154,32 @@ def versions(ctx: typer.Context, project_id: ProjectArg) -> None:
 
 
 @app.command()
-def show(ctx: typer.Context, project_id: ProjectArg, version: VersionArg) -> None:
-    """Show one version: its record, its content hash and its tables."""
+def show(
+    ctx: typer.Context,
+    project_id: ProjectArg,
+    version: VersionArg,
+    *,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Also read every chunk and check its sha256.")
+    ] = False,
+) -> None:
+    """Show one version: its record, its content hash and its tables; say when it is damaged."""
     st = state(ctx)
     project = st.project(project_id)
     ref = inputs.version_ref(version)
     with st.vault() as vault:
         info = vault.version(project, ref)
         manifest = vault.manifest(info)
+        damage = (
+            [
+                f"{d.kind} {d.key}: {d.problem}"
+                for d in vault.verify(project, info.number, deep=True).damage
+                if d.kind != "lease"
+            ]
+            if deep
+            else missing_chunks(vault.store, manifest)
+        )
+    _fail_when_damaged(info, damage)
     if st.json:
         tables: dict[str, Any] = {
             name: {"rows": entry.rows, "chunks": len(entry.chunks), "bytes": entry.bytes}
@@ -180,6 +201,15 @@ def show(ctx: typer.Context, project_id: ProjectArg, version: VersionArg) -> Non
     st.out.print(f"  manifest         {info.manifest_key}", soft_wrap=True)
     st.out.print(rows_table(manifest.row_counts, manifest))
     st.out.print(f"  total data       {size(manifest.data_bytes)}", soft_wrap=True)
+
+
+def _fail_when_damaged(info: VersionInfo, damage: list[str]) -> None:
+    if damage:
+        listed = "; ".join(damage[:5]) + (f"; … {len(damage) - 5} more" if len(damage) > 5 else "")
+        raise Failure(
+            f"version {info.number} is damaged ({listed}); run labelvault verify --deep",
+            EXIT_FAILED,
+        )
 
 
 def _print_version_info(out: Console, info: VersionInfo) -> None:
@@ -273,3 +303,18 @@ def projects(ctx: typer.Context) -> None:
         st.out.print(Text(f"no versions of any project on {probe.instance}", style="yellow"))
         return
     st.out.print(table)
+
+
+def missing_chunks(store: ObjectStore, manifest: Manifest) -> list[str]:
+    """Chunks of a version that are gone or of the wrong size (a cheap check: no reads)."""
+    found = []
+    for table in manifest.tables.values():
+        for chunk in table.chunks:
+            try:
+                stored = store.head(chunk.key).size
+            except ObjectNotFound:
+                found.append(f"chunk {chunk.key}: missing")
+                continue
+            if stored != chunk.bytes:
+                found.append(f"chunk {chunk.key}: {stored} bytes, the manifest says {chunk.bytes}")
+    return found

@@ -10,7 +10,15 @@ from labelvault.cli import inputs
 from labelvault.cli.app import ProjectArg, app, state
 from labelvault.cli.render import print_json
 from labelvault.errors import ConfigurationError
-from labelvault.webhooks import DEFAULT_MAX_BODY_BYTES, SECRET_HEADER, serve
+from labelvault.webhooks import (
+    DEFAULT_DEDUP_SECONDS,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_PROJECT_CACHE_SECONDS,
+    DEFAULT_RATE_BURST,
+    DEFAULT_RATE_PER_SECOND,
+    SECRET_HEADER,
+    serve,
+)
 
 __all__ = ["webhooks_app", "webhooks_register", "webhooks_serve"]
 
@@ -51,6 +59,27 @@ def webhooks_serve(
     max_body_bytes: Annotated[
         int, typer.Option("--max-body-bytes", min=1, help="Larger webhook bodies get 413.")
     ] = DEFAULT_MAX_BODY_BYTES,
+    dedup_seconds: Annotated[
+        float,
+        typer.Option(
+            "--dedup-seconds", min=0, help="One event per project within this window (0: off)."
+        ),
+    ] = DEFAULT_DEDUP_SECONDS,
+    rate: Annotated[
+        float,
+        typer.Option("--rate", min=0.001, help="Requests per second per sender and connection."),
+    ] = DEFAULT_RATE_PER_SECOND,
+    burst: Annotated[
+        int, typer.Option("--burst", min=1, help="Requests a sender may send at once.")
+    ] = DEFAULT_RATE_BURST,
+    project_cache_seconds: Annotated[
+        float,
+        typer.Option(
+            "--project-cache-seconds",
+            min=0,
+            help="How long the answer to 'does this project exist' is kept.",
+        ),
+    ] = DEFAULT_PROJECT_CACHE_SECONDS,
 ) -> None:
     """Receive webhooks and emit labelvault.project.changed events (until interrupted).
 
@@ -63,6 +92,10 @@ def webhooks_serve(
         host=host,
         port=port,
         max_body_bytes=max_body_bytes,
+        dedup_seconds=inputs.finite(dedup_seconds, "--dedup-seconds"),
+        rate_per_second=inputs.finite(rate, "--rate"),
+        rate_burst=burst,
+        project_cache_seconds=inputs.finite(project_cache_seconds, "--project-cache-seconds"),
     )
 
 
