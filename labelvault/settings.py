@@ -18,7 +18,6 @@ variable                           meaning
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -27,7 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from labelvault.errors import ConfigurationError
 from labelvault.models import ProjectRef, instance_from_url
 
-__all__ = ["PlatformConnection", "StoreSettings"]
+__all__ = ["PlatformConnection", "PlatformEnvironment", "StoreSettings"]
 
 
 class StoreSettings(BaseSettings):
@@ -41,6 +40,16 @@ class StoreSettings(BaseSettings):
     s3_access_key: str | None = None
     s3_secret_key: SecretStr | None = None
     s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+
+
+class PlatformEnvironment(BaseSettings):
+    """``LABELVAULT_<PLATFORM>_URL`` / ``_TOKEN``, read by pydantic-settings with the platform's
+    prefix (``PlatformEnvironment(_env_prefix="LABELVAULT_SUPERVISELY_")``)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    url: str | None = None
+    token: SecretStr | None = None
 
 
 class PlatformConnection(BaseModel):
@@ -58,8 +67,9 @@ class PlatformConnection(BaseModel):
     ) -> PlatformConnection:
         """Fill what the caller did not pass from ``LABELVAULT_<PLATFORM>_URL`` / ``_TOKEN``."""
         prefix = f"LABELVAULT_{platform.upper()}_"
-        url = server_url or os.environ.get(f"{prefix}URL")
-        secret = token or os.environ.get(f"{prefix}TOKEN")
+        env = PlatformEnvironment(_env_prefix=prefix)
+        url = server_url or env.url
+        secret = token or (env.token.get_secret_value() if env.token else None)
         missing = [
             name for name, value in ((f"{prefix}URL", url), (f"{prefix}TOKEN", secret)) if not value
         ]

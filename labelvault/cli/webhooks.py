@@ -17,6 +17,7 @@ from labelvault.webhooks import (
     DEFAULT_RATE_BURST,
     DEFAULT_RATE_PER_SECOND,
     SECRET_HEADER,
+    check_prefect_api_url,
     serve,
 )
 
@@ -87,7 +88,7 @@ def webhooks_serve(
     register`). Anything else can POST to /webhooks/<connection>/<project_id>.
     """
     serve(
-        prefect_api_url=inputs.server_url(prefect_api_url, "--prefect-api-url"),
+        prefect_api_url=check_prefect_api_url(prefect_api_url),
         secret=secret,
         host=host,
         port=port,
