@@ -20,7 +20,7 @@ import contextlib
 import functools
 import io
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -42,6 +42,20 @@ from labelvault.errors import (
 )
 from labelvault.storage.base import ObjectInfo, ObjectStore, StoredObject
 from labelvault.storage.keys import validate_key, validate_prefix
+from labelvault.storage.s3_streams import BodySource, UploadSink
+from labelvault.storage.s3_wire import (
+    ACCESS_CODES,
+    CREDENTIAL_HINT,
+    DEFAULT_PART_SIZE,
+    MIN_PART_SIZE,
+    MISSING_KEY_CODES,
+    PRECONDITION_CODES,
+    UNAVAILABLE_CODES,
+    MiB,
+    error_code,
+    quote_etag,
+    unquote_etag,
+)
 
 if TYPE_CHECKING:
     import pyarrow.fs
@@ -50,60 +64,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_PART_SIZE", "MIN_PART_SIZE", "AddressingStyle", "S3Store"]
 
 AddressingStyle = Literal["auto", "path", "virtual"]
-MiB = 1024 * 1024
-DEFAULT_PART_SIZE = 8 * MiB
-MIN_PART_SIZE = 5 * MiB
-_MAX_PARTS = 10_000
-_ACCESS_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AllAccessDisabled",
-        "InvalidAccessKeyId",
-        "InvalidToken",
-        "ExpiredToken",
-        "SignatureDoesNotMatch",
-        "AuthorizationHeaderMalformed",
-        "InvalidSecurity",
-        "403",
-        "Forbidden",
-    }
-)
-_UNAVAILABLE_CODES = frozenset(
-    {
-        "InternalError",
-        "ServiceUnavailable",
-        "SlowDown",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "Throttling",
-        "ThrottlingException",
-    }
-)
-_PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
-_MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-_CREDENTIAL_HINT = (
-    "check LABELVAULT_STORE_S3_ACCESS_KEY and LABELVAULT_STORE_S3_SECRET_KEY (or the AWS "
-    "credentials in the environment) and the bucket's policy"
-)
 _T = TypeVar("_T")
-
-
-def _unquote(etag: str) -> str:
-    return etag.strip('"')
-
-
-def _quote(etag: str) -> str:
-    return etag if etag.startswith('"') else f'"{etag}"'
-
-
-def _error_code(exc: botocore.exceptions.ClientError) -> tuple[str, int, str]:
-    error: Mapping[str, Any] = exc.response.get("Error", {})
-    meta: Mapping[str, Any] = exc.response.get("ResponseMetadata", {})
-    return (
-        str(error.get("Code", "")),
-        int(meta.get("HTTPStatusCode", 0) or 0),
-        str(error.get("Message", "")),
-    )
 
 
 class S3Store(ObjectStore):
@@ -232,7 +193,7 @@ class S3Store(ObjectStore):
             return exc
         what = f"{doing} on {self.name}"
         if isinstance(exc, botocore.exceptions.ClientError):
-            code, status, message = _error_code(exc)
+            code, status, message = error_code(exc)
             detail = self._redact(f"{code or status}: {message}" if message else code or "")
             if code == "NoSuchBucket":
                 return BucketNotFound(
@@ -241,15 +202,15 @@ class S3Store(ObjectStore):
                     store=self.name,
                     key=key,
                 )
-            if code in _MISSING_KEY_CODES:
+            if code in MISSING_KEY_CODES:
                 return ObjectNotFound(f"no object {key!r} in {self.name}", store=self.name, key=key)
-            if code in _ACCESS_CODES or status == 403:
+            if code in ACCESS_CODES or status == 403:
                 return StorageAccessDenied(
-                    f"{what}: access denied ({detail}); {_CREDENTIAL_HINT}",
+                    f"{what}: access denied ({detail}); {CREDENTIAL_HINT}",
                     store=self.name,
                     key=key,
                 )
-            if status >= 500 or status == 429 or code in _UNAVAILABLE_CODES:
+            if status >= 500 or status == 429 or code in UNAVAILABLE_CODES:
                 return StorageUnavailable(
                     f"{what}: the server answered {detail or status}; retry later",
                     store=self.name,
@@ -304,7 +265,7 @@ class S3Store(ObjectStore):
         try:
             self._client.head_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as exc:
-            code, _, _ = _error_code(exc)
+            code, _, _ = error_code(exc)
             if code in ("404", "NoSuchBucket", "NotFound"):
                 raise BucketNotFound(
                     f"bucket {self.bucket!r} does not exist on {self.name}; create the bucket "
@@ -325,7 +286,7 @@ class S3Store(ObjectStore):
         def action() -> str:
             response = self._client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
             self._bucket_seen = True
-            return _unquote(response["ETag"])
+            return unquote_etag(response["ETag"])
 
         return self._call(key, f"writing {key!r}", action)
 
@@ -338,7 +299,7 @@ class S3Store(ObjectStore):
                     Bucket=self.bucket, Key=self._full(key), Body=data, IfNoneMatch="*"
                 )
             except botocore.exceptions.ClientError as exc:
-                code, status, _ = _error_code(exc)
+                code, status, _ = error_code(exc)
                 if code == "ConditionalRequestConflict" or status == 409:
                     # A concurrent write to the same key is in flight: ask again shortly.
                     if attempt + 1 < self.max_attempts:
@@ -350,7 +311,7 @@ class S3Store(ObjectStore):
                         store=self.name,
                         key=key,
                     ) from exc
-                if code in _PRECONDITION_CODES or status == 412:
+                if code in PRECONDITION_CODES or status == 412:
                     raise AlreadyExists(
                         f"{key!r} already exists in {self.name}", store=self.name, key=key
                     ) from exc
@@ -358,7 +319,7 @@ class S3Store(ObjectStore):
             except botocore.exceptions.BotoCoreError as exc:
                 raise self._translate(exc, key, f"creating {key!r}") from exc
             self._bucket_seen = True
-            return _unquote(response["ETag"])
+            return unquote_etag(response["ETag"])
         raise AssertionError("unreachable")  # pragma: no cover
 
     def put_if_match(self, key: str, data: bytes, etag: str) -> str:
@@ -366,19 +327,19 @@ class S3Store(ObjectStore):
         key = self._key(key)
         try:
             response = self._client.put_object(
-                Bucket=self.bucket, Key=self._full(key), Body=data, IfMatch=_quote(etag)
+                Bucket=self.bucket, Key=self._full(key), Body=data, IfMatch=quote_etag(etag)
             )
         except botocore.exceptions.ClientError as exc:
             self._raise_precondition(exc, key, f"replacing {key!r}")
         except botocore.exceptions.BotoCoreError as exc:
             raise self._translate(exc, key, f"replacing {key!r}") from exc
-        return _unquote(response["ETag"])
+        return unquote_etag(response["ETag"])
 
     def _raise_precondition(
         self, exc: botocore.exceptions.ClientError, key: str, doing: str
     ) -> NoReturn:
-        code, status, _ = _error_code(exc)
-        if code in _PRECONDITION_CODES or code == "NoSuchKey" or status in (409, 412):
+        code, status, _ = error_code(exc)
+        if code in PRECONDITION_CODES or code == "NoSuchKey" or status in (409, 412):
             raise PreconditionFailed(
                 f"{key!r} in {self.name} changed or vanished since it was read (etag mismatch)",
                 store=self.name,
@@ -394,7 +355,7 @@ class S3Store(ObjectStore):
             response = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
             with contextlib.closing(response["Body"]) as body:
                 data = body.read()
-            return StoredObject(data=data, etag=_unquote(response["ETag"]))
+            return StoredObject(data=data, etag=unquote_etag(response["ETag"]))
 
         return self._call(key, f"reading {key!r}", action)
 
@@ -404,8 +365,8 @@ class S3Store(ObjectStore):
         try:
             response = self._client.head_object(Bucket=self.bucket, Key=self._full(key))
         except botocore.exceptions.ClientError as exc:
-            code, status, _ = _error_code(exc)
-            if code in _MISSING_KEY_CODES or status == 404:
+            code, status, _ = error_code(exc)
+            if code in MISSING_KEY_CODES or status == 404:
                 self._raise_missing(key, exc)
             raise self._translate(exc, key, f"reading {key!r}") from exc
         except botocore.exceptions.BotoCoreError as exc:
@@ -414,7 +375,7 @@ class S3Store(ObjectStore):
         return ObjectInfo(
             key=key,
             size=int(response["ContentLength"]),
-            etag=_unquote(response["ETag"]),
+            etag=unquote_etag(response["ETag"]),
             modified=_utc(response.get("LastModified")),
         )
 
@@ -427,7 +388,7 @@ class S3Store(ObjectStore):
             return self._client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
 
         body = self._call(key, f"reading {key!r}", action)
-        reader = io.BufferedReader(_BodySource(self, key, body), buffer_size=1 * MiB)
+        reader = io.BufferedReader(BodySource(self, key, body), buffer_size=1 * MiB)
         with reader:
             yield reader
 
@@ -436,7 +397,7 @@ class S3Store(ObjectStore):
         """Stream an object in; parts go up as they fill, and the object appears only when the
         upload completes at a clean exit. On an exception the multipart upload is aborted."""
         key = self._key(key)
-        sink = _UploadSink(self, key, if_absent=if_absent)
+        sink = UploadSink(self, key, if_absent=if_absent)
         writer = io.BufferedWriter(sink, buffer_size=1 * MiB)
         try:
             yield writer
@@ -476,7 +437,7 @@ class S3Store(ObjectStore):
                 yield ObjectInfo(
                     key=key,
                     size=int(item.get("Size", 0)),
-                    etag=_unquote(item.get("ETag", "")),
+                    etag=unquote_etag(item.get("ETag", "")),
                     modified=_utc(item.get("LastModified")),
                 )
             token = page.get("NextContinuationToken")
@@ -494,13 +455,13 @@ class S3Store(ObjectStore):
                 self._client.delete_object(Bucket=self.bucket, Key=self._full(key))
             else:
                 self._client.delete_object(
-                    Bucket=self.bucket, Key=self._full(key), IfMatch=_quote(if_match)
+                    Bucket=self.bucket, Key=self._full(key), IfMatch=quote_etag(if_match)
                 )
         except botocore.exceptions.ClientError as exc:
             if if_match is not None:
                 self._raise_precondition(exc, key, f"deleting {key!r}")
-            code, _, _ = _error_code(exc)
-            if code in _MISSING_KEY_CODES:
+            code, _, _ = error_code(exc)
+            if code in MISSING_KEY_CODES:
                 return
             raise self._translate(exc, key, f"deleting {key!r}") from exc
         except botocore.exceptions.BotoCoreError as exc:
@@ -547,183 +508,3 @@ def _is_valid_key(key: str) -> bool:
     except InvalidKey:
         return False
     return True
-
-
-class _BodySource(io.RawIOBase):
-    """A botocore streaming body as a raw binary stream, with errors translated."""
-
-    def __init__(self, store: S3Store, key: str, body: Any) -> None:
-        self._store = store
-        self._key = key
-        self._body = body
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        try:
-            data: bytes = self._body.read(len(view))
-        except (
-            botocore.exceptions.BotoCoreError,
-            ConnectionError,
-            TimeoutError,
-            OSError,
-        ) as exc:
-            raise self._store._translate(exc, self._key, f"reading {self._key!r}") from exc
-        except Exception as exc:  # urllib3 errors that botocore does not wrap
-            raise StorageUnavailable(
-                f"reading {self._key!r} on {self._store.name}: the stream broke "
-                f"({type(exc).__name__}); retry later",
-                store=self._store.name,
-                key=self._key,
-            ) from exc
-        view[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            with contextlib.suppress(Exception):
-                self._body.close()
-        super().close()
-
-
-class _UploadSink(io.RawIOBase):
-    """Collects written bytes; a single PUT for small objects, a multipart upload otherwise.
-
-    Nothing becomes visible before :meth:`finish`; :meth:`abort` discards uploaded parts.
-    """
-
-    def __init__(self, store: S3Store, key: str, *, if_absent: bool) -> None:
-        self._store = store
-        self._key = key
-        self._full = store._full(key)
-        self._if_absent = if_absent
-        self._buffer = bytearray()
-        self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
-        self._done = False
-        self._aborted = False
-        self._written = 0
-        self.etag: str | None = None
-
-    def writable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._written
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        if self._aborted:
-            return len(view)  # the upload was discarded; drop what the buffer still flushes
-        if self._done:
-            raise ValueError("write to a finished upload")
-        self._buffer += view
-        self._written += len(view)
-        self._upload_full_parts()
-        return len(view)
-
-    def _client(self) -> S3Client:
-        return self._store._client
-
-    def _upload_full_parts(self) -> None:
-        store = self._store
-        if self._upload_id is None and (
-            len(self._buffer) < store.multipart_threshold or len(self._buffer) < store.part_size
-        ):
-            return
-        while len(self._buffer) >= store.part_size:
-            self._upload_part(bytes(self._buffer[: store.part_size]))
-            del self._buffer[: store.part_size]
-
-    def _start(self) -> str:
-        def action() -> str:
-            response = self._client().create_multipart_upload(
-                Bucket=self._store.bucket, Key=self._full
-            )
-            return response["UploadId"]
-
-        self._upload_id = self._store._call(self._key, f"uploading {self._key!r}", action)
-        return self._upload_id
-
-    def _upload_part(self, data: bytes) -> None:
-        upload_id = self._upload_id or self._start()
-        number = len(self._parts) + 1
-        if number > _MAX_PARTS:
-            raise StorageError(
-                f"uploading {self._key!r} on {self._store.name}: more than {_MAX_PARTS} parts; "
-                "raise part_size",
-                store=self._store.name,
-                key=self._key,
-            )
-
-        def action() -> dict[str, Any]:
-            response = self._client().upload_part(
-                Bucket=self._store.bucket,
-                Key=self._full,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=data,
-            )
-            part: dict[str, Any] = {"ETag": response["ETag"], "PartNumber": number}
-            for field in ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME"):
-                if field in response:
-                    part[field] = response[field]
-            return part
-
-        self._parts.append(self._store._call(self._key, f"uploading {self._key!r}", action))
-
-    def finish(self) -> None:
-        """Publish the object: one PUT, or the rest of the parts and the complete call."""
-        if self._done:
-            return
-        store = self._store
-        if self._upload_id is None and len(self._buffer) < store.multipart_threshold:
-            data = bytes(self._buffer)
-            self.etag = (
-                store.put_if_absent(self._key, data)
-                if self._if_absent
-                else store.put(self._key, data)
-            )
-            self._done = True
-            return
-        while self._buffer:
-            size = min(len(self._buffer), store.part_size)
-            self._upload_part(bytes(self._buffer[:size]))
-            del self._buffer[:size]
-        upload_id = self._upload_id
-        assert upload_id is not None
-        kwargs: dict[str, Any] = {
-            "Bucket": store.bucket,
-            "Key": self._full,
-            "UploadId": upload_id,
-            "MultipartUpload": {"Parts": self._parts},
-        }
-        if self._if_absent:
-            kwargs["IfNoneMatch"] = "*"
-        try:
-            response = self._client().complete_multipart_upload(**kwargs)
-        except botocore.exceptions.ClientError as exc:
-            code, status, _ = _error_code(exc)
-            if self._if_absent and (code in _PRECONDITION_CODES or status in (409, 412)):
-                raise AlreadyExists(
-                    f"{self._key!r} already exists in {store.name}", store=store.name, key=self._key
-                ) from exc
-            raise store._translate(exc, self._key, f"uploading {self._key!r}") from exc
-        except botocore.exceptions.BotoCoreError as exc:
-            raise store._translate(exc, self._key, f"uploading {self._key!r}") from exc
-        self._done = True
-        self.etag = _unquote(response["ETag"])
-
-    def abort(self) -> None:
-        """Discard whatever was uploaded; best effort, never raises."""
-        self._done = True
-        self._aborted = True
-        self._buffer.clear()
-        if self._upload_id is not None:
-            with contextlib.suppress(Exception):
-                self._client().abort_multipart_upload(
-                    Bucket=self._store.bucket, Key=self._full, UploadId=self._upload_id
-                )
-            self._upload_id = None
