@@ -10,8 +10,8 @@ Prints side-by-side tables (not a test; nothing here asserts):
    and 10% scattered (every 100th / 10th item) and one class renamed everywhere, each written
    against the base with deltas (format 2, the default policy); peak RSS of that process;
 3. read, SQL and restore-read (every table through ``SnapshotReader.iter_batches``, the path
-   restore and export use) of the 10% scattered version with its delta against the same rows
-   written whole (compacted);
+   restore and export use) of the 1% and 10% scattered versions with their deltas against the
+   same rows written whole (compacted);
 4. diff of the 1% scattered change: from the deltas vs a full scan of both versions.
 
 Run: ``uv run python benchmarks/format.py`` (``--quick`` for a smaller run).
@@ -280,15 +280,16 @@ def child_reversion(annotations: int) -> dict[str, Any]:
                 "delta_chunks": len(entry.delta) + len(entry.displaced),
                 "seconds": seconds,
             }
-        with_delta = manifests["10% scattered"]
-        compacted, _ = write(
-            store, cached_pages(pages, variants["10% scattered"] or set()), None, compact=True
-        )
-        assert compacted.content_hash == with_delta.content_hash
-        results["reads"] = {
-            "with delta": timed_reads(store, with_delta),
-            "compacted": timed_reads(store, compacted),
-        }
+        results["reads"] = {}
+        for name in ("1% scattered", "10% scattered"):
+            with_delta = manifests[name]
+            rows = cached_pages(pages, variants[name] or set())
+            compacted, _ = write(store, rows, None, compact=True)
+            assert compacted.content_hash == with_delta.content_hash
+            results["reads"][name] = {
+                "with delta": timed_reads(store, with_delta),
+                "compacted": timed_reads(store, compacted),
+            }
         changed = manifests["1% scattered"]
         timings = {}
         for label, skip in (("diff from the deltas", True), ("full scan", False)):
@@ -420,26 +421,27 @@ def main() -> None:
                 for name, v in r["variants"].items()
             ],
         )
-        reads = r["reads"]
-        print("\n10% scattered version, with its delta vs written whole (compacted):\n")
-        print_table(
-            ["version", "read ann. rows/s", "SQL s", "restore-read rows/s (all tables)"],
-            [
+        for name, reads in r["reads"].items():
+            print(f"\n{name} version, with its delta vs written whole (compacted):\n")
+            print_table(
+                ["version", "read ann. rows/s", "SQL s", "restore-read rows/s (all tables)"],
                 [
-                    label,
-                    f"{d['read_rows_s']:,.0f}",
-                    f"{d['sql_s']:.2f}",
-                    f"{d['restore_rows_s']:,.0f}",
-                ]
-                for label, d in reads.items()
-            ],
-        )
-        with_delta, whole = reads["with delta"], reads["compacted"]
-        print(
-            f"\nslowdown with delta: read {whole['read_rows_s'] / with_delta['read_rows_s']:.2f}x, "
-            f"SQL {with_delta['sql_s'] / whole['sql_s']:.2f}x, restore-read "
-            f"{whole['restore_rows_s'] / with_delta['restore_rows_s']:.2f}x"
-        )
+                    [
+                        label,
+                        f"{d['read_rows_s']:,.0f}",
+                        f"{d['sql_s']:.2f}",
+                        f"{d['restore_rows_s']:,.0f}",
+                    ]
+                    for label, d in reads.items()
+                ],
+            )
+            with_delta, whole = reads["with delta"], reads["compacted"]
+            print(
+                f"\nslowdown with delta: read "
+                f"{whole['read_rows_s'] / with_delta['read_rows_s']:.2f}x, "
+                f"SQL {with_delta['sql_s'] / whole['sql_s']:.2f}x, restore-read "
+                f"{whole['restore_rows_s'] / with_delta['restore_rows_s']:.2f}x"
+            )
         print(f"\nDiff of the 1% scattered change ({size:,} annotations):\n")
         print_table(
             ["method", "seconds", "chunks read", "changed annotations"],
