@@ -5,10 +5,14 @@ Prints side-by-side tables (not a test; nothing here asserts):
 1. per project size (10^4, 10^5, 10^6 annotations; write, read and each query in a fresh
    process, so each peak RSS is its own): write and read rows/s, SQL query time, bytes per
    annotation as Parquet chunks vs the same rows as JSON lines (plain and gzip), peak RSS;
-2. re-versioning: bytes written for 0%, 1% and 10% of the items changed (clustered: a run of
-   consecutive items, as when one batch of images is re-labelled) and 1% scattered (every
-   100th item), with the default chunk size;
-3. diff of the 1% change: skipping identical chunks vs a full scan of both versions.
+2. re-versioning, per project size: bytes written, as a share of a full version, for 0%, 1%
+   clustered (a run of consecutive items, as when one batch of images is re-labelled), 1%
+   and 10% scattered (every 100th / 10th item) and one class renamed everywhere, each written
+   against the base with deltas (format 2, the default policy); peak RSS of that process;
+3. read, SQL and restore-read (every table through ``SnapshotReader.iter_batches``, the path
+   restore and export use) of the 1% and 10% scattered versions with their deltas against the
+   same rows written whole (compacted);
+4. diff of the 1% scattered change: from the deltas vs a full scan of both versions.
 
 Run: ``uv run python benchmarks/format.py`` (``--quick`` for a smaller run).
 Data comes from the seeded synthetic project in ``tests/strategies.py``: 10 figures per image,
@@ -18,6 +22,7 @@ rectangles and polygons with sub-pixel coordinates, a Supervisely-like raw JSON 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import resource
 import subprocess
@@ -37,8 +42,10 @@ import pyarrow.compute as pc  # noqa: E402
 
 from labelvault.diff import diff  # noqa: E402
 from labelvault.query import query  # noqa: E402
+from labelvault.snapshot.delta import DEFAULT_DELTA_POLICY, NO_DELTAS  # noqa: E402
 from labelvault.snapshot.manifest import Manifest, load_manifest, write_manifest  # noqa: E402
 from labelvault.snapshot.reader import SnapshotReader  # noqa: E402
+from labelvault.snapshot.schema import TABLES  # noqa: E402
 from labelvault.snapshot.writer import SnapshotWriter  # noqa: E402
 from labelvault.storage.local import LocalStore  # noqa: E402
 from tests.strategies import item_key, synthetic_project  # noqa: E402
@@ -72,10 +79,21 @@ class JsonSize:
 
 
 def write(
-    store: LocalStore, pages: Iterator[tuple[str, pa.RecordBatch]], json_size: JsonSize | None
+    store: LocalStore,
+    pages: Iterator[tuple[str, pa.RecordBatch]],
+    json_size: JsonSize | None,
+    *,
+    previous: Manifest | None = None,
+    compact: bool = False,
 ) -> tuple[Manifest, float]:
     """Write a version; return it and the seconds spent in the writer (not in generating)."""
-    writer = SnapshotWriter(store, PREFIX, source=SOURCE)
+    writer = SnapshotWriter(
+        store,
+        PREFIX,
+        source=SOURCE,
+        previous=previous,
+        delta_policy=NO_DELTAS if compact else DEFAULT_DELTA_POLICY,
+    )
     spent = 0.0
     for table, batch in pages:
         if json_size is not None and table == "annotations":
@@ -183,15 +201,59 @@ def cached_pages(folder: Path, edited: set[int]) -> Iterator[tuple[str, pa.Recor
                 yield table, pa.RecordBatch.from_pylist(rows, schema=batch.schema)
 
 
+def renamed(
+    pages: Iterator[tuple[str, pa.RecordBatch]], old: str, new: str
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """The pages with class ``old`` renamed to ``new`` everywhere (name, raw, fingerprint)."""
+    for table, batch in pages:
+        if table != "annotations":
+            yield table, batch
+            continue
+        hit = pc.equal(batch.column("class_name"), old)
+        columns = {name: batch.column(name) for name in batch.schema.names}
+        columns["class_name"] = pc.if_else(hit, new, columns["class_name"])
+        columns["raw"] = pc.if_else(
+            hit,
+            pc.replace_substring(columns["raw"], f'"classTitle":"{old}"', f'"classTitle":"{new}"'),
+            columns["raw"],
+        )
+        fingerprints = columns["fingerprint"].to_pylist()
+        changed = [
+            hashlib.sha256(f"{fp}/{new}".encode()).hexdigest() if is_hit else fp
+            for fp, is_hit in zip(fingerprints, hit.to_pylist(), strict=True)
+        ]
+        columns["fingerprint"] = pa.array(changed, pa.string())
+        yield table, pa.RecordBatch.from_arrays(list(columns.values()), schema=batch.schema)
+
+
+def timed_reads(store: LocalStore, manifest: Manifest) -> dict[str, float]:
+    """Rows/s reading annotations, SQL seconds, rows/s reading every table (restore's path)."""
+    reader = SnapshotReader(store, manifest)
+    started = time.perf_counter()
+    rows = sum(batch.num_rows for batch in reader.iter_batches("annotations"))
+    read = rows / (time.perf_counter() - started)
+    sql = "SELECT class_name, count(*) AS n, avg(length(geometry)) FROM annotations GROUP BY 1"
+    started = time.perf_counter()
+    result = query(store, manifest, sql)
+    sql_seconds = time.perf_counter() - started
+    assert sum(result.column("n").to_pylist()) == manifest.table("annotations").rows
+    started = time.perf_counter()
+    everything = SnapshotReader(store, manifest)
+    total = sum(batch.num_rows for table in TABLES for batch in everything.iter_batches(table))
+    restore = total / (time.perf_counter() - started)
+    return {"read_rows_s": read, "sql_s": sql_seconds, "restore_rows_s": restore}
+
+
 def child_reversion(annotations: int) -> dict[str, Any]:
-    """Re-version a project after 0%, 1%, 10% changes; diff the 1% change."""
+    """Re-version a project after several kinds of change, with deltas; compare reads."""
     ids = list(range(annotations // PER_ITEM))
     count = len(ids)
-    variants: dict[str, set[int]] = {
+    variants: dict[str, set[int] | None] = {
         "0%": set(),
         "1% clustered": set(ids[count // 2 : count // 2 + count // 100]),
-        "10% clustered": set(ids[count // 4 : count // 4 + count // 10]),
         "1% scattered": set(ids[::100]),
+        "10% scattered": set(ids[::10]),
+        "one class renamed everywhere": None,
     }
     results: dict[str, Any] = {"annotations": annotations, "variants": {}}
     with tempfile.TemporaryDirectory() as folder:
@@ -203,17 +265,34 @@ def child_reversion(annotations: int) -> dict[str, Any]:
         results["base_bytes"] = base.data_bytes
         manifests = {}
         for name, edited in variants.items():
-            manifest, _ = write(store, cached_pages(pages, edited), None)
+            source = (
+                cached_pages(pages, edited)
+                if edited is not None
+                else renamed(cached_pages(pages, set()), "car", "automobile")
+            )
+            manifest, seconds = write(store, source, None, previous=base)
             manifests[name] = manifest
+            entry = manifest.table("annotations")
             results["variants"][name] = {
                 "written": manifest.bytes_written,
-                "chunks_written": manifest.chunks_written,
-                "chunks": len(manifest.chunk_keys()),
-                "share": manifest.bytes_written / manifest.data_bytes,
+                "share": manifest.bytes_written / base.data_bytes,
+                "stored_as": "delta" if entry.has_delta else "whole",
+                "delta_chunks": len(entry.delta) + len(entry.displaced),
+                "seconds": seconds,
             }
-        changed = manifests["1% clustered"]
+        results["reads"] = {}
+        for name in ("1% scattered", "10% scattered"):
+            with_delta = manifests[name]
+            rows = cached_pages(pages, variants[name] or set())
+            compacted, _ = write(store, rows, None, compact=True)
+            assert compacted.content_hash == with_delta.content_hash
+            results["reads"][name] = {
+                "with delta": timed_reads(store, with_delta),
+                "compacted": timed_reads(store, compacted),
+            }
+        changed = manifests["1% scattered"]
         timings = {}
-        for label, skip in (("diff, skipping identical chunks", True), ("full scan", False)):
+        for label, skip in (("diff from the deltas", True), ("full scan", False)):
             started = time.perf_counter()
             result = diff(store, base, changed, skip_identical_chunks=skip)
             timings[label] = {
@@ -222,6 +301,7 @@ def child_reversion(annotations: int) -> dict[str, Any]:
                 "changed": result.tables["annotations"].changed,
             }
         results["diff"] = timings
+    results["rss_mb"] = peak_rss_mb()
     return results
 
 
@@ -252,6 +332,7 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10^4 and 10^5 only")
+    parser.add_argument("--tiny", action="store_true", help="10^4 only (for trying changes)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -268,7 +349,9 @@ def main() -> None:
         return
 
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
-    reversion_size = 100_000 if args.quick else 1_000_000
+    if args.tiny:
+        sizes = [10_000]
+    reversion_sizes = sizes
     started = time.perf_counter()
     print(f"labelvault snapshot format — pyarrow {pa.__version__}, {PER_ITEM} figures per image\n")
 
@@ -318,31 +401,55 @@ def main() -> None:
         "time excludes generating the rows. JSON = the same annotation rows as JSON lines."
     )
 
-    r = run_child("reversion", reversion_size)
-    print(
-        f"\nRe-versioning {reversion_size:,} annotations "
-        f"(version = {r['base_bytes'] / 1e6:.1f} MB of chunks):\n"
-    )
-    print_table(
-        ["change", "bytes written", "share of version", "chunks written / total"],
-        [
+    for size in reversion_sizes:
+        r = run_child("reversion", size)
+        print(
+            f"\nRe-versioning {size:,} annotations against the base with deltas "
+            f"(a full version = {r['base_bytes'] / 1e6:.2f} MB of chunks; "
+            f"peak RSS {r['rss_mb']:.0f} MB):\n"
+        )
+        print_table(
+            ["change", "bytes written", "share of a full version", "stored as", "write s"],
             [
-                name,
-                f"{v['written']:,}",
-                f"{v['share']:.1%}",
-                f"{v['chunks_written']} / {v['chunks']}",
-            ]
-            for name, v in r["variants"].items()
-        ],
-    )
-    print(f"\nDiff of the 1% clustered change ({reversion_size:,} annotations):\n")
-    print_table(
-        ["method", "seconds", "chunks read", "changed annotations"],
-        [
-            [label, f"{d['seconds']:.2f}", f"{d['chunks_read']}", f"{d['changed']:,}"]
-            for label, d in r["diff"].items()
-        ],
-    )
+                [
+                    name,
+                    f"{v['written']:,}",
+                    f"{v['share']:.1%}",
+                    v["stored_as"],
+                    f"{v['seconds']:.2f}",
+                ]
+                for name, v in r["variants"].items()
+            ],
+        )
+        for name, reads in r["reads"].items():
+            print(f"\n{name} version, with its delta vs written whole (compacted):\n")
+            print_table(
+                ["version", "read ann. rows/s", "SQL s", "restore-read rows/s (all tables)"],
+                [
+                    [
+                        label,
+                        f"{d['read_rows_s']:,.0f}",
+                        f"{d['sql_s']:.2f}",
+                        f"{d['restore_rows_s']:,.0f}",
+                    ]
+                    for label, d in reads.items()
+                ],
+            )
+            with_delta, whole = reads["with delta"], reads["compacted"]
+            print(
+                f"\nslowdown with delta: read "
+                f"{whole['read_rows_s'] / with_delta['read_rows_s']:.2f}x, "
+                f"SQL {with_delta['sql_s'] / whole['sql_s']:.2f}x, restore-read "
+                f"{whole['restore_rows_s'] / with_delta['restore_rows_s']:.2f}x"
+            )
+        print(f"\nDiff of the 1% scattered change ({size:,} annotations):\n")
+        print_table(
+            ["method", "seconds", "chunks read", "changed annotations"],
+            [
+                [label, f"{d['seconds']:.2f}", f"{d['chunks_read']}", f"{d['changed']:,}"]
+                for label, d in r["diff"].items()
+            ],
+        )
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
 
 

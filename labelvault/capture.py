@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labelvault.catalog import Catalog, Reservation, VersionInfo, default_holder
+from labelvault.catalog.catalog import DAMAGE
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import Platform, ProjectInfo
 from labelvault.snapshot.manifest import Manifest, SnapshotSource, write_manifest
@@ -112,10 +113,16 @@ def capture_version(
         return CaptureResult(version=reserved, created=False, project=info)
 
     reservation: Reservation = reserved
+    try:
+        previous = previous_manifest(catalog, ref)
+    except BaseException:
+        catalog.cancel(reservation)
+        raise
     writer = SnapshotWriter(
         store,
         ref.prefix,
         source=SnapshotSource(**ref.model_dump(), source_updated_at=info.updated_at),
+        previous=previous,
     )
     items_total = info.counts.get("items")
     try:
@@ -155,6 +162,19 @@ def capture_version(
         bytes_reused=manifest.bytes_reused,
         seconds=time.monotonic() - started,
     )
+
+
+def previous_manifest(catalog: Catalog, ref: ProjectRef) -> Manifest | None:
+    """The latest version's manifest, which a new version may store a delta against.
+
+    ``None`` before the first version, and when the latest version cannot be read whole (a
+    damaged version is never a base: the new version is then written whole).
+    """
+    try:
+        latest = catalog.latest(ref)
+        return None if latest is None else catalog.manifest(latest)
+    except DAMAGE:
+        return None
 
 
 def wait_for_quiet(

@@ -9,6 +9,10 @@ rows in both, and no other row of either version has a key inside its range (chu
 a strictly increasing key stream). Such chunks are skipped without being read; the remaining
 chunks of each side are merged on key in one streaming pass. The cost follows the size of the
 change, not of the project.
+
+Two versions whose table is the same base plus a delta (format 2) are diffed from their
+deltas alone: the displaced-key records carry the base rows' fingerprints and classes, so the
+base is never read.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple
 
-from labelvault.snapshot.manifest import ChunkRef, Manifest
+from labelvault.snapshot.manifest import ChunkRef, Manifest, TableManifest
 from labelvault.snapshot.reader import SnapshotReader
 from labelvault.snapshot.schema import TABLES
 from labelvault.storage.base import ObjectStore
@@ -241,13 +245,26 @@ def iter_changes(
 ) -> Iterator[RowChange]:
     """Stream the changes of ``table`` from ``old`` to ``new`` in key order."""
     counter = counter if counter is not None else ChunkCounter()
-    old_chunks, new_chunks = old.table(table).chunks, new.table(table).chunks
+    old_entry, new_entry = old.table(table), new.table(table)
+    columns = ["key", "fingerprint", "class_name"] if table == _CLASS_TABLE else None
+    if old_entry.has_delta or new_entry.has_delta:
+        if skip_identical_chunks and _same_base(old_entry, new_entry):
+            counter.skipped += 2 * len(old_entry.chunks)
+            yield from _delta_changes(
+                _delta_entries(SnapshotReader(store, old), table, old_entry, columns, counter),
+                _delta_entries(SnapshotReader(store, new), table, new_entry, columns, counter),
+            )
+            return
+        old_rows = _merged_rows(SnapshotReader(store, old), table, old_entry, columns, counter)
+        new_rows = _merged_rows(SnapshotReader(store, new), table, new_entry, columns, counter)
+        yield from _merge(old_rows, new_rows)
+        return
+    old_chunks, new_chunks = old_entry.chunks, new_entry.chunks
     if skip_identical_chunks:
         shared = {c.sha256 for c in old_chunks} & {c.sha256 for c in new_chunks}
         old_chunks = tuple(c for c in old_chunks if c.sha256 not in shared)
         new_chunks = tuple(c for c in new_chunks if c.sha256 not in shared)
         counter.skipped += 2 * len(shared)
-    columns = ["key", "fingerprint", "class_name"] if table == _CLASS_TABLE else None
     old_rows = _rows(SnapshotReader(store, old), table, old_chunks, columns, counter)
     new_rows = _rows(SnapshotReader(store, new), table, new_chunks, columns, counter)
     yield from _merge(old_rows, new_rows)
@@ -274,6 +291,119 @@ def _rows(
             fingerprints = batch.column(1).to_pylist()
             classes = batch.column(2).to_pylist() if len(names) > 2 else [None] * len(keys)
             yield from zip(keys, fingerprints, classes, strict=True)
+
+
+def _same_base(old: TableManifest, new: TableManifest) -> bool:
+    return [c.sha256 for c in old.chunks] == [c.sha256 for c in new.chunks]
+
+
+def _merged_rows(
+    reader: SnapshotReader,
+    table: str,
+    entry: TableManifest,
+    columns: list[str] | None,
+    counter: ChunkCounter,
+) -> Iterator[_Row]:
+    """``(key, fingerprint, class_name)`` of every row of a table with a delta, in key order."""
+    names = columns or ["key", "fingerprint"]
+    counter.read += len(entry.all_chunks)
+    for batch in reader.iter_entry(table, entry, names):
+        keys = batch.column(0).to_pylist()
+        fingerprints = batch.column(1).to_pylist()
+        classes = batch.column(2).to_pylist() if len(names) > 2 else [None] * len(keys)
+        yield from zip(keys, fingerprints, classes, strict=True)
+
+
+class _Entry(NamedTuple):
+    """What a delta says about one key: its row in the delta, its displaced base row."""
+
+    key: str
+    row: _Row | None
+    base: _Row | None
+
+
+def _delta_entries(
+    reader: SnapshotReader,
+    table: str,
+    entry: TableManifest,
+    columns: list[str] | None,
+    counter: ChunkCounter,
+) -> Iterator[_Entry]:
+    """A delta's rows and displaced base rows, paired by key, in key order."""
+    rows = _rows(reader, table, entry.delta, columns, counter)
+    displaced = _displaced_rows(reader, table, entry, counter)
+    row, gone = next(rows, None), next(displaced, None)
+    while row is not None or gone is not None:
+        if gone is None or (row is not None and row[0] < gone[0]):
+            assert row is not None  # for mypy: both None ends the loop
+            yield _Entry(row[0], row, None)
+            row = next(rows, None)
+        elif row is None or gone[0] < row[0]:
+            yield _Entry(gone[0], None, gone)
+            gone = next(displaced, None)
+        else:
+            yield _Entry(row[0], row, gone)
+            row, gone = next(rows, None), next(displaced, None)
+
+
+def _displaced_rows(
+    reader: SnapshotReader, table: str, entry: TableManifest, counter: ChunkCounter
+) -> Iterator[_Row]:
+    for chunk in entry.displaced:
+        counter.read += 1
+        for batch in reader.iter_displaced(table, [chunk]):
+            keys = batch.column(0).to_pylist()
+            fingerprints = batch.column(1).to_pylist()
+            yield from zip(keys, fingerprints, batch.column(2).to_pylist(), strict=True)
+
+
+def _delta_changes(old: Iterator[_Entry], new: Iterator[_Entry]) -> Iterator[RowChange]:
+    """The changes between two versions on the same base, from their deltas alone.
+
+    A key no delta mentions holds the base row on both sides. For a key one delta mentions, the
+    other side's row is its own delta row; else absent if it displaced the base row; else the
+    base row, known from the displaced record of either side (and known absent when a delta
+    adds the key without displacing one: every delta key that is a base key is displaced).
+    """
+    old_entry, new_entry = next(old, None), next(new, None)
+    while old_entry is not None or new_entry is not None:
+        if old_entry is None or (new_entry is not None and new_entry.key < old_entry.key):
+            assert new_entry is not None  # for mypy: both None ends the loop
+            pair: tuple[_Entry | None, _Entry | None] = (None, new_entry)
+            new_entry = next(new, None)
+        elif new_entry is None or old_entry.key < new_entry.key:
+            pair = (old_entry, None)
+            old_entry = next(old, None)
+        else:
+            pair = (old_entry, new_entry)
+            old_entry, new_entry = next(old, None), next(new, None)
+        base = next((e.base for e in pair if e is not None and e.base is not None), None)
+        before, after = (_side_row(entry, base) for entry in pair)
+        change = _change(before, after)
+        if change is not None:
+            yield change
+
+
+def _side_row(entry: _Entry | None, base: _Row | None) -> _Row | None:
+    """One side's row for a key: its delta row, nothing if displaced, else the base row."""
+    if entry is None:
+        return base
+    if entry.row is not None:
+        return entry.row
+    return None
+
+
+def _change(before: _Row | None, after: _Row | None) -> RowChange | None:
+    if before is None and after is None:
+        return None
+    if before is None:
+        assert after is not None
+        return RowChange("added", after[0], after[2])
+    if after is None:
+        return RowChange("removed", before[0], before[2])
+    if before[1] != after[1]:
+        return RowChange("changed", after[0], after[2])
+    return None
 
 
 def _merge(old_rows: Iterator[_Row], new_rows: Iterator[_Row]) -> Iterator[RowChange]:

@@ -112,7 +112,7 @@ def verify_project(
         manifest = _check_version(catalog, project, number, damage)
         if manifest is not None and deep:
             for table in manifest.tables.values():
-                for chunk in table.chunks:
+                for chunk in table.all_chunks:
                     chunks.setdefault(chunk.key, (chunk, []))[1].append(number)
         if progress is not None:
             progress(done, len(numbers))

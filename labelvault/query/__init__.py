@@ -35,7 +35,7 @@ per_class = query(store, manifest,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -46,7 +46,8 @@ import pyarrow.dataset as ds
 from labelvault.errors import LabelvaultError, QueryFailed
 from labelvault.query.guard import check_query
 from labelvault.query.sandbox import DEFAULT_TIMEOUT, QueryLimits, Watchdog, lock_down
-from labelvault.snapshot.manifest import Manifest
+from labelvault.snapshot.delta import DISPLACED_SCHEMA
+from labelvault.snapshot.manifest import ChunkRef, Manifest
 from labelvault.snapshot.schema import TABLES, schema_for
 from labelvault.snapshot.storefs import StoreFileSystemHandler, store_filesystem
 from labelvault.storage.base import ObjectStore
@@ -98,11 +99,35 @@ class Session:
         self._connection = duckdb.connect()
         try:
             for table in TABLES:
-                self._connection.register(table, self._datasets.dataset(table))
+                self._register(table)
             lock_down(self._connection, self.limits)  # after registering, before any user SQL
         except BaseException:
             self._connection.close()
             raise
+
+    def _register(self, table: str) -> None:
+        """Register ``table``; one with a delta is a view merging it with its base."""
+        entry = self._datasets.manifest.table(table)
+        if not entry.has_delta:
+            self._connection.register(table, self._datasets.dataset(table))
+            return
+        schema = schema_for(table)
+        parts = {
+            "base": (entry.chunks, schema),
+            "delta": (entry.delta, schema),
+            "gone": (entry.displaced, DISPLACED_SCHEMA),
+        }
+        for part, (chunks, part_schema) in parts.items():
+            self._connection.register(
+                f"_lv_{part}_{table}", self._datasets.chunks_dataset(chunks, part_schema)
+            )
+        # Names are ours (the fixed table names), never user input.
+        self._connection.execute(
+            f"CREATE TEMP VIEW {table} AS "
+            f"SELECT base.* FROM _lv_base_{table} AS base "
+            f"ANTI JOIN _lv_gone_{table} AS gone ON base.key = gone.key "
+            f"UNION ALL SELECT * FROM _lv_delta_{table}"
+        )
 
     def execute(self, sql: str) -> pa.Table:
         """Run the SELECT ``sql`` and return the whole result."""
@@ -248,7 +273,7 @@ class _Datasets:
             pre_buffer = self.filesystem.type_name not in ("local", "mock")
         else:
             chunks = {
-                chunk.key: chunk for table in manifest.tables.values() for chunk in table.chunks
+                chunk.key: chunk for table in manifest.tables.values() for chunk in table.all_chunks
             }
             self.filesystem, handler = store_filesystem(store, chunks, verify=verify)
             self.handlers.append(handler)
@@ -258,8 +283,10 @@ class _Datasets:
         )
 
     def dataset(self, table: str) -> ds.Dataset:
-        schema = schema_for(table)
-        paths = [self._path(chunk.key) for chunk in self.manifest.table(table).chunks]
+        return self.chunks_dataset(self.manifest.table(table).chunks, schema_for(table))
+
+    def chunks_dataset(self, chunks: Iterable[ChunkRef], schema: pa.Schema) -> ds.Dataset:
+        paths = [self._path(chunk.key) for chunk in chunks]
         return ds.FileSystemDataset.from_paths(
             paths, schema=schema, format=self.format, filesystem=self.filesystem
         )

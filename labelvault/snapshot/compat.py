@@ -24,14 +24,23 @@ __all__ = [
     "UPGRADERS",
     "Upgrader",
     "check_readable",
+    "needs_upgrade",
+    "unchanged_layout",
     "upgrade_batch",
 ]
 
 #: ``(table, batch in version v) -> batch in version v + 1``.
 Upgrader = Callable[[str, pa.RecordBatch], pa.RecordBatch]
 
+
+def unchanged_layout(table: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The upgrader between two versions whose chunks have the same layout."""
+    return batch
+
+
 #: Upgraders keyed by the version they upgrade *from*.
-UPGRADERS: Final[dict[int, Upgrader]] = {}
+#: 1 -> 2: format 2 adds deltas to the manifest; chunks keep their layout.
+UPGRADERS: Final[dict[int, Upgrader]] = {1: unchanged_layout}
 
 #: The oldest format version this build can read.
 MIN_FORMAT_VERSION: Final = 1
@@ -55,6 +64,12 @@ def check_readable(version: int, *, key: str | None = None) -> None:
             f"({MIN_FORMAT_VERSION} to {FORMAT_VERSION})",
             key=key,
         )
+
+
+def needs_upgrade(version: int) -> bool:
+    """True when chunks written in ``version`` have another layout than the current one."""
+    check_readable(version)
+    return any(UPGRADERS[v] is not unchanged_layout for v in range(version, FORMAT_VERSION))
 
 
 def upgrade_batch(table: str, batch: pa.RecordBatch, from_version: int) -> pa.RecordBatch:

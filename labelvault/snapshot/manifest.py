@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 _MODULUS: Final = 2**256
+_DELTA_DEFAULTS: Final[dict[str, object]] = {"delta": [], "displaced": [], "chain": 0}
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MANIFEST_NAME = re.compile(r"(?:^|/)manifests/([0-9a-f]{64})\.json$")
 
@@ -80,7 +81,14 @@ class ChunkRef(FrozenModel):
 
 
 class TableManifest(FrozenModel):
-    """A table's chunks in key order, with its row count and content sum."""
+    """A table's chunks in key order, with its row count and content sum.
+
+    From format 2 a table may be a *base* (``chunks``, usually shared with earlier versions)
+    plus a *delta*: ``delta`` holds the rows added or changed since the base, ``displaced``
+    the keys (with fingerprint and class) of the base rows removed or replaced. Readers see
+    ``base - displaced + delta``, merged in key order. ``chain`` counts the versions the delta
+    has been carried over since the base was last written whole.
+    """
 
     rows: int = Field(ge=0)
     bytes: int = Field(ge=0)
@@ -89,6 +97,19 @@ class TableManifest(FrozenModel):
         description="sum of the rows' fingerprints modulo 2**256, 64 hex digits",
     )
     chunks: tuple[ChunkRef, ...] = ()
+    delta: tuple[ChunkRef, ...] = ()
+    displaced: tuple[ChunkRef, ...] = ()
+    chain: int = Field(default=0, ge=0)
+
+    @property
+    def has_delta(self) -> bool:
+        """True when the table is a base plus a delta (reads merge them)."""
+        return bool(self.delta or self.displaced)
+
+    @property
+    def all_chunks(self) -> tuple[ChunkRef, ...]:
+        """Every chunk the table needs: base, delta and displaced keys."""
+        return (*self.chunks, *self.delta, *self.displaced)
 
 
 def content_hash(tables: Mapping[str, TableManifest]) -> str:
@@ -148,7 +169,12 @@ class Manifest(FrozenModel):
         it existed keep their bytes (and their key).
         """
         exclude = {"version_number"} if self.version_number is None else set()
-        return canonical_json(self.model_dump(mode="json", exclude=exclude)).encode("utf-8")
+        fields = self.model_dump(mode="json", exclude=exclude)
+        for table in fields["tables"].values():  # tables without a delta keep their format-1 form
+            for name, empty in _DELTA_DEFAULTS.items():
+                if table.get(name) == empty:
+                    del table[name]
+        return canonical_json(fields).encode("utf-8")
 
     @property
     def key(self) -> str:
@@ -157,7 +183,7 @@ class Manifest(FrozenModel):
 
     def chunk_keys(self) -> set[str]:
         """Keys of every chunk of every table."""
-        return {chunk.key for table in self.tables.values() for chunk in table.chunks}
+        return {chunk.key for table in self.tables.values() for chunk in table.all_chunks}
 
     def referenced_keys(self) -> set[str]:
         """Every object this version needs: its chunks and the manifest itself."""

@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from labelvault.errors import IntegrityError, ObjectNotFound
-from labelvault.snapshot.compat import check_readable, upgrade_batch
-from labelvault.snapshot.manifest import ChunkRef, Manifest
-from labelvault.snapshot.schema import FORMAT_VERSION, schema_for
+from labelvault.snapshot.compat import check_readable, needs_upgrade, upgrade_batch
+from labelvault.snapshot.delta import DISPLACED_SCHEMA, merge_streams
+from labelvault.snapshot.manifest import ChunkRef, Manifest, TableManifest
+from labelvault.snapshot.schema import schema_for
 from labelvault.storage.base import ObjectStore
 
 __all__ = ["DEFAULT_BATCH_ROWS", "SnapshotReader", "fetch_chunk", "verify_chunk_bytes"]
@@ -58,11 +59,12 @@ class SnapshotReader:
         check_readable(manifest.format_version)
         self.store = store
         self.manifest = manifest
+        self._upgrade = needs_upgrade(manifest.format_version)
         #: Chunks fetched so far (diff uses it to show what it skipped).
         self.chunks_read = 0
 
     def chunks(self, table: str) -> tuple[ChunkRef, ...]:
-        """The chunks of ``table`` in key order."""
+        """The base chunks of ``table`` in key order (without its delta, if it has one)."""
         return self.manifest.table(table).chunks
 
     def iter_batches(
@@ -74,10 +76,39 @@ class SnapshotReader:
     ) -> Iterator[pa.RecordBatch]:
         """Yield ``table``'s rows in key order as batches in the current schema.
 
-        ``columns`` selects and orders columns. Raises :class:`IntegrityError` naming the chunk
-        when one is missing or does not match the manifest.
+        ``columns`` selects and orders columns. A table with a delta is merged with its base
+        while streaming. Raises :class:`IntegrityError` naming the chunk when one is missing or
+        does not match the manifest.
         """
-        return self.iter_chunks(table, self.chunks(table), columns, batch_rows=batch_rows)
+        return self.iter_entry(table, self.manifest.table(table), columns, batch_rows=batch_rows)
+
+    def iter_entry(
+        self,
+        table: str,
+        entry: TableManifest,
+        columns: Sequence[str] | None = None,
+        *,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+    ) -> Iterator[pa.RecordBatch]:
+        """Like :meth:`iter_batches`, for the table entry ``entry`` (its base and delta)."""
+        if not entry.has_delta:
+            return self.iter_chunks(table, entry.chunks, columns, batch_rows=batch_rows)
+        return self._merged(table, entry, columns, batch_rows)
+
+    def iter_displaced(
+        self,
+        table: str,
+        chunks: Iterable[ChunkRef] | None = None,
+        *,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+    ) -> Iterator[pa.RecordBatch]:
+        """``(key, fingerprint, class_name)`` of the base rows a delta removes or replaces.
+
+        ``chunks`` defaults to the displaced-key chunks of ``table`` in this version.
+        """
+        chosen = self.manifest.table(table).displaced if chunks is None else chunks
+        for chunk in chosen:
+            yield from self._chunk_batches(table, chunk, DISPLACED_SCHEMA, batch_rows)
 
     def iter_chunks(
         self,
@@ -102,11 +133,30 @@ class SnapshotReader:
         checked = 0
         names = self.manifest.tables if tables is None else tables
         for name in names:
-            for chunk in self.chunks(name):
+            for chunk in self.manifest.table(name).all_chunks:
                 checked += self._verify_streaming(chunk)
         return checked
 
     # --- internals ---------------------------------------------------------------------
+
+    def _merged(
+        self,
+        table: str,
+        entry: TableManifest,
+        columns: Sequence[str] | None,
+        batch_rows: int,
+    ) -> Iterator[pa.RecordBatch]:
+        wanted = _select(schema_for(table), columns)
+        names = wanted.names if "key" in wanted.names else ["key", *wanted.names]
+        schema = _select(schema_for(table), names)
+        merged = merge_streams(
+            self.iter_chunks(table, entry.chunks, names, batch_rows=batch_rows),
+            self.iter_chunks(table, entry.delta, names, batch_rows=batch_rows),
+            self.iter_displaced(table, entry.displaced, batch_rows=batch_rows),
+            schema,
+        )
+        for batch in merged:
+            yield batch if names == wanted.names else batch.select(wanted.names)
 
     def _chunk_batches(
         self, table: str, chunk: ChunkRef, schema: pa.Schema, batch_rows: int
@@ -121,7 +171,7 @@ class SnapshotReader:
                     f"says {chunk.rows}",
                     key=chunk.key,
                 )
-            upgrade = self.manifest.format_version != FORMAT_VERSION
+            upgrade = self._upgrade
             read_columns = None if upgrade else schema.names
             # One thread: decoding threads each keep an allocator arena, which shows as RSS.
             stored_batches = parquet.iter_batches(

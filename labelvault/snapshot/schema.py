@@ -40,8 +40,9 @@ __all__ = [
     "schema_for",
 ]
 
-#: Version of the table layout. Bump on any schema change and keep a reader for older ones.
-FORMAT_VERSION: Final = 1
+#: Version of the format. Bump on any change and keep a reader for older ones.
+#: 2: a table may be a base plus a delta (see :mod:`labelvault.snapshot.delta`).
+FORMAT_VERSION: Final = 2
 
 _TS = pa.timestamp("us", tz="UTC")
 

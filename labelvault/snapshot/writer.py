@@ -12,7 +12,8 @@ committed; chunks of an aborted or crashed capture are unreferenced and retentio
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from bisect import bisect_right
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final
@@ -35,6 +36,13 @@ from labelvault.snapshot.chunking import (
     encode_chunk,
     row_sizes,
 )
+from labelvault.snapshot.delta import (
+    DEFAULT_DELTA_POLICY,
+    DISPLACED_SCHEMA,
+    DeltaPolicy,
+    KeyWindow,
+    same_rows,
+)
 from labelvault.snapshot.manifest import (
     ChunkRef,
     Manifest,
@@ -43,6 +51,7 @@ from labelvault.snapshot.manifest import (
     content_hash,
     empty_table_manifest,
 )
+from labelvault.snapshot.reader import SnapshotReader
 from labelvault.snapshot.schema import FORMAT_VERSION, TABLES, schema_for
 from labelvault.storage.base import ObjectStore
 
@@ -57,16 +66,43 @@ def chunk_key(prefix: str, sha256: str) -> str:
 
 
 @dataclass
-class _TableState:
+class _Sink:
+    """One stream of rows being cut into chunks: a table's base, its delta or displaced keys."""
+
     name: str
     schema: pa.Schema
     pending: list[pa.RecordBatch] = field(default_factory=list)
     pending_weight: int = 0
     pending_size: int = 0
+    rows: int = 0
+    chunks: list[ChunkRef] = field(default_factory=list)
+
+
+@dataclass
+class _TableState:
+    name: str
+    schema: pa.Schema
+    base: _Sink
     last_key: str | None = None
     rows: int = 0
     content_sum: int = 0
-    chunks: list[ChunkRef] = field(default_factory=list)
+    delta: _DeltaState | None = None
+
+
+@dataclass
+class _DeltaState:
+    """A table written as a delta against ``previous``'s base, and the base rows still ahead."""
+
+    previous: TableManifest
+    window: KeyWindow
+    upserts: _Sink
+    displaced: _Sink
+    min_keys: list[str]
+    touched: set[int] = field(default_factory=set)
+    delta_rows: int = 0
+
+
+_CHUNK_COLUMN: Final = "__chunk"
 
 
 class SnapshotWriter:
@@ -85,6 +121,12 @@ class SnapshotWriter:
     defaults to now). Chunk size is ``target_chunk_rows`` rows or ``target_chunk_bytes`` bytes
     of uncompressed row data on average (2 MiB when neither is given); ``row_group_rows`` caps
     the Parquet row groups inside a chunk. Use as a context manager to abort on errors.
+
+    With ``previous`` (the manifest of the version before), a table may be written as a delta
+    against the previous version's base: the writer streams the base in key order alongside
+    the new rows (a merge join, one batch at a time) and stores only the rows that differ.
+    ``delta_policy`` says when to write the base whole instead (see
+    :class:`~labelvault.snapshot.delta.DeltaPolicy`).
     """
 
     def __init__(
@@ -96,6 +138,8 @@ class SnapshotWriter:
         target_chunk_rows: int | None = None,
         target_chunk_bytes: int | None = None,
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+        previous: Manifest | None = None,
+        delta_policy: DeltaPolicy = DEFAULT_DELTA_POLICY,
     ) -> None:
         if row_group_rows < 1:
             raise ValueError(f"row_group_rows must be positive, got {row_group_rows}")
@@ -106,6 +150,9 @@ class SnapshotWriter:
         )
         self.policy = ChunkPolicy.of(rows=target_chunk_rows, bytes=target_chunk_bytes)
         self.row_group_rows = row_group_rows
+        self.previous = previous
+        self.delta_policy = delta_policy
+        self._reader = SnapshotReader(store, previous) if previous is not None else None
         self._tables: dict[str, _TableState] = {}
         self._closed = False
         self.bytes_written = 0
@@ -123,7 +170,9 @@ class SnapshotWriter:
     @property
     def buffered_rows(self) -> int:
         """Rows held in open chunks until a boundary falls (bounded by the chunk policy)."""
-        return sum(batch.num_rows for state in self._tables.values() for batch in state.pending)
+        return sum(
+            batch.num_rows for state in self._tables.values() for batch in state.base.pending
+        )
 
     def write(self, table: str, batch: pa.RecordBatch | pa.Table) -> None:
         """Append rows to ``table``; keys must keep increasing strictly within the table.
@@ -140,21 +189,13 @@ class SnapshotWriter:
         """Flush the open chunks and return the manifest (not yet stored: see
         :func:`~labelvault.snapshot.manifest.write_manifest`)."""
         self._check_open()
-        for open_table in self._tables.values():
-            if open_table.pending:
-                self._flush(open_table)
         tables: dict[str, TableManifest] = {}
         for name in TABLES:
             state = self._tables.get(name)
-            if state is None or state.rows == 0:
+            if state is None:
                 tables[name] = empty_table_manifest()
             else:
-                tables[name] = TableManifest(
-                    rows=state.rows,
-                    bytes=sum(chunk.bytes for chunk in state.chunks),
-                    content_sum=format(state.content_sum % _MODULUS, "064x"),
-                    chunks=tuple(state.chunks),
-                )
+                tables[name] = self._finish_table(state)
         self._closed = True
         self._tables.clear()
         return Manifest(
@@ -201,9 +242,36 @@ class SnapshotWriter:
                 schema = schema_for(table)
             except KeyError as exc:
                 raise SchemaMismatch(str(exc.args[0])) from None
-            state = _TableState(name=table, schema=schema)
+            state = _TableState(name=table, schema=schema, base=_Sink(table, schema))
+            state.delta = self._start_delta(table, schema)
             self._tables[table] = state
         return state
+
+    def _start_delta(self, table: str, schema: pa.Schema) -> _DeltaState | None:
+        """A delta against the previous version's base, unless the policy says compact."""
+        if self._reader is None or self.previous is None:
+            return None
+        previous = self.previous.table(table)
+        if not previous.chunks or previous.chain >= self.delta_policy.max_chain:
+            return None
+        if self.delta_policy.row_limit(previous.rows) < 1:
+            return None
+        reader = self._reader
+        with_chunk = schema.append(pa.field(_CHUNK_COLUMN, pa.int32()))
+
+        def base_rows() -> Iterator[pa.RecordBatch]:
+            for index, chunk in enumerate(previous.chunks):
+                for batch in reader.iter_chunks(table, [chunk]):
+                    marks = pa.array([index] * batch.num_rows, pa.int32())
+                    yield pa.RecordBatch.from_arrays([*batch.columns, marks], schema=with_chunk)
+
+        return _DeltaState(
+            previous=previous,
+            window=KeyWindow(base_rows(), with_chunk),
+            upserts=_Sink(table, schema),
+            displaced=_Sink(table, DISPLACED_SCHEMA),
+            min_keys=[chunk.min_key for chunk in previous.chunks],
+        )
 
     def _write_batch(self, state: _TableState, batch: pa.RecordBatch) -> None:
         batch = conform_batch(state.name, batch)
@@ -212,25 +280,153 @@ class SnapshotWriter:
             return
         key_column = batch.column(0)
         _check_order(state, key_column)
-        keys: list[str] = key_column.to_pylist()
         state.content_sum += sum(int(f, 16) for f in batch.column(1).to_pylist())
-        state.last_key = keys[-1]
+        state.last_key = key_column[-1].as_py()
         state.rows += count
+        if state.delta is None:
+            self._append(state.base, batch)
+            return
+        self._join(state, state.delta, batch)
+        if state.delta.delta_rows > self.delta_policy.row_limit(state.delta.previous.rows):
+            assert state.last_key is not None
+            self._compact(state, until=state.last_key)
+
+    def _join(self, state: _TableState, delta: _DeltaState, batch: pa.RecordBatch) -> None:
+        """Merge-join ``batch`` with the base rows in its key range; keep what differs."""
+        high: str = batch.column(0)[-1].as_py()
+        base = delta.window.take_until(high)
+        new = pa.Table.from_batches([batch])
+        names = state.schema.names
+        if base.num_rows:
+            base_rows = base.select(names)
+            at = pc.index_in(new.column(0), value_set=base.column(0))
+            found = pc.is_valid(at)
+            same_new = pc.and_(found, same_rows(new, base_rows.take(pc.fill_null(at, 0))))
+            back = pc.index_in(base.column(0), value_set=new.column(0))
+            same_base = pc.and_(
+                pc.is_valid(back), same_rows(base_rows, new.take(pc.fill_null(back, 0)))
+            )
+            upserts = new.filter(pc.invert(same_new))
+            gone = base.filter(pc.invert(same_base))
+            replaced = pc.sum(pc.is_valid(back).filter(pc.invert(same_base))).as_py() or 0
+            removed = gone.num_rows - replaced
+        else:
+            upserts, gone, removed = new, base, 0
+        if upserts.num_rows:
+            self._append_table(delta.upserts, upserts)
+            added = upserts.filter(pc.invert(pc.is_in(upserts.column(0), value_set=base.column(0))))
+            for key in added.column(0).to_pylist():
+                delta.touched.add(max(0, bisect_right(delta.min_keys, key) - 1))
+        if gone.num_rows:
+            self._append_table(delta.displaced, _displaced(state.name, gone))
+            delta.touched.update(gone.column(_CHUNK_COLUMN).to_pylist())
+        delta.delta_rows += upserts.num_rows + removed
+
+    def _compact(self, state: _TableState, *, until: str | None) -> None:
+        """Write the table whole from here on: replay base and delta up to ``until`` first."""
+        delta = state.delta
+        assert delta is not None
+        assert self._reader is not None
+        for sink in (delta.upserts, delta.displaced):
+            if sink.pending:
+                self._flush(sink)
+        replay = delta.previous.model_copy(
+            update={
+                "delta": tuple(delta.upserts.chunks),
+                "displaced": tuple(delta.displaced.chunks),
+            }
+        )
+        reader = self._reader
+        state.delta = None
+        for batch in reader.iter_entry(state.name, replay):
+            if until is not None:
+                keep = pc.sum(pc.less_equal(batch.column(0), pa.scalar(until))).as_py() or 0
+                if keep < batch.num_rows:
+                    if keep:
+                        self._append(state.base, batch.slice(0, keep))
+                    break
+            self._append(state.base, batch)
+
+    def _finish_table(self, state: _TableState) -> TableManifest:
+        delta = state.delta
+        if delta is not None:
+            for rest in delta.window.rest():  # base rows after the last new key: removed
+                gone = pa.Table.from_batches([rest])
+                self._append_table(delta.displaced, _displaced(state.name, gone))
+                delta.touched.update(gone.column(_CHUNK_COLUMN).to_pylist())
+                delta.delta_rows += gone.num_rows
+            for sink in (delta.upserts, delta.displaced):
+                if sink.pending:
+                    self._flush(sink)
+            delta_bytes = sum(c.bytes for c in (*delta.upserts.chunks, *delta.displaced.chunks))
+            touched_bytes = sum(delta.previous.chunks[i].bytes for i in delta.touched)
+            if delta.delta_rows > self.delta_policy.row_limit(delta.previous.rows) or (
+                self.delta_policy.prefer_smaller and delta_bytes > touched_bytes
+            ):
+                self._compact(state, until=None)
+            else:
+                base = delta.previous.chunks
+                if not delta.delta_rows:
+                    return self._table_manifest(state, base, (), (), 0)
+                return self._table_manifest(
+                    state,
+                    base,
+                    tuple(delta.upserts.chunks),
+                    tuple(delta.displaced.chunks),
+                    delta.previous.chain + 1,
+                )
+        if state.base.pending:
+            self._flush(state.base)
+        return self._table_manifest(state, tuple(state.base.chunks), (), (), 0)
+
+    def _table_manifest(
+        self,
+        state: _TableState,
+        base: Sequence[ChunkRef],
+        upserts: Sequence[ChunkRef],
+        displaced: Sequence[ChunkRef],
+        chain: int,
+    ) -> TableManifest:
+        if state.rows == 0:
+            return empty_table_manifest()
+        return TableManifest(
+            rows=state.rows,
+            bytes=sum(chunk.bytes for chunk in (*base, *upserts, *displaced)),
+            content_sum=format(state.content_sum % _MODULUS, "064x"),
+            chunks=tuple(base),
+            delta=tuple(upserts),
+            displaced=tuple(displaced),
+            chain=chain,
+        )
+
+    def _append_table(self, sink: _Sink, table: pa.Table) -> None:
+        for batch in table.combine_chunks().to_batches():
+            self._append(sink, batch)
+
+    def _append(self, sink: _Sink, batch: pa.RecordBatch) -> None:
+        """Add key-sorted rows to ``sink``, storing every chunk a boundary closes."""
+        count = batch.num_rows
+        if count == 0:
+            return
+        batch = batch.select(sink.schema.names)
+        keys: list[str] = batch.column(0).to_pylist()
+        sink.rows += count
         ends, weight, size = self.policy.cut(
-            keys, row_sizes(batch), state.pending_weight, state.pending_size
+            keys, row_sizes(batch), sink.pending_weight, sink.pending_size
         )
         start = 0
         for end in ends:
-            state.pending.append(batch.slice(start, end - start))
-            self._flush(state)
+            sink.pending.append(batch.slice(start, end - start))
+            self._flush(sink)
             start = end
         if start < count:
-            state.pending.append(batch.slice(start))
-        state.pending_weight, state.pending_size = weight, size
+            sink.pending.append(batch.slice(start))
+        sink.pending_weight, sink.pending_size = weight, size
 
-    def _flush(self, state: _TableState) -> None:
-        rows = pa.Table.from_batches(state.pending, schema=state.schema)
-        state.pending = []
+    def _flush(self, sink: _Sink) -> None:
+        rows = pa.Table.from_batches(sink.pending, schema=sink.schema)
+        sink.pending = []
+        sink.pending_weight = sink.pending_size = 0
         data = encode_chunk(rows, row_group_rows=self.row_group_rows)
         sha = hashlib.sha256(data).hexdigest()
         key = chunk_key(self.prefix, sha)
@@ -241,7 +437,7 @@ class SnapshotWriter:
             self.bytes_reused += len(data)
             self.chunks_reused += 1
         keys = rows.column(0)
-        state.chunks.append(
+        sink.chunks.append(
             ChunkRef(
                 key=key,
                 rows=rows.num_rows,
@@ -269,6 +465,18 @@ class SnapshotWriter:
                 key=key,
             )
         return False
+
+
+def _displaced(table: str, base: pa.Table) -> pa.Table:
+    """The displaced-key records of the base rows ``base``."""
+    classes = (
+        base.column("class_name")
+        if "class_name" in base.column_names
+        else pa.nulls(base.num_rows, pa.string())
+    )
+    return pa.Table.from_arrays(
+        [base.column("key"), base.column("fingerprint"), classes], schema=DISPLACED_SCHEMA
+    )
 
 
 def _check_order(state: _TableState, keys: pa.Array) -> None:
