@@ -309,7 +309,7 @@ def missing_chunks(store: ObjectStore, manifest: Manifest) -> list[str]:
     """Chunks of a version that are gone or of the wrong size (a cheap check: no reads)."""
     found = []
     for table in manifest.tables.values():
-        for chunk in table.chunks:
+        for chunk in table.all_chunks:
             try:
                 stored = store.head(chunk.key).size
             except ObjectNotFound:
