@@ -48,7 +48,7 @@ from __future__ import annotations
 from labelvault.platforms.labelstudio.auth import is_personal_access_token
 from labelvault.platforms.labelstudio.jsonstream import iter_json_array
 from labelvault.platforms.labelstudio.platform import LabelStudioPlatform
-from labelvault.platforms.labelstudio.rows import SOURCE_META_KEY, task_rows
+from labelvault.platforms.labelstudio.rows import task_rows
 from labelvault.platforms.labelstudio.settings import LabelStudioOptions
 from labelvault.platforms.labelstudio.webhooks import (
     DEFAULT_WEBHOOK_ACTIONS,
@@ -58,7 +58,6 @@ from labelvault.platforms.labelstudio.webhooks import (
 
 __all__ = [
     "DEFAULT_WEBHOOK_ACTIONS",
-    "SOURCE_META_KEY",
     "LabelStudioOptions",
     "LabelStudioPlatform",
     "Webhook",
