@@ -213,7 +213,7 @@ def _leftovers(server: LabelStudio, project_id: str) -> tuple[int, int, int]:
     with server.client() as client:
         views = _ok(client.get("/api/dm/views/", params={"project": project_id}))
         exports = _ok(client.get(f"/api/projects/{project_id}/exports/"))
-    folder = server.data_dir / "media" / "export"
+    folder = server.data_dir / "media" / "export" / str(project_id)
     files = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
     return len(views), len(exports), files
 
