@@ -23,7 +23,6 @@ from labelvault.errors import (
 from labelvault.http.settings import RequestSettings
 from labelvault.platforms.base import PLATFORMS
 from labelvault.platforms.labelstudio import (
-    SOURCE_META_KEY,
     LabelStudioOptions,
     LabelStudioPlatform,
     is_personal_access_token,
@@ -120,7 +119,7 @@ def _task(task_id: int, ann_id: int, stamp: str, users: int = 7) -> dict[str, An
     return {
         "id": task_id,
         "data": {"image": "http://example.invalid/a.jpg", "caption": "Grüße"},
-        "meta": {"source": "cam", SOURCE_META_KEY: {"source": "000000000042"}},
+        "meta": {"source": "cam"},
         "created_at": stamp,
         "updated_at": stamp,
         "annotations": [
@@ -231,6 +230,7 @@ class _ExportServer:
         self.predictions.reverse()  # the listing is in no particular order
         self.views: dict[int, dict[str, Any]] = {}
         self.exports: dict[int, list[dict[str, Any]]] = {}
+        self.titles: dict[int, str] = {}
         self.most_exports = 0
         self.downloads = 0
         self.fail_download = fail_download
@@ -266,6 +266,11 @@ class _ExportServer:
             ordered = sorted(self.tasks, key=lambda t: t["id"], reverse=ordering == ["-tasks:id"])
             page = [{"id": t["id"]} for t in ordered[:1]]
             return httpx.Response(200, json={"total": len(self.tasks), "tasks": page})
+        if path == "/api/dm/views/" and method == "GET":
+            views = [{"id": k, "data": v} for k, v in self.views.items()]
+            return httpx.Response(200, json=views)
+        if path == "/api/projects/1/exports/" and method == "GET":
+            return httpx.Response(200, json=[{"id": k, "title": t} for k, t in self.titles.items()])
         if path == "/api/dm/views/" and method == "POST":
             view_id = next(self._ids)
             self.views[view_id] = json.loads(request.content)["data"]
@@ -277,6 +282,7 @@ class _ExportServer:
             view = (json.loads(request.content).get("task_filter_options") or {}).get("view")
             export_id = next(self._ids)
             self.exports[export_id] = self._selected(view)
+            self.titles[export_id] = json.loads(request.content)["title"]
             self.most_exports = max(self.most_exports, len(self.exports))
             counters = {"task_number": len(self.exports[export_id])}
             return httpx.Response(
@@ -290,6 +296,7 @@ class _ExportServer:
             return httpx.Response(200, content=json.dumps(tasks).encode())
         if path.startswith("/api/projects/1/exports/") and method == "DELETE":
             del self.exports[int(path.split("/")[5])]
+            del self.titles[int(path.split("/")[5])]
             return httpx.Response(204)
         return httpx.Response(404, json={"detail": "not here"})
 
@@ -299,7 +306,14 @@ class _ExportServer:
             "t",
             settings=FAST,
             transport=httpx.MockTransport(self.handler),
-            options=LabelStudioOptions(**{"page_size": 3, "export_min_range_tasks": 1, **options}),
+            options=LabelStudioOptions(
+                **{
+                    "capture_mode": "export",
+                    "page_size": 3,
+                    "export_min_range_tasks": 1,
+                    **options,
+                }
+            ),
         )
 
 

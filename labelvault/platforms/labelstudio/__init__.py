@@ -15,32 +15,36 @@ table                     rows
 ``users``                 the users that annotations and drafts name (``completed_by``)
 ========================  ================================================================
 
-Capture reads the project through Label Studio's snapshot exports with drafts expanded (about
-three times faster than paging the task list with ``fields=all``). A large project is exported
-in task id ranges, each selected by a temporary Data Manager view: no request runs long enough
-to time out, the client converts one range while the server builds the next, and a server with
-several workers builds ranges side by side. Prediction bodies come from one streamed
-``/api/predictions`` listing, spooled to a local SQLite file (expanding them in the export
-costs the server a query and a serializer per task); authors come from the users listing.
-``capture_mode="list"`` pages ``/api/tasks?fields=all`` instead. Both give the same rows (list
-mode does not see a task's ``allow_skip``).
+Capture pages ``/api/tasks?fields=all`` (``capture_mode="list"``, the default): it leaves
+nothing on the server. ``capture_mode="export"`` reads Label Studio's snapshot exports with
+drafts expanded instead (about three times faster, and it sees a task's ``allow_skip``), in task
+id ranges each selected by a temporary Data Manager view, with prediction bodies from one
+streamed ``/api/predictions`` listing; but Label Studio 1.23 keeps each export's file on its
+disk after the export is deleted. Temporary views and exports are titled with their owner
+(host, process id, start time); the next export capture removes those a killed capture left.
+Both modes give the same rows. Raw JSON leaves out what the server derives from the clock
+(``created_ago``), so an unchanged project captures to the same bytes.
 
-Restore creates the users that are missing, then the project with its label config, then
-imports tasks in bulk with their annotations and predictions embedded (``ground_truth``
+Restore creates the users that are missing, then the project with its label config and
+settings (set again after creation: Label Studio resets some of them in the create request),
+then imports tasks in bulk with their annotations and predictions embedded (``ground_truth``
 always explicit), one import at a time, serializing the next batch while the server imports.
-Drafts, which an import drops, are created per task. Each restored task carries its source
-key in ``meta["_labelvault"]`` (left out of fingerprints and of the ``meta`` column), so a
-restore that is retried with ``resume_project_id`` skips what is already there.
+Each import's new task ids (``return_task_ids``) are journaled with the source keys; after an
+answer that was lost (5xx, timeout, broken connection) the project's tasks beyond the last
+journaled id are matched to the batch by order and content, and only what did not land is sent
+again. Drafts, which an import drops, are created per task, resume-safe by ``import_id``.
+Nothing of labelvault's stays in the restored project.
 
 What a restore cannot bring back: ids and every ``created_at``/``updated_at`` (the server
 sets them), a draft's author (the server makes the caller the author; the result counts
-``drafts_reassigned``), links to cloud storage and file uploads, comments, and
-``task_data_password`` (never captured).
+``drafts_reassigned``), a task's ``allow_skip`` when captured in list mode, links to cloud
+storage and file uploads, comments, and ``task_data_password`` (never captured).
 
 Fingerprints leave out every id and server-set timestamp and refer to other rows by content:
 an annotation names its task by the task's fingerprint, a draft its annotation by the
-annotation's fingerprint, and every author by email. So capture → restore → capture gives the
-same fingerprints, on the same server or another one.
+annotation's fingerprint, and every author by email; the project's fingerprint leaves out its
+title and description. So capture → restore → capture gives the same fingerprints, on the same
+server or another one.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from __future__ import annotations
 from labelvault.platforms.labelstudio.auth import is_personal_access_token
 from labelvault.platforms.labelstudio.jsonstream import iter_json_array
 from labelvault.platforms.labelstudio.platform import LabelStudioPlatform
-from labelvault.platforms.labelstudio.rows import SOURCE_META_KEY, task_rows
+from labelvault.platforms.labelstudio.rows import task_rows
 from labelvault.platforms.labelstudio.settings import LabelStudioOptions
 from labelvault.platforms.labelstudio.webhooks import (
     DEFAULT_WEBHOOK_ACTIONS,
@@ -58,7 +62,6 @@ from labelvault.platforms.labelstudio.webhooks import (
 
 __all__ = [
     "DEFAULT_WEBHOOK_ACTIONS",
-    "SOURCE_META_KEY",
     "LabelStudioOptions",
     "LabelStudioPlatform",
     "Webhook",

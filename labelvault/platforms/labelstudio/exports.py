@@ -7,12 +7,16 @@ import heapq
 import itertools
 import json
 import logging
+import os
+import re
+import socket
 import sqlite3
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -45,6 +49,60 @@ EXPORT_OPTIONS: Final[dict[str, Any]] = {
 }
 
 
+#: Leftovers of a capture older than this are removed even when their owner may be alive
+#: (another host, or a process id used again): no capture runs for a week.
+STALE_AFTER: Final = 7 * 24 * 3600.0
+
+_OWNER: Final = re.compile(r"^labelvault capture \[(?P<host>[^ \]]+) (?P<pid>\d+) (?P<start>\d+)\]")
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who made a temporary view or export: host, process id and start time (epoch µs)."""
+
+    host: str
+    pid: int
+    start: int
+
+    @classmethod
+    def current(cls) -> Owner:
+        """This process."""
+        return cls(
+            socket.gethostname().replace(" ", "_") or "host", os.getpid(), time.time_ns() // 1000
+        )
+
+    def title(self, what: str = "") -> str:
+        """A title that names the owner (parsed back by :meth:`of`)."""
+        return f"labelvault capture [{self.host} {self.pid} {self.start}]{what}"
+
+    @classmethod
+    def of(cls, title: Any) -> Owner | None:
+        """The owner a title names, or None for a title labelvault did not write."""
+        found = _OWNER.match(title) if isinstance(title, str) else None
+        if found is None:
+            return None
+        return cls(found["host"], int(found["pid"]), int(found["start"]))
+
+    def abandoned(self, me: Owner, now: float) -> bool:
+        """True when what this owner left may be removed by ``me``: the owner is on this host
+        and its process is gone, or it is older than :data:`STALE_AFTER`; never ``me``."""
+        if self == me:
+            return False
+        if now - self.start / 1e6 > STALE_AFTER:
+            return True
+        return self.host == me.host and not _alive(self.pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def id_filter(low: int | None, high: int | None) -> dict[str, Any]:
     """A Data Manager filter on task ids ``low..high`` (``None``: open on that side)."""
     where: dict[str, Any] = {"filter": "filter:tasks:id", "type": "Number"}
@@ -56,7 +114,64 @@ def id_filter(low: int | None, high: int | None) -> dict[str, Any]:
 
 
 class LabelStudioExports(LabelStudioApi):
-    """Reads a project's tasks from snapshot exports, in id order."""
+    """Reads a project's tasks from snapshot exports, in id order.
+
+    Every temporary view and export is titled with its owner (:class:`Owner`: host, process
+    id, start time), so a capture that was killed can be cleaned up after: the next export
+    capture of the project removes what dead owners left (:meth:`_remove_leftovers`).
+    Label Studio 1.23 keeps an export's file on its disk when the export is deleted (the
+    setting that deletes it is fixed off): capture mode ``export`` leaves one file per
+    export in the server's ``media/export`` folder; mode ``list`` leaves nothing.
+    """
+
+    _owner: Owner | None = None
+
+    @property
+    def owner(self) -> Owner:
+        """Who this adapter's temporary views and exports belong to."""
+        if self._owner is None or self._owner.pid != os.getpid():
+            self._owner = Owner.current()
+        return self._owner
+
+    def _remove_leftovers(self, number: int, project_id: str, *, own: bool = False) -> int:
+        """Delete the views and exports of project ``number`` that killed captures left (or,
+        with ``own``, this adapter's own, after a write whose answer was lost); how many."""
+        me, now, removed = self.owner, time.time(), 0
+
+        def abandoned(owner: Owner | None) -> bool:
+            if owner is None:
+                return False
+            return owner == me if own else owner.abandoned(me, now)
+
+        views = self.api.request_json("GET", "/api/dm/views/", params={"project": number})
+        for view in views if isinstance(views, list) else []:
+            data = view.get("data") if isinstance(view, dict) else None
+            owner = Owner.of(data.get("title") if isinstance(data, dict) else None)
+            if abandoned(owner):
+                self._delete_view(int(view["id"]), project_id)
+                removed += 1
+        exports = self.api.request_json(
+            "GET", f"/api/projects/{number}/exports/", project=project_id
+        )
+        for export in exports if isinstance(exports, list) else []:
+            owner = Owner.of(export.get("title") if isinstance(export, dict) else None)
+            if abandoned(owner):
+                self._delete_export(number, int(export["id"]), project_id)
+                removed += 1
+        if removed:
+            logger.info(
+                "%s project %s: removed %d view(s) and export(s) left by killed captures",
+                PLATFORM,
+                project_id,
+                removed,
+            )
+        return removed
+
+    def _delete_view(self, view_id: int, project_id: str) -> None:
+        try:
+            self.api.request("DELETE", f"/api/dm/views/{view_id}/", project=project_id)
+        except PlatformError as exc:
+            logger.warning("could not delete Data Manager view %s: %s", view_id, exc.message)
 
     def _export_rows(
         self, number: int, project_id: str, users: Users
@@ -71,6 +186,7 @@ class LabelStudioExports(LabelStudioApi):
         ``/api/predictions`` listing, run first and spooled to a local SQLite file, and are
         merged back by task.
         """
+        self._remove_leftovers(number, project_id)
         ranges = self._export_ranges(number, project_id)
         live: set[int] = set()  # built and not deleted yet
         lock = threading.Lock()
@@ -109,6 +225,7 @@ class LabelStudioExports(LabelStudioApi):
                     with lock:
                         live.discard(export_id)
 
+            failed = True
             try:
                 loading.result()
                 merge = spool.merger()
@@ -116,6 +233,7 @@ class LabelStudioExports(LabelStudioApi):
                     item, rows = task_head(task, users)
                     rows.extend(prediction_rows(merge(task["id"], task.get("predictions")), item))
                     yield item, rows
+                failed = False
             finally:
                 spool.stop()
                 for future in builds:
@@ -127,6 +245,11 @@ class LabelStudioExports(LabelStudioApi):
                 spool.close()
                 for export_id in sorted(live):
                     self._delete_export(number, export_id, project_id)
+                if failed:
+                    try:
+                        self._remove_leftovers(number, project_id, own=True)
+                    except PlatformError as exc:
+                        logger.warning("could not look for leftover views: %s", exc.message)
 
     def _export_ranges(self, number: int, project_id: str) -> list[tuple[int | None, int | None]]:
         """Task id ranges that cover every id, each of at most about
@@ -193,7 +316,7 @@ class LabelStudioExports(LabelStudioApi):
             json={
                 "project": number,
                 "data": {
-                    "title": f"labelvault capture {low or ''}..{high or ''}",
+                    "title": self.owner.title(f" {low or ''}..{high or ''}"),
                     "filters": {"conjunction": "and", "items": [id_filter(low, high)]},
                 },
             },
@@ -203,16 +326,13 @@ class LabelStudioExports(LabelStudioApi):
         try:
             return self._create_export(number, project_id, view_id=view_id)
         finally:
-            try:
-                self.api.request("DELETE", f"/api/dm/views/{view_id}/", project=project_id)
-            except PlatformError as exc:
-                logger.warning("could not delete Data Manager view %s: %s", view_id, exc.message)
+            self._delete_view(view_id, project_id)
 
     def _create_export(
         self, number: int, project_id: str, *, view_id: int | None
     ) -> tuple[int, int | None]:
         body: dict[str, Any] = {
-            "title": "labelvault capture",
+            "title": self.owner.title(),
             "serialization_options": EXPORT_OPTIONS,
         }
         if view_id is not None:

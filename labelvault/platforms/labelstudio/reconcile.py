@@ -1,24 +1,92 @@
-"""Label Studio reconciliation: the tasks an earlier attempt of a restore already imported."""
+"""Label Studio reconciliation: which tasks of a restore landed, told by the journal and, after
+an answer that was lost, by the project's newest tasks compared with what was sent."""
 
 from __future__ import annotations
 
-from labelvault.errors import (
-    RequestRejected,
-)
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+from labelvault.errors import RequestRejected
 from labelvault.http.pagination import PageNumberPaginator, PageRequest, paginate
+from labelvault.platforms.base import RestoreJournal
 from labelvault.platforms.labelstudio.api import LabelStudioApi
-from labelvault.platforms.labelstudio.rows import (
-    PLATFORM,
-    SOURCE_META_KEY,
-)
+from labelvault.platforms.labelstudio.rows import PLATFORM, canonical
+
+
+class Sent(Protocol):
+    """A task as an import sent it: its source key and the text of its data and meta."""
+
+    key: str
+    content: str
+
+
+def task_content(data: Any, meta: Any) -> str:
+    """What a landed task is recognised by: its data and meta, as canonical JSON."""
+    return canonical({"data": data, "meta": meta if isinstance(meta, dict) else {}})
+
+
+def match_landed(landed: Iterable[dict[str, Any]], batch: Sequence[Sent]) -> list[int]:
+    """Ids of the tasks of ``batch`` that landed, in order (a prefix of ``batch``).
+
+    ``landed`` are the project's tasks after the last journaled one, in id order: an import
+    adds its tasks in order, so they match the batch's head task by task, by content. A task
+    that matches nothing means someone else wrote into the project: refused.
+    """
+    ids: list[int] = []
+    for task in landed:
+        if len(ids) < len(batch) and task_content(task.get("data"), task.get("meta")) == (
+            batch[len(ids)].content
+        ):
+            ids.append(int(task["id"]))
+            continue
+        raise RequestRejected(
+            f"{PLATFORM}: task {task.get('id')} of the project being restored is not one the "
+            "restore imported (someone else added tasks); restore again into a new project",
+            platform=PLATFORM,
+        )
+    return ids
+
+
+class ImportJournal:
+    """The restore journal's import records: ``steps/labelstudio-import-NNNNNN.json``, each
+    the source keys of one import and the task ids it created, in order."""
+
+    def __init__(self, journal: RestoreJournal) -> None:
+        self.journal = journal
+        self.count = 0
+        self.last_id = 0
+        self.done: dict[str, int] = {}
+
+    @staticmethod
+    def name(number: int) -> str:
+        """The record of import ``number``."""
+        return f"steps/labelstudio-import-{number:06d}.json"
+
+    def load(self) -> None:
+        """Read every import record (once, when resuming)."""
+        self.journal.load_names()
+        while self.journal.has(self.name(self.count)):
+            record = self.journal.read(self.name(self.count)) or {}
+            self._note(list(record.get("keys") or []), list(record.get("ids") or []))
+            self.count += 1
+
+    def record(self, keys: list[str], ids: list[int]) -> None:
+        """Journal one import that landed."""
+        self.journal.record(self.name(self.count), {"keys": keys, "ids": ids})
+        self.count += 1
+        self._note(keys, ids)
+
+    def _note(self, keys: list[str], ids: list[int]) -> None:
+        self.done.update(zip(keys, ids, strict=True))
+        self.last_id = max([self.last_id, *ids])
 
 
 class LabelStudioReconcile(LabelStudioApi):
-    """Finds what landed in a project a restore is finishing."""
+    """Finds what landed in a project a restore is writing."""
 
-    def _existing_tasks(self, project_id: str) -> dict[str, int]:
-        """Source key → task id of the tasks a previous restore already imported."""
-        number = self._project_number(project_id)
+    def _tasks_after(self, number: int, last_id: int) -> Iterator[dict[str, Any]]:
+        """The project's tasks with ids above ``last_id``, in id order (data and meta)."""
         paginator = PageNumberPaginator(
             per_page=self.options.page_size,
             per_page_param="page_size",
@@ -28,26 +96,26 @@ class LabelStudioReconcile(LabelStudioApi):
             per_page_key=None,
             in_body=False,
         )
-        request = PageRequest("GET", "/api/tasks", params={"project": number})
-        existing: dict[str, int] = {}
-        for page in paginate(self.api, request, paginator, project=project_id):
-            for task in page:
-                marker = (task.get("meta") or {}).get(SOURCE_META_KEY)
-                if isinstance(marker, dict) and isinstance(marker.get("source"), str):
-                    existing[marker["source"]] = int(task["id"])
-        return existing
+        query = {
+            "filters": {
+                "conjunction": "and",
+                "items": [
+                    {
+                        "filter": "filter:tasks:id",
+                        "operator": "greater",
+                        "type": "Number",
+                        "value": last_id,
+                    }
+                ],
+            },
+            "ordering": ["tasks:id"],
+        }
+        request = PageRequest(
+            "GET", "/api/tasks", params={"project": number, "query": json.dumps(query)}
+        )
+        for page in paginate(self.api, request, paginator, project=str(number)):
+            yield from page
 
-    def _find_task(self, number: int, key: str, candidate: int) -> int:
-        """The new task restored from ``key``: the import's id for it, checked by its marker."""
-        task = self.api.request_json("GET", f"/api/tasks/{candidate}", project=str(number))
-        marker = (task.get("meta") or {}).get(SOURCE_META_KEY) or {}
-        if marker.get("source") == key and task.get("project") == number:
-            return candidate
-        found = self._existing_tasks(str(number)).get(key)
-        if found is None:
-            raise RequestRejected(
-                f"{PLATFORM}: the task restored from {key} is not in project {number}",
-                platform=PLATFORM,
-                project=str(number),
-            )
-        return found
+    def _landed(self, number: int, last_id: int, batch: Sequence[Sent]) -> list[int]:
+        """Ids of the head of ``batch`` that is already in the project."""
+        return match_landed(self._tasks_after(number, last_id), batch)

@@ -28,8 +28,9 @@ logger = logging.getLogger("labelvault.platforms.labelstudio")
 
 PLATFORM: Final = "labelstudio"
 
-#: Where a restored task keeps the key of the task it was restored from.
-SOURCE_META_KEY: Final = "_labelvault"
+#: Fields the server derives from the clock at each request (``created_ago``: "3 minutes"):
+#: left out of the raw JSON kept, so an unchanged project captures to the same bytes.
+DERIVED_FIELDS: Final = frozenset({"created_ago"})
 
 #: Project fields a restore sets on the new project (``model_version`` is set last, once the
 #: predictions that name it exist). Credentials (``task_data_password``) are never captured.
@@ -105,10 +106,11 @@ def timestamp(value: Any) -> datetime | None:
         return None
 
 
-def strip_meta(meta: Any) -> Any:
-    if isinstance(meta, dict) and SOURCE_META_KEY in meta:
-        return {k: v for k, v in meta.items() if k != SOURCE_META_KEY}
-    return meta
+def kept(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` without :data:`DERIVED_FIELDS`."""
+    if DERIVED_FIELDS.isdisjoint(raw):
+        return raw
+    return {k: v for k, v in raw.items() if k not in DERIVED_FIELDS}
 
 
 def link_of(data: Any) -> str | None:
@@ -329,6 +331,7 @@ def _annotation_row(
     content: dict[str, Any],
     author: str | None,
 ) -> dict[str, Any]:
+    raw = kept(raw)
     result = raw.get("result")
     geometry = canonical(result)
     return {
@@ -357,11 +360,15 @@ def task_head(task: dict[str, Any], users: Users) -> tuple[dict[str, Any], list[
     """:func:`task_rows` without the prediction rows (which sort last within a task)."""
     task_key = key_of(int(task["id"]))
     data = task.get("data")
-    meta = strip_meta(task.get("meta"))
+    meta = task.get("meta")
     data_text = canonical(data)
     meta_text = canonical(meta)
     item_fp = sha256_text(f'{{"data":{data_text},"meta":{meta_text}}}')
-    item_raw = {k: v for k, v in task.items() if k not in ("annotations", "predictions", "drafts")}
+    item_raw = {
+        k: v
+        for k, v in task.items()
+        if k not in ("annotations", "predictions", "drafts") and k not in DERIVED_FIELDS
+    }
     item = {
         "key": task_key,
         "fingerprint": item_fp,
@@ -413,7 +420,11 @@ def dicts(value: Any) -> list[dict[str, Any]]:
 
 
 def project_row(project: dict[str, Any]) -> dict[str, Any]:
-    """The ``project`` table's one row."""
+    """The ``project`` table's one row.
+
+    The fingerprint leaves out the title and the description (they stay in their columns):
+    a restore names its project anew, and a restored project is still the same content.
+    """
     raw = dict(project)
     for name in SECRET_PROJECT_FIELDS:
         if raw.get(name):
@@ -426,8 +437,6 @@ def project_row(project: dict[str, Any]) -> dict[str, Any]:
         "key": key_of(int(project["id"])),
         "fingerprint": fingerprint(
             {
-                "name": title,
-                "description": description,
                 "definitions": definitions,
                 "settings": settings,
             }

@@ -13,8 +13,11 @@ class LabelStudioOptions(BaseSettings):
 
     The defaults follow measurements on 1.23 (``benchmarks/labelstudio.py``):
 
-    - ``capture_mode``: ``"export"`` (snapshot exports, about 1,000 tasks/s on one server
-      process) or ``"list"`` (``/api/tasks?fields=all``, about 300–400 tasks/s);
+    - ``capture_mode``: ``"list"`` (``/api/tasks?fields=all``, about 300–400 tasks/s; leaves
+      nothing on the server, but cannot see a task's ``allow_skip``) or ``"export"``
+      (snapshot exports, about 1,000 tasks/s on one server process; Label Studio 1.23 keeps
+      every export's file on its disk after the export is deleted, so each capture leaves
+      files in the server's ``media/export`` folder);
     - ``export_partition_tasks``: most tasks in one snapshot export. A larger project is
       exported in task id ranges (a temporary Data Manager view each), so no request runs
       long enough to time out and the client converts one range while the server builds the
@@ -42,7 +45,7 @@ class LabelStudioOptions(BaseSettings):
         env_prefix="LABELVAULT_LABELSTUDIO_", frozen=True, extra="ignore"
     )
 
-    capture_mode: Literal["export", "list"] = "export"
+    capture_mode: Literal["export", "list"] = "list"
     export_partition_tasks: int = Field(5000, ge=0)
     export_concurrency: int = Field(2, ge=1)
     export_min_range_tasks: int = Field(500, ge=1)
