@@ -26,7 +26,7 @@ from tests.servers.process import wait_until
 pytestmark = pytest.mark.labelstudio
 
 KILLS = int(os.environ.get("LABELVAULT_LS_KILLS", "5"))
-TASKS = 600
+TASKS = 300
 LABEL_CONFIG = (
     '<View><Image name="image" value="$image"/>'
     '<RectangleLabels name="label" toName="image"><Label value="Car"/></RectangleLabels></View>'
@@ -75,6 +75,7 @@ def _project_with_tasks(server: LabelStudio, factory: ProjectFactory) -> int:
     return project_id
 
 
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("mode", ["list", "export"])
 def test_killed_captures_leave_nothing_and_the_next_one_succeeds(
     labelstudio_server: LabelStudio,
