@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.client.orchestration import get_client
+from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
 from labelvault.errors import is_transient
@@ -33,18 +36,57 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return isinstance(exception, BaseException) and is_transient(exception)
 
 
+#: Upper bounds, so a stuck call fails the run instead of holding a worker for ever.
+CAPTURE_TIMEOUT_SECONDS = 6 * 3600
+RESTORE_TIMEOUT_SECONDS = 12 * 3600
+STEP_TIMEOUT_SECONDS = 3600
+FLOW_TIMEOUT_SECONDS = 24 * 3600
+
+
+def project_key(project_id: str | int) -> str:
+    """A project id given as a number or a string, as the catalog keys it."""
+    text = str(project_id).strip()
+    if not text:
+        raise ValueError("project_id is empty: give the project's id on the platform, e.g. 5007")
+    return text
+
+
+def tag_this_run(*tags: str) -> None:
+    """Add ``tags`` to the current flow run (the UI filters runs by them)."""
+    run_id = flow_run.get_id()
+    if not run_id:
+        return
+    with get_client(sync_client=True) as client:
+        current = client.read_flow_run(UUID(run_id)).tags
+        client.update_flow_run(UUID(run_id), tags=sorted({*current, *tags}))
+
+
+def run_tags(platform: str, project_id: str) -> tuple[str, str]:
+    """The tags of a run on one project: its platform and ``<platform>/<project id>``."""
+    return platform, f"project:{platform}/{project_id}"
+
+
 def platform_tag(platform: str) -> str:
     """The tag whose concurrency limit caps parallel calls to one platform."""
     return f"platform:{platform}"
 
 
 class ProgressArtifact:
-    """A Prefect progress artifact, updated at most every ``every_seconds``."""
+    """A Prefect progress artifact, updated at most every ``every_seconds``.
 
-    def __init__(self, description: str, every_seconds: float = 2.0) -> None:
-        self.artifact_id = create_progress_artifact(progress=0.0, description=description)
+    The flow creates it once (:meth:`create`) and hands its id to the task, so every retry of
+    the task moves the same bar instead of leaving one stuck bar per attempt.
+    """
+
+    def __init__(self, artifact_id: UUID, every_seconds: float = 2.0) -> None:
+        self.artifact_id = artifact_id
         self.every_seconds = every_seconds
         self.next_update = 0.0
+
+    @classmethod
+    def create(cls, description: str) -> UUID:
+        """A new bar at 0 % for the current run; returns its id."""
+        return create_progress_artifact(progress=0.0, description=description)
 
     def update(self, fraction: float | None) -> None:
         """Show ``fraction`` (0..1) done; ``None`` (total unknown) shows nothing new."""
