@@ -12,6 +12,7 @@ from tasks.capture import capture, wait_quiet
 from tasks.common import (
     FLOW_TIMEOUT_SECONDS,
     ProgressArtifact,
+    library_logs_in_run,
     platform_tag,
     project_key,
     run_tags,
@@ -57,26 +58,27 @@ def create_version(
         project_wait_seconds: How long to wait while another run works on the same project
             before failing (the run says in its log and state that it waits).
     """
-    project = project_key(project_id)
-    logger = get_run_logger()
-    platform = PlatformConnectionBlock.load(connection).connection()
-    store = StoreBlock.load(storage).settings()
-    tag_this_run(*run_tags(platform.platform, project))
-    if quiet_seconds > 0:
-        wait_quiet.with_options(timeout_seconds=max_wait_seconds + 300)(
-            platform, project, quiet_seconds=quiet_seconds, max_wait_seconds=max_wait_seconds
-        )
-    progress = ProgressArtifact.create(f"Capturing {platform.platform} project {project}")
-    with project_slot(platform.platform, project, timeout_seconds=project_wait_seconds):
-        summary = capture.with_options(tags={platform_tag(platform.platform)})(
-            platform,
-            store,
-            project,
-            title=title,
-            description=description,
-            tags=tags or [],
-            progress_id=progress,
-        )
-    logger.info("%s: %s", summary["project"], summary["reason"])
-    publish_version_summary(summary, store)
-    return summary
+    with library_logs_in_run():
+        project = project_key(project_id)
+        logger = get_run_logger()
+        platform = PlatformConnectionBlock.load(connection).connection()
+        store = StoreBlock.load(storage).settings()
+        tag_this_run(*run_tags(platform.platform, project))
+        if quiet_seconds > 0:
+            wait_quiet.with_options(timeout_seconds=max_wait_seconds + 300)(
+                platform, project, quiet_seconds=quiet_seconds, max_wait_seconds=max_wait_seconds
+            )
+        progress = ProgressArtifact.create(f"Capturing {platform.platform} project {project}")
+        with project_slot(platform.platform, project, timeout_seconds=project_wait_seconds):
+            summary = capture.with_options(tags={platform_tag(platform.platform)})(
+                platform,
+                store,
+                project,
+                title=title,
+                description=description,
+                tags=tags or [],
+                progress_id=progress,
+            )
+        logger.info("%s: %s", summary["project"], summary["reason"])
+        publish_version_summary(summary, store)
+        return summary

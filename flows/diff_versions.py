@@ -9,7 +9,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from tasks.blocks import PlatformConnectionBlock, StoreBlock
-from tasks.common import FLOW_TIMEOUT_SECONDS, project_key, run_tags, tag_this_run
+from tasks.common import (
+    FLOW_TIMEOUT_SECONDS,
+    library_logs_in_run,
+    project_key,
+    run_tags,
+    tag_this_run,
+)
 from tasks.versions import diff
 
 
@@ -45,14 +51,15 @@ def diff_versions(
             captured from (Blocks page), e.g. `supervisely`.
         storage: Name of a saved *Labelvault Store* block: where versions are kept.
     """
-    project = project_key(project_id)
-    source = PlatformConnectionBlock.load(connection).connection()
-    store = StoreBlock.load(storage).settings()
-    tag_this_run(*run_tags(source.platform, project))
-    result = diff(source, store, project, old, new)
-    create_markdown_artifact(
-        markdown=result["markdown"],
-        description=f"{source.platform} project {project}: version {result['old']} to "
-        f"version {result['new']}",
-    )
-    return result
+    with library_logs_in_run():
+        project = project_key(project_id)
+        source = PlatformConnectionBlock.load(connection).connection()
+        store = StoreBlock.load(storage).settings()
+        tag_this_run(*run_tags(source.platform, project))
+        result = diff(source, store, project, old, new)
+        create_markdown_artifact(
+            markdown=result["markdown"],
+            description=f"{source.platform} project {project}: version {result['old']} to "
+            f"version {result['new']}",
+        )
+        return result

@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from labelvault.retention import RetentionPolicy
 from tasks.artifacts import human_bytes, markdown_table
 from tasks.blocks import PlatformConnectionBlock, StoreBlock
-from tasks.common import FLOW_TIMEOUT_SECONDS, project_key
+from tasks.common import FLOW_TIMEOUT_SECONDS, library_logs_in_run, project_key
 from tasks.versions import expire, list_projects
 
 
@@ -44,34 +44,35 @@ def expire_versions(
             such rule.
         dry_run: Only report what would be deleted. Turn off to delete.
     """
-    logger = get_run_logger()
-    source = PlatformConnectionBlock.load(connection).connection()
-    store = StoreBlock.load(storage).settings()
-    policy = RetentionPolicy(
-        keep_last=keep_last,
-        keep_tagged=keep_tagged,
-        keep_younger_than=(
-            timedelta(days=keep_younger_than_days) if keep_younger_than_days else None
-        ),
-    )
-    projects = [project_key(p) for p in project_ids] if project_ids else None
-    projects = projects or list_projects(source, store)
-    reports = [
-        expire(source, store, project_id, policy, dry_run=dry_run) for project_id in projects
-    ]
-    for report in reports:
-        logger.info(
-            "%s: %s versions %s, kept %s",
-            report["project"],
-            "would delete" if dry_run else "deleted",
-            report["versions_deleted"] or "none",
-            report["versions_kept"],
+    with library_logs_in_run():
+        logger = get_run_logger()
+        source = PlatformConnectionBlock.load(connection).connection()
+        store = StoreBlock.load(storage).settings()
+        policy = RetentionPolicy(
+            keep_last=keep_last,
+            keep_tagged=keep_tagged,
+            keep_younger_than=(
+                timedelta(days=keep_younger_than_days) if keep_younger_than_days else None
+            ),
         )
-    create_markdown_artifact(
-        markdown=retention_markdown(reports, dry_run=dry_run),
-        description=f"Retention {'(dry run) ' if dry_run else ''}for {source.platform}",
-    )
-    return reports
+        projects = [project_key(p) for p in project_ids] if project_ids else None
+        projects = projects or list_projects(source, store)
+        reports = [
+            expire(source, store, project_id, policy, dry_run=dry_run) for project_id in projects
+        ]
+        for report in reports:
+            logger.info(
+                "%s: %s versions %s, kept %s",
+                report["project"],
+                "would delete" if dry_run else "deleted",
+                report["versions_deleted"] or "none",
+                report["versions_kept"],
+            )
+        create_markdown_artifact(
+            markdown=retention_markdown(reports, dry_run=dry_run),
+            description=f"Retention {'(dry run) ' if dry_run else ''}for {source.platform}",
+        )
+        return reports
 
 
 def retention_markdown(reports: list[dict[str, Any]], *, dry_run: bool) -> str:

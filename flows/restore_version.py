@@ -14,6 +14,7 @@ from tasks.blocks import PlatformConnectionBlock, StoreBlock
 from tasks.common import (
     FLOW_TIMEOUT_SECONDS,
     ProgressArtifact,
+    library_logs_in_run,
     platform_tag,
     project_key,
     run_tags,
@@ -65,36 +66,40 @@ def restore_version(
         project_wait_seconds: How long to wait while another restore of the same project
             runs before failing.
     """
-    project = project_key(project_id)
-    logger = get_run_logger()
-    source = PlatformConnectionBlock.load(connection).connection()
-    target = PlatformConnectionBlock.load(target_connection or connection).connection()
-    store = StoreBlock.load(storage).settings()
-    tag_this_run(*run_tags(source.platform, project))
-    progress = ProgressArtifact.create(f"Restoring {source.platform} project {project}")
-    with project_slot(target.platform, f"restore-{project}", timeout_seconds=project_wait_seconds):
-        report = restore.with_options(tags={platform_tag(target.platform)})(
-            source,
-            target,
-            store,
+    with library_logs_in_run():
+        project = project_key(project_id)
+        logger = get_run_logger()
+        source = PlatformConnectionBlock.load(connection).connection()
+        target = PlatformConnectionBlock.load(target_connection or connection).connection()
+        store = StoreBlock.load(storage).settings()
+        tag_this_run(*run_tags(source.platform, project))
+        progress = ProgressArtifact.create(f"Restoring {source.platform} project {project}")
+        with project_slot(
+            target.platform, f"restore-{project}", timeout_seconds=project_wait_seconds
+        ):
+            report = restore.with_options(tags={platform_tag(target.platform)})(
+                source,
+                target,
+                store,
+                project,
+                version,
+                restore_id=restore_id or str(flow_run.get_id()),
+                options=options or RestoreOptions(),
+                progress_id=progress,
+            )
+        logger.info(
+            "restored version %s of %s as project %s (%s)",
+            report["version"],
             project,
-            version,
-            restore_id=restore_id or str(flow_run.get_id()),
-            options=options or RestoreOptions(),
-            progress_id=progress,
+            report["project_id"],
+            report["project_name"],
         )
-    logger.info(
-        "restored version %s of %s as project %s (%s)",
-        report["version"],
-        project,
-        report["project_id"],
-        report["project_name"],
-    )
-    create_markdown_artifact(
-        markdown=report_markdown(report),
-        description=f"Restore of {source.platform} project {project} version {report['version']}",
-    )
-    return report
+        create_markdown_artifact(
+            markdown=report_markdown(report),
+            description=f"Restore of {source.platform} project {project} "
+            f"version {report['version']}",
+        )
+        return report
 
 
 def report_markdown(report: dict[str, Any]) -> str:

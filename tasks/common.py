@@ -8,10 +8,14 @@ credentials, a missing project, corrupt data — fail the run at once.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
+from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
@@ -64,6 +68,38 @@ def tag_this_run(*tags: str) -> None:
 def run_tags(platform: str, project_id: str) -> tuple[str, str]:
     """The tags of a run on one project: its platform and ``<platform>/<project id>``."""
     return platform, f"project:{platform}/{project_id}"
+
+
+class _ToRunLog(logging.Handler):
+    """Forwards library records to the run's logger, whatever thread they come from."""
+
+    def __init__(self, run_logger: logging.LoggerAdapter[logging.Logger]) -> None:
+        super().__init__(logging.INFO)
+        self.run_logger = run_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.run_logger.log(record.levelno, "%s: %s", record.name, record.getMessage())
+
+
+@contextmanager
+def library_logs_in_run(name: str = "labelvault") -> Iterator[None]:
+    """Send the library's log lines (``labelvault.*``, INFO and up) to this run's logs.
+
+    The library calls platforms from worker threads that carry no Prefect context, so
+    ``PREFECT_LOGGING_EXTRA_LOGGERS`` alone loses their lines; the run's logger adapter carries
+    the run ids with every record instead.
+    """
+    library = logging.getLogger(name)
+    handler = _ToRunLog(get_run_logger())  # type: ignore[arg-type]
+    previous = library.level
+    library.addHandler(handler)
+    if library.getEffectiveLevel() > logging.INFO:
+        library.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(previous)
 
 
 def platform_tag(platform: str) -> str:
