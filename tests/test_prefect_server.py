@@ -315,6 +315,9 @@ def test_run_that_committed_a_version_says_so_when_a_catch_up_round_found_nothin
 ) -> None:
     """The project's updated_at moves while the capture reads it, its content does not: the
     catch-up round finds the same content, and the run still reports the version it made."""
+    # A version to diff against, whatever ran before this test.
+    first = deployed.run("create_version", "create-version", {"project_id": deployed.project_id})
+    assert deployed.wait(first)["state_type"] == "COMPLETED", log_tail(deployed.worker_log, 60)
     deployed.edit(11)
     touched: list[str] = []
     original = deployed.fake.methods["figures.list"]
