@@ -7,7 +7,9 @@
 3. the blocks, from the environment: ``LABELVAULT_<PLATFORM>_URL`` / ``_TOKEN`` make a
    Labelvault Platform Connection block named after the platform, ``LABELVAULT_STORE_*``
    the Labelvault Store block ``default``;
-4. ``prefect --no-prompt deploy --all``.
+4. ``prefect --no-prompt deploy`` of every deployment in ``prefect.yaml`` it can deploy: the
+   nightly one needs ``LABELVAULT_NIGHTLY_PROJECT_ID`` (and ``LABELVAULT_NIGHTLY_CONNECTION``,
+   default ``supervisely``); without it, it is left out and the script says so.
 
 Run it as ``make deploy`` (or ``python -m deployments.setup``) with ``PREFECT_API_URL`` set.
 """
@@ -16,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
@@ -83,11 +87,56 @@ def _absolute_store_url(url: str) -> str:
     return str(Path(url).expanduser().resolve())
 
 
-def deploy() -> None:
-    """``prefect --no-prompt deploy --all`` from the repository root."""
-    subprocess.run(
-        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=REPO, check=True
-    )
+NIGHTLY = "nightly-version"
+_PROJECT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+class SetupError(Exception):
+    """A setting that would deploy something wrong; the message says what to set."""
+
+
+def deployment_names(path: Path = REPO / "prefect.yaml") -> list[str]:
+    """The deployments ``prefect.yaml`` declares, in order."""
+    document = yaml.safe_load(path.read_text())
+    return [str(entry["name"]) for entry in document.get("deployments") or []]
+
+
+def plan_deployments(environ: dict[str, str]) -> tuple[list[str], dict[str, str], list[str]]:
+    """Which deployments to deploy, the environment to deploy them with, and notes to print.
+
+    The nightly deployment takes its project from ``LABELVAULT_NIGHTLY_PROJECT_ID``: unset, it is
+    left out (a template string must never become a project id); set but malformed, setup stops.
+    """
+    env = dict(environ)
+    env.setdefault("LABELVAULT_NIGHTLY_CONNECTION", "supervisely")
+    names = deployment_names()
+    notes: list[str] = []
+    project_id = environ.get("LABELVAULT_NIGHTLY_PROJECT_ID", "").strip()
+    if not project_id:
+        names = [name for name in names if name != NIGHTLY]
+        notes.append(
+            f"{NIGHTLY}: left out, LABELVAULT_NIGHTLY_PROJECT_ID is not set "
+            "(set it to the id of the project to version every night, then run make deploy again)"
+        )
+    elif not _PROJECT_ID.match(project_id):
+        raise SetupError(
+            f"LABELVAULT_NIGHTLY_PROJECT_ID={project_id!r} is not a project id: "
+            "give the project's id on the platform, e.g. 5007"
+        )
+    else:
+        env["LABELVAULT_NIGHTLY_PROJECT_ID"] = project_id
+        notes.append(
+            f"{NIGHTLY}: project {project_id} on connection {env['LABELVAULT_NIGHTLY_CONNECTION']}"
+        )
+    return names, env, notes
+
+
+def deploy(names: list[str], env: dict[str, str]) -> None:
+    """``prefect --no-prompt deploy --name …`` for each of ``names``, from the repository root."""
+    command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy"]
+    for name in names:
+        command += ["--name", name]
+    subprocess.run(command, cwd=REPO, env=env, check=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,11 +145,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--platform-limit", type=int, default=DEFAULT_PLATFORM_LIMIT)
     parser.add_argument("--no-deploy", action="store_true", help="only pool, limits, blocks")
     args = parser.parse_args(argv)
+    try:
+        names, env, notes = plan_deployments(dict(os.environ))
+    except SetupError as error:
+        sys.exit(f"make deploy: {error}")
     ensure_work_pool()
     ensure_platform_limits(args.platform_limit)
     register_blocks(dict(os.environ))
+    for note in notes:
+        print(note)
     if not args.no_deploy:
-        deploy()
+        deploy(names, env)
+        print(
+            "workers run the flows from a checkout of this repository: start them with "
+            "LABELVAULT_CODE_DIR=<that checkout> prefect worker start --pool " + WORK_POOL
+        )
 
 
 if __name__ == "__main__":

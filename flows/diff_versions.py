@@ -6,26 +6,60 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
 from tasks.blocks import PlatformConnectionBlock, StoreBlock
+from tasks.common import (
+    FLOW_TIMEOUT_SECONDS,
+    library_logs_in_run,
+    project_key,
+    run_tags,
+    tag_this_run,
+)
 from tasks.versions import diff
 
 
-@flow(name="diff_versions")
+def _run_name() -> str:
+    parameters = flow_run.parameters
+    new = parameters.get("new")
+    return (
+        f"diff {parameters.get('connection', 'supervisely')}/{parameters.get('project_id')} "
+        f"v{parameters.get('old')}..{'latest' if new is None else f'v{new}'}"
+    )
+
+
+@flow(
+    name="diff_versions",
+    flow_run_name=_run_name,
+    timeout_seconds=FLOW_TIMEOUT_SECONDS,
+    persist_result=True,
+)
 def diff_versions(
-    project_id: str,
+    project_id: int | str,
     old: int,
     new: int | None = None,
     connection: str = "supervisely",
     storage: str = "default",
 ) -> dict[str, Any]:
-    """Diff version ``old`` against ``new`` (default: the latest); publishes a markdown
-    artifact with added / removed / changed rows and a per-class summary."""
-    source = PlatformConnectionBlock.load(connection).connection()
-    store = StoreBlock.load(storage).settings()
-    result = diff(source, store, project_id, old, new)
-    create_markdown_artifact(
-        markdown=result["markdown"],
-        description=f"Diff of {source.platform} project {project_id}",
-    )
-    return result
+    """What changed from one version of a project to another; publishes a markdown artifact.
+
+    Args:
+        project_id: The project's id on the platform, e.g. 5007.
+        old: The earlier version number.
+        new: The later version number. Empty (None): the latest version.
+        connection: Name of the saved *Labelvault Platform Connection* block the project was
+            captured from (Blocks page), e.g. `supervisely`.
+        storage: Name of a saved *Labelvault Store* block: where versions are kept.
+    """
+    with library_logs_in_run():
+        project = project_key(project_id)
+        source = PlatformConnectionBlock.load(connection).connection()
+        store = StoreBlock.load(storage).settings()
+        tag_this_run(*run_tags(source.platform, project))
+        result = diff(source, store, project, old, new)
+        create_markdown_artifact(
+            markdown=result["markdown"],
+            description=f"{source.platform} project {project}: version {result['old']} to "
+            f"version {result['new']}",
+        )
+        return result

@@ -6,16 +6,23 @@ from datetime import timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact
 
 from labelvault.retention import RetentionPolicy
+from tasks.artifacts import human_bytes, markdown_table
 from tasks.blocks import PlatformConnectionBlock, StoreBlock
+from tasks.common import FLOW_TIMEOUT_SECONDS, library_logs_in_run, project_key
 from tasks.versions import expire, list_projects
 
 
-@flow(name="expire_versions")
+@flow(
+    name="expire_versions",
+    flow_run_name="expire {connection} (dry run: {dry_run})",
+    timeout_seconds=FLOW_TIMEOUT_SECONDS,
+    persist_result=True,
+)
 def expire_versions(
-    project_ids: list[str] | None = None,
+    project_ids: list[int | str] | None = None,
     connection: str = "supervisely",
     storage: str = "default",
     keep_last: int | None = 10,
@@ -23,28 +30,69 @@ def expire_versions(
     keep_younger_than_days: float | None = 30.0,
     dry_run: bool = True,
 ) -> list[dict[str, Any]]:
-    """Expire old versions of ``project_ids`` (default: every project of the connection's
-    server in the store). Tagged versions, the newest ``keep_last`` and those younger than
-    ``keep_younger_than_days`` stay; data still referenced by a kept version is never
-    deleted."""
-    logger = get_run_logger()
-    source = PlatformConnectionBlock.load(connection).connection()
-    store = StoreBlock.load(storage).settings()
-    policy = RetentionPolicy(
-        keep_last=keep_last,
-        keep_tagged=keep_tagged,
-        keep_younger_than=(
-            timedelta(days=keep_younger_than_days) if keep_younger_than_days else None
-        ),
-    )
-    project_ids = project_ids or list_projects(source, store)
-    reports = [
-        expire(source, store, project_id, policy, dry_run=dry_run) for project_id in project_ids
+    """Expire old versions; data a kept version still uses is never deleted.
+
+    Args:
+        project_ids: The projects to apply retention to, e.g. [5007]. Empty (None): every
+            project of the connection's server that has versions in the store.
+        connection: Name of a saved *Labelvault Platform Connection* block (Blocks page):
+            whose projects, e.g. `supervisely`.
+        storage: Name of a saved *Labelvault Store* block: where versions are kept.
+        keep_last: Always keep this many newest versions. Empty (None): no such rule.
+        keep_tagged: Keep every version that has a tag.
+        keep_younger_than_days: Keep versions younger than this many days. Empty (None): no
+            such rule.
+        dry_run: Only report what would be deleted. Turn off to delete.
+    """
+    with library_logs_in_run():
+        logger = get_run_logger()
+        source = PlatformConnectionBlock.load(connection).connection()
+        store = StoreBlock.load(storage).settings()
+        policy = RetentionPolicy(
+            keep_last=keep_last,
+            keep_tagged=keep_tagged,
+            keep_younger_than=(
+                timedelta(days=keep_younger_than_days) if keep_younger_than_days else None
+            ),
+        )
+        projects = [project_key(p) for p in project_ids] if project_ids else None
+        projects = projects or list_projects(source, store)
+        reports = [
+            expire(source, store, project_id, policy, dry_run=dry_run) for project_id in projects
+        ]
+        for report in reports:
+            logger.info(
+                "%s: %s versions %s, kept %s",
+                report["project"],
+                "would delete" if dry_run else "deleted",
+                report["versions_deleted"] or "none",
+                report["versions_kept"],
+            )
+        create_markdown_artifact(
+            markdown=retention_markdown(reports, dry_run=dry_run),
+            description=f"Retention {'(dry run) ' if dry_run else ''}for {source.platform}",
+        )
+        return reports
+
+
+def retention_markdown(reports: list[dict[str, Any]], *, dry_run: bool) -> str:
+    """One row per project: versions deleted and kept, objects and bytes freed."""
+    rows = [
+        (
+            report["project"],
+            ", ".join(map(str, report["versions_deleted"])) or "–",
+            ", ".join(map(str, report["versions_kept"])) or "–",
+            report["objects_deleted"],
+            human_bytes(report["bytes_deleted"]),
+        )
+        for report in reports
     ]
-    for report in reports:
-        logger.info("%s", report)
-    create_table_artifact(
-        table=reports or [{"projects": 0}],
-        description=f"Retention {'(dry run) ' if dry_run else ''}for {source.platform}",
+    verb = "would delete" if dry_run else "deleted"
+    return (
+        f"# Retention{' (dry run: nothing was deleted)' if dry_run else ''}\n\n"
+        + markdown_table(
+            ["project", f"versions {verb}", "versions kept", f"objects {verb}", f"bytes {verb}"],
+            rows,
+        )
+        + "\n"
     )
-    return reports

@@ -9,64 +9,113 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from labelvault.models import RestoreOptions
+from tasks.artifacts import markdown_table
 from tasks.blocks import PlatformConnectionBlock, StoreBlock
-from tasks.common import platform_tag
-from tasks.concurrency import project_slot
+from tasks.common import (
+    FLOW_TIMEOUT_SECONDS,
+    ProgressArtifact,
+    library_logs_in_run,
+    platform_tag,
+    project_key,
+    run_tags,
+    tag_this_run,
+)
+from tasks.concurrency import DEFAULT_WAIT_SECONDS, project_slot
 from tasks.versions import restore
 
 
-@flow(name="restore_version")
+def _run_name() -> str:
+    parameters = flow_run.parameters
+    version = parameters.get("version")
+    return (
+        f"restore {parameters.get('connection', 'supervisely')}/{parameters.get('project_id')} "
+        f"{'latest' if version is None else f'v{version}'}"
+    )
+
+
+@flow(
+    name="restore_version",
+    flow_run_name=_run_name,
+    timeout_seconds=FLOW_TIMEOUT_SECONDS,
+    persist_result=True,
+)
 def restore_version(
-    project_id: str,
+    project_id: int | str,
     version: int | None = None,
     connection: str = "supervisely",
     storage: str = "default",
     target_connection: str | None = None,
     options: RestoreOptions | None = None,
     restore_id: str | None = None,
+    project_wait_seconds: float = DEFAULT_WAIT_SECONDS,
 ) -> dict[str, Any]:
-    """Restore ``version`` (default: the latest) of ``project_id`` as a new project.
+    """Restore a version of a project as a new project; a retried run resumes.
 
-    The target is ``target_connection`` (default: the source's server); ``options`` say where
-    and how (workspace, name, a partial restore by datasets or classes), as the CLI's flags do.
-    ``restore_id`` names the restore's journal; it defaults to this flow run's id, so a
-    retried run resumes. Pass an earlier run's id to resume that one.
+    Args:
+        project_id: The source project's id on the platform, e.g. 5007.
+        version: The version number to restore. Empty (None): the latest version.
+        connection: Name of the saved *Labelvault Platform Connection* block the project was
+            captured from (Blocks page), e.g. `supervisely`.
+        storage: Name of a saved *Labelvault Store* block: where versions are kept.
+        target_connection: Name of the *Labelvault Platform Connection* block to restore
+            into. Empty (None): the same server as `connection`.
+        options: Where and how: workspace, the new project's name, a partial restore by
+            datasets or classes, how strict. Empty (None): every default (see each field).
+        restore_id: Names the restore's journal, so a restore can be resumed. Empty (None):
+            this run's id, so a retried run resumes; give an earlier run's id to resume it.
+        project_wait_seconds: How long to wait while another restore of the same project
+            runs before failing.
     """
-    logger = get_run_logger()
-    source = PlatformConnectionBlock.load(connection).connection()
-    target = PlatformConnectionBlock.load(target_connection or connection).connection()
-    store = StoreBlock.load(storage).settings()
-    with project_slot(target.platform, f"restore-{project_id}"):
-        report = restore.with_options(tags={platform_tag(target.platform)})(
-            source,
-            target,
-            store,
-            project_id,
-            version,
-            restore_id=restore_id or str(flow_run.get_id()),
-            options=options or RestoreOptions(),
+    with library_logs_in_run():
+        project = project_key(project_id)
+        logger = get_run_logger()
+        source = PlatformConnectionBlock.load(connection).connection()
+        target = PlatformConnectionBlock.load(target_connection or connection).connection()
+        store = StoreBlock.load(storage).settings()
+        tag_this_run(*run_tags(source.platform, project))
+        progress = ProgressArtifact.create(f"Restoring {source.platform} project {project}")
+        with project_slot(
+            target.platform, f"restore-{project}", timeout_seconds=project_wait_seconds
+        ):
+            report = restore.with_options(tags={platform_tag(target.platform)})(
+                source,
+                target,
+                store,
+                project,
+                version,
+                restore_id=restore_id or str(flow_run.get_id()),
+                options=options or RestoreOptions(),
+                progress_id=progress,
+            )
+        logger.info(
+            "restored version %s of %s as project %s (%s)",
+            report["version"],
+            project,
+            report["project_id"],
+            report["project_name"],
         )
-    logger.info(
-        "restored version %s of %s as project %s (%s)",
-        report["version"],
-        project_id,
-        report["project_id"],
-        report["project_name"],
-    )
-    create_markdown_artifact(
-        markdown=_report_markdown(report),
-        description=f"Restore of {source.platform} project {project_id}",
-    )
-    return report
+        create_markdown_artifact(
+            markdown=report_markdown(report),
+            description=f"Restore of {source.platform} project {project} "
+            f"version {report['version']}",
+        )
+        return report
 
 
-def _report_markdown(report: dict[str, Any]) -> str:
-    rows = "\n".join(f"| {table} | {count} |" for table, count in report["created"].items())
+def report_markdown(report: dict[str, Any]) -> str:
+    """The restore report for people: what was created, skipped, failed and left out."""
+    filtered = report.get("filtered_out") or {}
+    problems = [("skipped", report["skipped"]), ("failed", report["failures"])]
+    warnings = "".join(f"- {warning}\n" for warning in report.get("warnings") or [])
     return (
         f"# Restored version {report['version']} as project {report['project_id']}\n\n"
-        f"**{report['project_name']}** in workspace {report['workspace_id']}"
+        f"**{report['project_name']}** in workspace {report['workspace_id'] or '–'}"
         f"{' (resumed)' if report['resumed'] else ''}\n\n"
-        f"| table | created |\n|---|---|\n{rows}\n\n"
-        f"Skipped: {report['skipped']} · failed: {report['failures']} · "
-        f"left out by the filters: {report.get('filtered_out') or {}}\n"
+        f"## Created\n\n"
+        f"{markdown_table(['table', 'created'], sorted(report['created'].items()))}\n\n"
+        f"## Left out by the filters\n\n"
+        f"{markdown_table(['table', 'left out'], sorted(filtered.items()))}\n\n"
+        f"## Problems\n\n"
+        f"{markdown_table(['kind', 'count'], problems)}\n"
+        + (f"\n## Warnings\n\n{warnings}" if warnings else "")
     )

@@ -54,6 +54,8 @@ class CaptureResult:
     seconds: float = 0.0
     #: Captures it took to catch up with a project that changed while it was read.
     rounds: int = 1
+    #: Numbers of the versions this capture committed, over all its rounds, oldest first.
+    versions_created: tuple[int, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         """Plain values for logs, artifacts and flow results."""
@@ -75,6 +77,7 @@ class CaptureResult:
             "seconds": round(self.seconds, 3),
             "items_per_second": round(items / self.seconds, 1) if self.seconds > 0 else None,
             "captures": self.rounds,
+            "versions_created": list(self.versions_created),
         }
 
     @property
@@ -82,7 +85,15 @@ class CaptureResult:
         """One line saying what happened, for logs and summaries."""
         number = self.version.number
         if self.created:
-            return f"created version {number}"
+            created = self.versions_created or (number,)
+            what = (
+                f"created version {created[0]}"
+                if len(created) == 1
+                else f"created versions {', '.join(map(str, created))}"
+            )
+            if self.rounds > 1:
+                what += f" ({self.rounds} captures: the project changed while it was read)"
+            return what
         if self.manifest is None:
             return f"no change since version {number} (platform updated_at unchanged)"
         return f"no change since version {number} (same content)"
@@ -220,11 +231,15 @@ def capture_until_current(
     An edit that lands after a capture read the project but before the event that announced
     it is absorbed by the platform's throttle would otherwise wait for the next event; this
     makes the newest edit always end up in a version (up to ``max_rounds`` captures). Returns
-    the last capture, with ``rounds`` set to the number of captures made.
+    the last capture, with ``rounds`` set to the number of captures made, ``created`` true
+    when any round committed a version (listed in ``versions_created``), and the bytes
+    written and seconds spent over all rounds.
     """
     if max_rounds < 1:
         raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
-    rounds = 0
+    started = time.monotonic()
+    rounds, bytes_written = 0, 0
+    created: list[int] = []
     while True:
         rounds += 1
         result = capture_version(
@@ -237,6 +252,18 @@ def capture_until_current(
             tags=tags,
             progress=progress,
         )
+        bytes_written += result.bytes_written
+        if result.created:
+            created.append(result.version.number)
         now = platform.get_project(project_id).updated_at
         if rounds == max_rounds or now is None or now == result.project.updated_at:
-            return replace(result, rounds=rounds)
+            # A later round that found nothing new must not hide the version an earlier
+            # round committed: the run made a version if any of its rounds did.
+            return replace(
+                result,
+                created=bool(created),
+                rounds=rounds,
+                versions_created=tuple(created),
+                bytes_written=bytes_written,
+                seconds=time.monotonic() - started,
+            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -12,13 +13,20 @@ from labelvault.models import RestoreOptions
 from labelvault.retention import RetentionPolicy
 from labelvault.settings import PlatformConnection, StoreSettings
 from labelvault.vault import Vault, VersionRef
-from tasks.common import RETRY_TRANSIENT, ProgressArtifact, retry_transient
+from tasks.common import (
+    RESTORE_TIMEOUT_SECONDS,
+    RETRY_TRANSIENT,
+    STEP_TIMEOUT_SECONDS,
+    ProgressArtifact,
+    retry_transient,
+)
 
 
 @task(
     name="restore-version",
     cache_policy=NO_CACHE,
     retry_condition_fn=retry_transient,
+    timeout_seconds=RESTORE_TIMEOUT_SECONDS,
     **RETRY_TRANSIENT,
 )
 def restore(
@@ -30,34 +38,41 @@ def restore(
     *,
     restore_id: str,
     options: RestoreOptions,
+    progress_id: UUID | None = None,
 ) -> dict[str, Any]:
-    """Restore one version into a new project on ``target``; resumable by ``restore_id``."""
+    """Restore one version into a new project on ``target``; resumable by ``restore_id``.
+    ``progress_id`` is the run's progress artifact, moved by every attempt."""
     platform = open_platform(target)
     try:
         with Vault(open_store_from(store)) as vault:
             project = source.project_ref(project_id)
             info = vault.version(project, version)
             items = info.stats.get("rows.items")
-            artifact = ProgressArtifact(
-                f"Restoring version {info.number} of {source.platform} project {project_id}"
-            )
+            artifact = ProgressArtifact(progress_id) if progress_id is not None else None
             _, report = vault.restore(
                 platform,
                 project,
                 info.number,
                 restore_id=restore_id,
                 options=options,
-                progress=lambda created: artifact.update(
-                    created.get("items", 0) / items if items else None
+                progress=(
+                    (
+                        lambda created: artifact.update(
+                            created.get("items", 0) / items if items else None
+                        )
+                    )
+                    if artifact is not None
+                    else None
                 ),
             )
-            artifact.done()
+            if artifact is not None:
+                artifact.done()
     finally:
         platform.close()
     return {**report.summary(), "version": info.number}
 
 
-@task(name="diff-versions", cache_policy=NO_CACHE)
+@task(name="diff-versions", cache_policy=NO_CACHE, timeout_seconds=STEP_TIMEOUT_SECONDS)
 def diff(
     source: PlatformConnection,
     store: StoreSettings,
@@ -80,6 +95,7 @@ def diff(
 @task(
     name="expire-versions",
     cache_policy=NO_CACHE,
+    timeout_seconds=STEP_TIMEOUT_SECONDS,
     retry_condition_fn=retry_transient,
     **RETRY_TRANSIENT,
 )
@@ -96,7 +112,7 @@ def expire(
         return vault.expire(source.project_ref(project_id), policy, dry_run=dry_run).summary()
 
 
-@task(name="list-projects", cache_policy=NO_CACHE)
+@task(name="list-projects", cache_policy=NO_CACHE, timeout_seconds=STEP_TIMEOUT_SECONDS)
 def list_projects(source: PlatformConnection, store: StoreSettings) -> list[str]:
     """Ids of the projects of ``source``'s server that have versions in the store."""
     instance = source.project_ref("_").instance

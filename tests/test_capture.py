@@ -19,8 +19,11 @@ from tests.fakes.supervisely import FakeSupervisely, generate_rich_project
 class EditsWhileRead:
     """A Supervisely platform whose project gets a new box while the first capture reads it."""
 
-    def __init__(self, fake: FakeSupervisely, project_id: int, edits: int = 1) -> None:
+    def __init__(
+        self, fake: FakeSupervisely, project_id: int, edits: int = 1, at_page: int = 2
+    ) -> None:
         self.fake = fake
+        self.at_page = at_page
         self.project_id = project_id
         self.edits_left = edits
         self.inner = SuperviselyPlatform("http://sly.test", fake.token, transport=fake.transport())
@@ -35,7 +38,7 @@ class EditsWhileRead:
 
     def iter_pages(self, project_id: str) -> Iterator[TablePage]:
         for number, page in enumerate(self.inner.iter_pages(project_id)):
-            if number == 2 and self.edits_left:
+            if number == self.at_page and self.edits_left:
                 self.edits_left -= 1
                 self.edit()
             yield page
@@ -50,6 +53,16 @@ class EditsWhileRead:
 
     def close(self) -> None:
         self.inner.close()
+
+
+class TouchesWhileRead(EditsWhileRead):
+    """Moves the project's updated_at while a capture reads it, without changing content."""
+
+    def edit_now(self) -> None:
+        EditsWhileRead.edit(self)
+
+    def edit(self) -> None:
+        self.fake.touch_project(self.project_id)
 
 
 @pytest.fixture
@@ -71,6 +84,34 @@ def test_a_project_that_moved_during_capture_is_captured_again(fake: FakeSupervi
         if fake.images[f["entityId"]]["projectId"] == rich.project_id
     )
     assert result.rows["annotations"] == boxes_now
+    assert result.created is True
+    assert result.versions_created == (1, 2)
+
+
+def test_a_version_made_before_a_round_that_found_no_change_is_reported(
+    fake: FakeSupervisely,
+) -> None:
+    """Round 1 commits version 2; the project's updated_at moves while it is read but its
+    content does not, so the catch-up round finds the same content. The result still says
+    version 2 was created."""
+    rich = generate_rich_project(fake, images_per_dataset=2)
+    store = MemoryStore("capture-created-early")
+    catalog = Catalog(store)
+    plain = SuperviselyPlatform("http://sly.test", fake.token, transport=fake.transport())
+    first = capture_until_current(plain, str(rich.project_id), store=store, catalog=catalog)
+    assert (first.created, first.version.number) == (True, 1)
+
+    platform = TouchesWhileRead(fake, rich.project_id)
+    platform.edit_now()
+    result = capture_until_current(platform, str(rich.project_id), store=store, catalog=catalog)
+    assert result.rounds == 2
+    assert [v.number for v in catalog.list(project_ref(platform, str(rich.project_id)))] == [1, 2]
+    assert result.created is True
+    assert result.version.number == 2
+    assert result.versions_created == (2,)
+    assert result.reason.startswith("created version 2")
+    summary = result.summary()
+    assert (summary["created"], summary["version"], summary["versions_created"]) == (True, 2, [2])
 
 
 def test_rounds_are_bounded(fake: FakeSupervisely) -> None:

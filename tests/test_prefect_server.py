@@ -151,10 +151,24 @@ def test_setup_is_idempotent_and_deploys_everything(deployed: Deployed) -> None:
         ("diff_versions", "diff-versions"),
         ("version_on_change", "version-on-change"),
         ("expire_versions", "expire-versions"),
+        ("expire_versions", "expire-versions-apply"),
     ]:
         deployment = deployed.deployment(flow, name)
         assert deployment["enforce_parameter_schema"] is True
         assert deployment["work_pool_name"] == "labelvault"
+        assert deployment["pull_steps"] == [
+            {
+                "prefect.deployments.steps.set_working_directory": {
+                    "directory": "{{ $LABELVAULT_CODE_DIR }}"
+                }
+            }
+        ]
+        schema = deployment["parameter_openapi_schema"]["properties"]
+        undescribed = [key for key, field in schema.items() if not field.get("description")]
+        assert not undescribed, f"{name}: parameters without a description: {undescribed}"
+    apply = deployed.deployment("expire_versions", "expire-versions-apply")
+    assert apply["parameters"]["dry_run"] is False
+    assert [schedule["active"] for schedule in apply["schedules"]] == [False]
 
 
 def test_ui_run_creates_a_version(deployed: Deployed) -> None:
@@ -168,7 +182,7 @@ def test_ui_run_creates_a_version(deployed: Deployed) -> None:
     artifacts = deployed.api.post(
         "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}}
     ).json()
-    assert {artifact["type"] for artifact in artifacts} >= {"table", "progress"}
+    assert {artifact["type"] for artifact in artifacts} >= {"markdown", "progress"}
 
 
 def test_parameters_are_validated_by_the_server(deployed: Deployed) -> None:
@@ -266,3 +280,127 @@ def test_concurrency_limits_exist_and_runs_on_one_project_do_not_overlap(
     assert f"labelvault-project-supervisely-{deployed.project_id}" in {
         limit["name"] for limit in deployed.api.post("/v2/concurrency_limits/filter").json()
     }
+
+
+def run_logs(deployed: Deployed, run_id: str) -> list[dict[str, Any]]:
+    response = deployed.api.post(
+        "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200}
+    )
+    response.raise_for_status()
+    return list(response.json())
+
+
+def wait_for_log(deployed: Deployed, run_id: str, text: str, timeout: float = 60.0) -> str:
+    """The first log line of the run that contains ``text`` (logs arrive in batches)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for log in run_logs(deployed, run_id):
+            if text in log["message"]:
+                return str(log["message"])
+        time.sleep(0.5)
+    lines = [log["message"] for log in run_logs(deployed, run_id)]
+    raise AssertionError(f"no log line with {text!r} in run {run_id}: {lines}")
+
+
+def run_artifacts(deployed: Deployed, run_id: str) -> list[dict[str, Any]]:
+    response = deployed.api.post(
+        "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}}
+    )
+    response.raise_for_status()
+    return list(response.json())
+
+
+def test_run_that_committed_a_version_says_so_when_a_catch_up_round_found_nothing_new(
+    deployed: Deployed,
+) -> None:
+    """The project's updated_at moves while the capture reads it, its content does not: the
+    catch-up round finds the same content, and the run still reports the version it made."""
+    # A version to diff against, whatever ran before this test.
+    first = deployed.run("create_version", "create-version", {"project_id": deployed.project_id})
+    assert deployed.wait(first)["state_type"] == "COMPLETED", log_tail(deployed.worker_log, 60)
+    deployed.edit(11)
+    touched: list[str] = []
+    original = deployed.fake.methods["figures.list"]
+
+    def touch_once(user: Any, body: Any) -> Any:
+        if not touched:
+            touched.append(deployed.fake.touch_project(deployed.rich.project_id))
+        return original(user, body)
+
+    deployed.fake.methods["figures.list"] = touch_once
+    try:
+        run_id = deployed.run(
+            "create_version", "create-version", {"project_id": deployed.rich.project_id}
+        )
+        run = deployed.wait(run_id)
+    finally:
+        deployed.fake.methods["figures.list"] = original
+    assert run["state_type"] == "COMPLETED", log_tail(deployed.worker_log, 60)
+    assert touched
+    assert run["name"] == f"create supervisely/{deployed.project_id}"
+    assert {"supervisely", f"project:supervisely/{deployed.project_id}"} <= set(run["tags"])
+    latest = deployed.catalog().latest(project_ref(deployed.platform(), deployed.project_id))
+    assert latest is not None
+    line = wait_for_log(deployed, run_id, "created version")
+    assert f"created version {latest.number} (2 captures" in line
+    keys = {artifact["key"] for artifact in run_artifacts(deployed, run_id)}
+    assert f"labelvault-supervisely-{deployed.project_id}-diff" in keys
+
+
+def test_a_run_waiting_for_its_project_says_so_and_holds_no_platform_slot(
+    deployed: Deployed,
+) -> None:
+    name = f"labelvault-project-supervisely-{deployed.project_id}"
+    created = deployed.api.post("/v2/concurrency_limits/", json={"name": name, "limit": 1})
+    assert created.status_code in (201, 409), created.text
+    deployed.api.patch(f"/v2/concurrency_limits/{name}", json={"active_slots": 1})
+    try:
+        deployed.edit(12)
+        run_id = deployed.run(
+            "create_version", "create-version", {"project_id": deployed.project_id}
+        )
+        line = wait_for_log(deployed, run_id, "waiting for project", timeout=120)
+        assert f"supervisely/{deployed.project_id}" in line
+        run = deployed.api.get(f"/flow_runs/{run_id}").json()
+        assert (run["state_type"], run["state_name"]) == ("RUNNING", "AwaitingProjectSlot")
+        platform_limit = deployed.api.get("/v2/concurrency_limits/tag:platform:supervisely")
+        assert platform_limit.json()["active_slots"] == 0
+        tasks = deployed.api.post(
+            "/task_runs/filter",
+            json={
+                "flow_runs": {"id": {"any_": [run_id]}},
+                "task_runs": {"name": {"like_": "capture-version"}},
+            },
+        ).json()
+        assert tasks == []
+    finally:
+        deployed.api.patch(f"/v2/concurrency_limits/{name}", json={"active_slots": 0})
+    run = deployed.wait(run_id)
+    assert run["state_type"] == "COMPLETED", log_tail(deployed.worker_log, 60)
+    wait_for_log(deployed, run_id, "got project")
+
+
+def test_a_retried_capture_moves_one_progress_bar_and_library_warnings_reach_the_run_log(
+    deployed: Deployed,
+) -> None:
+    deployed.edit(13)
+    # As many 503s as the HTTP client makes attempts (one call, not parallel ones): the
+    # capture task fails transiently once and Prefect retries it; the client's retry warnings
+    # come from the labelvault.http logger.
+    deployed.fake.fail_next("projects.info", 503, times=4)
+    run_id = deployed.run("create_version", "create-version", {"project_id": deployed.project_id})
+    run = deployed.wait(run_id, timeout=240)
+    assert run["state_type"] == "COMPLETED", log_tail(deployed.worker_log, 60)
+    captures = deployed.api.post(
+        "/task_runs/filter",
+        json={
+            "flow_runs": {"id": {"any_": [run_id]}},
+            "task_runs": {"name": {"like_": "capture-version"}},
+        },
+    ).json()
+    assert [task["run_count"] for task in captures] == [2]
+    progress = [a for a in run_artifacts(deployed, run_id) if a["type"] == "progress"]
+    assert [artifact["data"] for artifact in progress] == [100.0]
+    line = wait_for_log(deployed, run_id, "answered 503")
+    assert line.startswith("labelvault.http: ")
+    assert "projects.info" in line

@@ -99,7 +99,13 @@ class PrefectServer:
         process = subprocess.Popen(
             [PREFECT, "worker", "start", "--pool", pool, "--type", "process"],
             cwd=REPO,
-            env={**self.env, "PREFECT_WORKER_QUERY_SECONDS": "1", **(env or {})},
+            env={
+                **self.env,
+                "PREFECT_WORKER_QUERY_SECONDS": "1",
+                # The deployments' pull step runs the flows from this checkout.
+                "LABELVAULT_CODE_DIR": str(REPO),
+                **(env or {}),
+            },
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -1,0 +1,80 @@
+"""The run forms: every parameter of every deployed flow is described, ids take numbers."""
+
+from __future__ import annotations
+
+import pytest
+from prefect import Flow
+from prefect.utilities.callables import parameter_schema
+
+from flows.create_version import create_version
+from flows.diff_versions import diff_versions
+from flows.expire_versions import expire_versions
+from flows.restore_version import report_markdown, restore_version
+from flows.version_on_change import version_on_change
+from tasks.artifacts import markdown_table, summary_markdown
+
+FLOWS = [create_version, restore_version, diff_versions, expire_versions, version_on_change]
+
+
+@pytest.mark.parametrize("flow", FLOWS, ids=lambda flow: flow.name)
+def test_every_parameter_has_a_title_and_a_description(flow: Flow[..., object]) -> None:
+    schema = parameter_schema(flow.fn).model_dump_for_openapi()
+    for name, field in schema["properties"].items():
+        assert field.get("title"), f"{flow.name}.{name} has no title"
+        assert len(field.get("description") or "") > 10, f"{flow.name}.{name} undescribed"
+    optional = [
+        name
+        for name, field in schema["properties"].items()
+        if {"type": "null"} in field.get("anyOf", [])
+    ]
+    for name in optional:
+        description = schema["properties"][name]["description"]
+        assert "Empty (None)" in description, f"{flow.name}.{name}: what None means"
+
+
+@pytest.mark.parametrize("flow", [create_version, restore_version, diff_versions])
+def test_project_ids_are_numbers_or_strings(flow: Flow[..., object]) -> None:
+    schema = parameter_schema(flow.fn).model_dump_for_openapi()
+    kinds = {option["type"] for option in schema["properties"]["project_id"]["anyOf"]}
+    assert kinds == {"integer", "string"}
+
+
+def test_summary_markdown_is_separate_tables_without_python_values() -> None:
+    summary = {
+        "project": "supervisely/sly.test:80/5007",
+        "version": 3,
+        "reason": "created version 3",
+        "rows": {"items": 12, "annotations": 40},
+        "bytes_written": 2048,
+        "bytes_reused": 1_500_000,
+        "seconds": 1.5,
+        "items_per_second": 8.0,
+        "captures": 1,
+    }
+    markdown = summary_markdown(summary, {"car": 30, "": 10})
+    for heading in ("Rows per table", "Annotations per class", "Storage", "Time"):
+        assert f"## {heading}" in markdown
+    assert "| car | 30 |" in markdown
+    assert "(no class)" in markdown
+    assert "1.4 MiB" in markdown
+    assert "{" not in markdown
+
+
+def test_restore_markdown_has_no_python_reprs() -> None:
+    report = {
+        "version": 2,
+        "project_id": 99,
+        "project_name": "cars, from ver. 2",
+        "workspace_id": 1,
+        "resumed": False,
+        "created": {"items": 3, "annotations": 5},
+        "filtered_out": {"annotations": 4},
+        "skipped": 0,
+        "failures": 0,
+        "warnings": ["class 'x' missing"],
+    }
+    markdown = report_markdown(report)
+    assert "| annotations | 4 |" in markdown
+    assert "{" not in markdown
+    assert "[" not in markdown
+    assert markdown_table(["a", "b"], []).endswith("| (none) |  |")
