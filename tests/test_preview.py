@@ -99,7 +99,8 @@ def test_preview_twice_returns_the_same_project(
     assert workspace["name"] == PREVIEW_WORKSPACE
     assert workspace["teamId"] == fake.projects[int(project.project_id)]["teamId"]
     assert workspace["id"] in fake.hidden_workspaces
-    assert made["name"].startswith("[preview] ") and made["name"].endswith(" v1")
+    assert made["name"].startswith("[preview] ")
+    assert made["name"].endswith(" v1")
     assert "preview of version 1" in made["description"]
     assert vault.catalog.preview(project, 1) == first.link
     assert vault.catalog.preview(project, 2) is None
@@ -184,7 +185,7 @@ def test_expiring_a_previewed_version_deletes_its_preview(
     assert dry.summary()["previews_deleted"] == {1: old.project.project_id}
     assert int(old.project.project_id) in fake.projects  # a dry run deletes nothing
 
-    with pytest.raises(ConfigurationError, match="version 1 .* has a preview") as refused:
+    with pytest.raises(ConfigurationError, match=r"version 1 .* has a preview") as refused:
         vault.expire(project, policy, dry_run=False)
     assert "nothing was deleted" in refused.value.message
     assert [v.number for v in vault.catalog.list(project)] == [1, 2]
@@ -227,7 +228,8 @@ def test_bad_input_gets_one_clear_line(
     with pytest.raises(AuthenticationError) as denied:
         preview_version(vault, platform, project, 1)
     message = denied.value.message
-    assert "\n" not in message and fake.token not in message
+    assert "\n" not in message
+    assert fake.token not in message
     assert f"may not create the previews workspace {PREVIEW_WORKSPACE!r}" in message
     assert "ask a team admin" in message
     assert vault.catalog.preview(project, 1) is None
@@ -243,11 +245,12 @@ class VideoPlatform(SuperviselyPlatform):
 
     def iter_pages(self, project_id: str) -> Iterator[TablePage]:
         for page in super().iter_pages(project_id):
-            if page.table == "project":
-                kinds = pa.array(["videos"] * page.batch.num_rows, pa.string())
-                index = page.batch.schema.get_field_index("kind")
-                page = TablePage(page.table, page.batch.set_column(index, "kind", kinds))
-            yield page
+            if page.table != "project":
+                yield page
+                continue
+            kinds = pa.array(["videos"] * page.batch.num_rows, pa.string())
+            index = page.batch.schema.get_field_index("kind")
+            yield TablePage(page.table, page.batch.set_column(index, "kind", kinds))
 
 
 def test_a_project_type_the_platform_cannot_preview(
@@ -263,14 +266,17 @@ def test_a_project_type_the_platform_cannot_preview(
         with pytest.raises(UnsupportedProject) as refused:
             preview_version(vault, platform, project, 1)
     message = refused.value.message
-    assert "is a 'videos' project" in message and "images projects only" in message
+    assert "is a 'videos' project" in message
+    assert "images projects only" in message
     assert "\n" not in message
     assert len(fake.projects) == before
 
 
 def test_titles_fit_label_studio() -> None:
     long = preview_title("x" * 80, 12345)
-    assert len(long) == 50 and long.startswith("[preview] xxx") and long.endswith("… v12345")
+    assert len(long) == 50
+    assert long.startswith("[preview] xxx")
+    assert long.endswith("… v12345")
     assert preview_title("cats", 3) == "[preview] cats v3"
     assert is_preview_title("[preview] cats v3_001")
     assert not is_preview_title("cats v3")
@@ -281,15 +287,19 @@ def test_summary_counts_datasets_classes_items_and_the_diff(
     vault: Vault, project: ProjectRef
 ) -> None:
     first = version_summary(vault, project, 1)
-    assert first.previous is None and first.diff is None
+    assert first.previous is None
+    assert first.diff is None
     assert "nothing to compare with" in first.to_markdown()
     summary = version_summary(vault, project, top=3)
-    assert summary.version.number == 2 and summary.previous == 1
+    assert summary.version.number == 2
+    assert summary.previous == 1
     assert sum(d["items"] for d in summary.datasets) == summary.rows["items"]
     assert sum(summary.classes.values()) == summary.rows["annotations"]
     counts = [i["annotations"] for i in summary.largest_items]
-    assert len(counts) == 3 and counts == sorted(counts, reverse=True)
-    assert summary.diff is not None and summary.diff["items"]["changed"] == 1
+    assert len(counts) == 3
+    assert counts == sorted(counts, reverse=True)
+    assert summary.diff is not None
+    assert summary.diff["items"]["changed"] == 1
     markdown = summary.to_markdown()
     for heading in ("## Datasets", "## Classes", "## Items with the most annotations"):
         assert heading in markdown
