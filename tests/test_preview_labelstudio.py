@@ -67,7 +67,7 @@ def test_preview_on_label_studio(
         httpx.post(
             f"{labelstudio_server.base_url}/api/projects/{rich.project_id}/import",
             headers={"Authorization": f"Token {labelstudio_server.token}"},
-            json=[{"data": {"image": "https://example.invalid/extra.png"}}],
+            json=[{"data": {"image": "http://example.invalid/img/99.jpg", "caption": "extra"}}],
         ).raise_for_status()
         second = vault.capture(ls, rich.project_id, title="second").version
         assert second.number == 2
