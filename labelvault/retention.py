@@ -16,6 +16,12 @@ can pick up a chunk that is about to be deleted), then:
    cancelled or "no change" captures) once they are older than a grace period (by default the
    lease duration), so a capture's fresh chunks are never touched, even by a clock that is off.
 
+A version's preview project (see :mod:`labelvault.preview`) goes with it: the report lists the
+previews of the expired versions (``previews``), and a real run deletes each one on its
+platform (through the caller's ``delete_preview``) before the version's record, so a failed
+deletion leaves the version and its link in place for the next run. A real run that would
+expire a previewed version without a way to delete the preview deletes nothing.
+
 Objects that a live version references are never deleted, whatever else referenced them. The
 references of a version come from the caller (``referenced_keys``, e.g. a manifest's
 ``referenced_keys()``); its ``manifest_key`` always counts as referenced.
@@ -35,12 +41,14 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from labelvault.catalog import Catalog, Reservation, default_holder
+from labelvault.catalog import Catalog, PreviewLink, Reservation, default_holder
 from labelvault.catalog.catalog import DAMAGE
+from labelvault.errors import ConfigurationError
 from labelvault.models import FrozenModel, ProjectRef, VersionInfo, as_utc
 from labelvault.storage.base import ObjectInfo, ObjectStore
 
 __all__ = [
+    "DeletePreview",
     "ExpiryPlan",
     "ExpiryReport",
     "ObjectSet",
@@ -49,6 +57,9 @@ __all__ = [
     "expire",
     "plan_expiry",
 ]
+
+#: Deletes a preview project on its platform (one already gone counts as deleted).
+DeletePreview = Callable[[PreviewLink], None]
 
 #: The folders under a project's prefix that retention may delete from.
 DATA_FOLDERS = ("chunks", "manifests")
@@ -138,6 +149,10 @@ class ExpiryReport(FrozenModel):
         default_factory=ObjectSet,
         description="objects kept only because a damaged version might reference them",
     )
+    previews: dict[int, PreviewLink] = Field(
+        default_factory=dict,
+        description="preview projects of the expired versions, by version: deleted with them",
+    )
 
     @property
     def deleted_count(self) -> int:
@@ -164,6 +179,9 @@ class ExpiryReport(FrozenModel):
             "bytes_live": self.live.bytes,
             "damaged": list(self.damaged),
             "objects_held_for_damaged": self.held.count,
+            "previews_deleted": {
+                number: link.project_id for number, link in sorted(self.previews.items())
+            },
         }
 
 
@@ -222,15 +240,20 @@ def expire(
     now: datetime | None = None,
     grace: timedelta | None = None,
     holder: str | None = None,
+    delete_preview: DeletePreview | None = None,
 ) -> ExpiryReport:
     """Apply ``policy`` to ``project``: delete expired versions, their data and old orphans.
 
     ``referenced_keys(version)`` gives the objects a version needs (its chunks; its manifest
-    counts anyway). ``grace`` defaults to the catalog's lease duration; ``now`` to the
-    catalog's clock. A dry run (the default) reads only and deletes nothing.
+    counts anyway). ``delete_preview`` deletes an expired version's preview project; a real
+    run that needs it and lacks it raises before deleting anything. ``grace`` defaults to the
+    catalog's lease duration; ``now`` to the catalog's clock. A dry run (the default) reads
+    only and deletes nothing.
 
     Raises:
         LeaseHeld: (real runs) a capture kept the project reserved for the catalog's wait.
+        ConfigurationError: (real runs) an expired version has a preview and no
+            ``delete_preview`` was given.
     """
     grace = timedelta(seconds=catalog.lease_seconds) if grace is None else grace
     if grace < timedelta(0):
@@ -245,6 +268,7 @@ def expire(
             lease=None,
             now=now,
             grace=grace,
+            delete_preview=None,
         )
     reserved = catalog.reserve(project, holder=f"retention {holder or default_holder()}")
     assert isinstance(reserved, Reservation)  # without source_updated_at: always a reservation
@@ -258,6 +282,7 @@ def expire(
             lease=reserved,
             now=now,
             grace=grace,
+            delete_preview=delete_preview,
         )
     finally:
         catalog.cancel(reserved)
@@ -273,6 +298,7 @@ def _expire(
     lease: Reservation | None,
     now: datetime | None,
     grace: timedelta,
+    delete_preview: DeletePreview | None,
 ) -> ExpiryReport:
     listed = catalog.list(project)
     damaged = [f"version {bad.number}: {bad.problem}" for bad in listed.damaged]
@@ -310,9 +336,23 @@ def _expire(
     if damaged:  # what a damaged version references is unknown: no object is provably unused
         held, freed, old = [*freed, *old], [], []
 
+    previews = {
+        version.number: link
+        for version in expired
+        if (link := catalog.preview(project, version.number)) is not None
+    }
+    if lease is not None and previews and delete_preview is None:
+        raise ConfigurationError(
+            f"{_versions(sorted(previews))} of {project} {'has' if len(previews) == 1 else 'have'}"
+            " a preview on the platform; expiring needs the platform's token to delete "
+            f"{'it' if len(previews) == 1 else 'them'} (nothing was deleted)"
+        )
     if lease is not None:
         for version in expired:
             lease = _keep_alive(catalog, lease)
+            link = previews.get(version.number)
+            if link is not None and delete_preview is not None:
+                delete_preview(link)
             catalog.delete_version(project, version.number)
         for info in (*freed, *old):
             lease = _keep_alive(catalog, lease)
@@ -329,7 +369,14 @@ def _expire(
         live=ObjectSet.of(live),
         damaged=tuple(damaged),
         held=ObjectSet.of(held),
+        previews=previews,
     )
+
+
+def _versions(numbers: list[int]) -> str:
+    if len(numbers) == 1:
+        return f"version {numbers[0]}"
+    return "versions " + ", ".join(str(n) for n in numbers)
 
 
 def _keep_alive(catalog: Catalog, lease: Reservation) -> Reservation:

@@ -20,7 +20,7 @@ from labelvault.models import ProjectRef, RestoreOptions, RestoreReport, Version
 from labelvault.platforms.base import Platform, RestoreProgress
 from labelvault.query import DEFAULT_BATCH_ROWS, QueryLimits, query, query_reader
 from labelvault.restore import journal_prefix, restore_version
-from labelvault.retention import ExpiryReport, RetentionPolicy, expire
+from labelvault.retention import DeletePreview, ExpiryReport, RetentionPolicy, expire
 from labelvault.snapshot.manifest import Manifest
 from labelvault.snapshot.reader import SnapshotReader
 from labelvault.storage import ObjectStore
@@ -159,8 +159,13 @@ class Vault:
         *,
         dry_run: bool = True,
         now: datetime | None = None,
+        delete_preview: DeletePreview | None = None,
     ) -> ExpiryReport:
-        """Apply a retention policy; a dry run (the default) deletes nothing."""
+        """Apply a retention policy; a dry run (the default) deletes nothing.
+
+        ``delete_preview`` deletes an expired version's preview project on its platform (see
+        :func:`labelvault.preview.delete_preview`); a real run needs it when one has a preview.
+        """
         return expire(
             self.store,
             self.catalog,
@@ -169,6 +174,7 @@ class Vault:
             referenced_keys=lambda version: self.manifest(version).referenced_keys(),
             dry_run=dry_run,
             now=now or datetime.now(UTC),
+            delete_preview=delete_preview,
         )
 
     def verify(

@@ -1,4 +1,5 @@
-"""The versions catalog: reserve / commit / cancel, list / get / latest, update, delete.
+"""The versions catalog: reserve / commit / cancel, list / get / latest, update, previews,
+delete.
 
 See :mod:`labelvault.catalog.catalog` for the protocol and the layout on the object store.
 """
@@ -9,6 +10,7 @@ from labelvault.catalog.catalog import BrokenLease, Catalog, DamagedVersion, Ver
 from labelvault.catalog.lease import HolderState, ReserveWait, default_holder
 from labelvault.catalog.records import (
     RECORD_SCHEMA_VERSION,
+    PreviewLink,
     lease_key,
     meta_key,
     version_key,
@@ -22,6 +24,7 @@ __all__ = [
     "CommitResult",
     "DamagedVersion",
     "HolderState",
+    "PreviewLink",
     "Reservation",
     "ReserveWait",
     "VersionInfo",

@@ -10,10 +10,11 @@ folder and on S3 shared by many machines. Under ``<project.prefix>/``:
     moment a version exists. It carries the ``commit_token`` of the reservation that made it,
     so a commit retried after a lost response recognises its own record and reports success.
 ``meta/<number:08d>.json``
-    The version's current title, description and tags
+    The version's current title, description and tags, and the link to its preview project
     (:class:`~labelvault.catalog.records.VersionMeta`), written only by :meth:`Catalog.update`
-    with compare-and-swap (``put_if_absent`` the first time, then ``put_if_match``) and merged
-    over the record on every read. The record keeps the values given at commit time.
+    and :meth:`Catalog.link_preview` with compare-and-swap (``put_if_absent`` the first
+    time, then ``put_if_match``) and merged over the record on every read. The record keeps
+    the values given at commit time.
 ``lease.json``
     The reservation lease (see :mod:`labelvault.catalog.lease`): at most one holder per
     project; a crashed holder's lease is taken over after it expires.
@@ -59,7 +60,9 @@ from labelvault.catalog.lease import (
     this_process,
 )
 from labelvault.catalog.records import (
+    PREVIEW_SCHEMA_VERSION,
     LeaseRecord,
+    PreviewLink,
     VersionMeta,
     VersionRecord,
     dump_record,
@@ -770,28 +773,96 @@ class Catalog:
         version = self.get(project, ref)
         if title is None and description is None and new_tags is None:
             return version
+
+        def change(current: VersionInfo, found: VersionMeta | None) -> VersionMeta:
+            return VersionMeta(
+                schema_version=_meta_schema(found.preview if found else None),
+                version_id=current.id,
+                title=current.title if title is None else title,
+                description=current.description if description is None else description,
+                tags=current.tags if new_tags is None else new_tags,
+                updated_at=self.now(),
+                preview=found.preview if found else None,
+            )
+
+        return self._rewrite_meta(project, version, ref, change)[0]
+
+    def preview(self, project: ProjectRef, ref: int | str) -> PreviewLink | None:
+        """The preview project linked to a version, or ``None``.
+
+        Raises:
+            VersionNotFound: no such version.
+        """
+        version = self.get(project, ref)
+        meta = self._read_meta(project, version.number)
+        return meta.preview if meta is not None and meta.version_id == version.id else None
+
+    def link_preview(
+        self,
+        project: ProjectRef,
+        ref: int | str,
+        link: PreviewLink | None,
+        *,
+        expected: PreviewLink | None,
+    ) -> PreviewLink | None:
+        """Link ``link`` as the version's preview (``None`` unlinks), but only while the
+        current link is ``expected``: two previews made at once never silently replace each
+        other. Stamped like :meth:`update`; title, description and tags are kept.
+
+        Returns the link now stored: ``link`` on success, the other link when it differed
+        from ``expected`` (and nothing was written).
+
+        Raises:
+            VersionNotFound: no such version.
+        """
+        version = self.get(project, ref)
+
+        def change(current: VersionInfo, found: VersionMeta | None) -> VersionMeta | None:
+            now_linked = found.preview if found is not None else None
+            if now_linked != expected:
+                return None
+            return VersionMeta(
+                schema_version=_meta_schema(link),
+                version_id=current.id,
+                title=current.title,
+                description=current.description,
+                tags=current.tags,
+                updated_at=self.now(),
+                preview=link,
+            )
+
+        _, stored = self._rewrite_meta(project, version, ref, change)
+        return stored.preview if stored is not None else None
+
+    def _rewrite_meta(
+        self,
+        project: ProjectRef,
+        version: VersionInfo,
+        ref: int | str,
+        change: Callable[[VersionInfo, VersionMeta | None], VersionMeta | None],
+    ) -> tuple[VersionInfo, VersionMeta | None]:
+        """Replace ``meta/<number>.json`` with ``change(current, stored meta)`` by
+        compare-and-swap, re-reading after every lost race; ``change`` returning ``None``
+        leaves the stored metadata as it is."""
         key = meta_key(project, version.number)
         record = self._read_record(project, version.number)
         if record is None:
             raise self._not_found(project, ref, version.number)
         for _ in range(_CAS_ATTEMPTS):
             found = self._read_meta_etag(project, version.number)
-            current = record.info(None if found is None else found[0])
-            meta = VersionMeta(
-                version_id=record.id,
-                title=current.title if title is None else title,
-                description=current.description if description is None else description,
-                tags=current.tags if new_tags is None else new_tags,
-                updated_at=self.now(),
-            )
+            meta = found[0] if found is not None and found[0].version_id == record.id else None
+            current = record.info(meta)
+            wanted = change(current, meta)
+            if wanted is None:
+                return current, meta
             try:
                 if found is None:
-                    self.store.put_if_absent(key, dump_record(meta))
+                    self.store.put_if_absent(key, dump_record(wanted))
                 else:
-                    self.store.put_if_match(key, dump_record(meta), found[1])
+                    self.store.put_if_match(key, dump_record(wanted), found[1])
             except (AlreadyExists, PreconditionFailed, ObjectNotFound):
                 continue
-            return record.info(meta)
+            return record.info(wanted), wanted
         raise CatalogError(
             f"version {version.number} of project {project} kept changing while being updated; "
             "try again",
@@ -821,6 +892,11 @@ class Catalog:
         self.store.delete(version_key(project, version.number))
         self.store.delete(meta_key(project, version.number))
         return version
+
+
+def _meta_schema(preview: PreviewLink | None) -> int:
+    """Metadata that links a preview is written as a newer schema (see ``records``)."""
+    return PREVIEW_SCHEMA_VERSION if preview is not None else 2
 
 
 def _unchanged(latest: VersionInfo | None, wanted: datetime | None) -> bool:

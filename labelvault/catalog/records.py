@@ -20,8 +20,10 @@ from labelvault.models import FrozenModel, ProjectRef, VersionInfo, as_utc
 from labelvault.storage.keys import join_key
 
 __all__ = [
+    "PREVIEW_SCHEMA_VERSION",
     "RECORD_SCHEMA_VERSION",
     "LeaseRecord",
+    "PreviewLink",
     "VersionMeta",
     "VersionRecord",
     "dump_record",
@@ -36,8 +38,11 @@ __all__ = [
 
 #: The newest schema version this build reads. Version records and leases are written as
 #: version 2 (version records name their manifest's sha256, leases their holder's process);
-#: version metadata is still written as version 1. Version 1 records stay readable.
-RECORD_SCHEMA_VERSION = 2
+#: version metadata as version 2, or 3 when it links a preview (so a labelvault that does not
+#: know previews refuses it as newer instead of calling it corrupt). Older records stay readable.
+RECORD_SCHEMA_VERSION = 3
+#: The schema version of metadata that links a preview.
+PREVIEW_SCHEMA_VERSION = 3
 
 _NUMBERED = re.compile(r"/(\d{8,})\.json$")
 _Record = TypeVar("_Record", bound="_StoredRecord")
@@ -118,18 +123,41 @@ class VersionRecord(_StoredRecord):
         return VersionInfo.model_validate(fields)
 
 
-class VersionMeta(_StoredRecord):
-    """``meta/<n>.json``: a version's current title, description and tags.
+class PreviewLink(FrozenModel):
+    """The project on the platform that previews a version (see :mod:`labelvault.preview`).
 
-    Replaced with compare-and-swap by ``Catalog.update``; it applies only to the record whose
-    id it names, so a leftover from a deleted version can never leak into another one.
+    ``generation`` counts the previews made of the version (1, 2 …): each one is restored
+    under its own journal, so a replaced preview is never confused with its successor.
     """
 
+    platform: str = Field(min_length=1)
+    instance: str = Field(min_length=1, description="the server the preview project lives on")
+    project_id: str = Field(min_length=1)
+    created_at: datetime
+    generation: int = Field(default=1, ge=1)
+    workspace_id: str | None = None
+
+    @field_validator("created_at", mode="after")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+
+class VersionMeta(_StoredRecord):
+    """``meta/<n>.json``: a version's current title, description and tags, and its preview.
+
+    Replaced with compare-and-swap by ``Catalog.update`` and ``Catalog.link_preview``; it
+    applies only to the record whose id it names, so a leftover from a deleted version can
+    never leak into another one.
+    """
+
+    schema_version: int = Field(default=2, ge=1)
     version_id: str = Field(min_length=1)
     title: str = ""
     description: str = ""
     tags: tuple[str, ...] = ()
     updated_at: datetime
+    preview: PreviewLink | None = None
 
 
 class LeaseRecord(_StoredRecord):
@@ -160,7 +188,12 @@ class LeaseRecord(_StoredRecord):
 
 
 def dump_record(record: _StoredRecord) -> bytes:
-    """The stored form of a record: compact JSON, keys in a stable order."""
+    """The stored form of a record: compact JSON, keys in a stable order.
+
+    Metadata without a preview leaves the field out, so older readers still read it.
+    """
+    if isinstance(record, VersionMeta) and record.preview is None:
+        return record.model_dump_json(exclude={"preview"}).encode("utf-8")
     return record.model_dump_json().encode("utf-8")
 
 

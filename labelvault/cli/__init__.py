@@ -11,6 +11,7 @@ module              commands
 ``diff``            ``diff``
 ``query``           ``query``
 ``restore``         ``restore``
+``preview``         ``preview``, ``summary``
 ``expire``          ``expire``
 ``verify``          ``verify``, ``unlock``
 ``webhooks``        ``webhooks serve``, ``webhooks register``
@@ -21,7 +22,8 @@ module              commands
 
 A project's history is identified by platform, server host and project id, so ``versions``,
 ``show``, ``update``, ``diff``, ``query`` and ``expire`` need the server's URL but no token;
-only ``create`` and ``restore`` talk to the platform.
+only ``create``, ``restore`` and ``preview`` talk to the platform (and ``expire --apply``
+when an expired version has a preview).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from labelvault.cli import versions as versions
 from labelvault.cli import diff as diff
 from labelvault.cli import query as query
 from labelvault.cli import restore as restore
+from labelvault.cli import preview as preview
 from labelvault.cli import expire as expire
 from labelvault.cli import verify as verify
 from labelvault.cli import webhooks as webhooks

@@ -10,10 +10,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from labelvault.catalog import PreviewLink
 from labelvault.cli import inputs
 from labelvault.cli.app import ProjectArg, app, state
 from labelvault.cli.render import plural, print_json, size, tags, versions_phrase, when
 from labelvault.errors import ConfigurationError
+from labelvault.platforms.base import Platform
+from labelvault.preview import delete_preview
 from labelvault.retention import ExpiryReport, RetentionPolicy
 
 __all__ = ["expire"]
@@ -54,8 +57,19 @@ def expire(
     policy = RetentionPolicy(
         keep_last=keep_last, keep_tagged=keep_tagged, keep_younger_than=younger
     )
-    with st.vault() as vault:
-        report = vault.expire(project, policy, dry_run=not apply)
+    opened: list[Platform] = []
+
+    def drop_preview(link: PreviewLink) -> None:
+        if not opened:  # the platform is needed only when a preview goes
+            opened.append(st.connect())
+        delete_preview(opened[0], link)
+
+    try:
+        with st.vault() as vault:
+            report = vault.expire(project, policy, dry_run=not apply, delete_preview=drop_preview)
+    finally:
+        for platform in opened:
+            platform.close()
     if st.json:
         print_json(_expiry_json(report))
         return
@@ -85,6 +99,9 @@ def _expiry_json(report: ExpiryReport) -> dict[str, Any]:
         "fresh_orphan_objects": report.fresh_orphans.count,
         "live_objects": report.live.count,
         "live_bytes": report.live.bytes,
+        "previews": {
+            str(number): link.project_id for number, link in sorted(report.previews.items())
+        },
     }
 
 
@@ -114,6 +131,12 @@ def _print_expiry(out: Console, report: ExpiryReport) -> None:
         f"{report.orphans.count:,} left by failed captures",
         soft_wrap=True,
     )
+    if report.previews:
+        listed = ", ".join(
+            f"project {link.project_id} (version {number})"
+            for number, link in sorted(report.previews.items())
+        )
+        out.print(f"{verb} their previews on the platform: {listed}", soft_wrap=True)
     out.print(
         f"keeps {versions_phrase([v.number for v in report.plan.kept])} and "
         f"{plural(report.live.count, 'object')} ({size(report.live.bytes)})"

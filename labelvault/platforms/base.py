@@ -159,6 +159,11 @@ class Platform(Protocol):
         """Release connections."""
         ...
 
+    def delete_project(self, project_id: str) -> None:
+        """Delete a project (a preview being replaced or expired); one that is already gone
+        counts as deleted."""
+        ...
+
 
 PlatformFactory = Callable[..., Platform]
 

@@ -52,18 +52,19 @@ def connections_from_env(environ: Mapping[str, str] | None = None) -> dict[str, 
 
 def platform_project_exists(connection: PlatformConnection, project_id: str) -> bool:
     """Ask the connection's platform whether it has ``project_id`` (a project labelvault can
-    version); other platform errors propagate."""
+    version: a preview of a version is not one); other platform errors propagate."""
     from labelvault.platforms import get_platform_factory  # noqa: PLC0415 - registers them all
+    from labelvault.preview import is_preview_title  # noqa: PLC0415 - only the bridge needs it
 
     factory = get_platform_factory(connection.platform)
     platform = factory(connection.server_url, connection.token.get_secret_value())
     try:
-        platform.get_project(project_id)
+        info = platform.get_project(project_id)
     except (PlatformNotFound, UnsupportedProject):
         return False
     finally:
         platform.close()
-    return True
+    return not is_preview_title(info.name)
 
 
 # --- limits ----------------------------------------------------------------------------------

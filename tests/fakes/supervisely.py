@@ -260,6 +260,8 @@ class FakeSupervisely:
         self.image_tags: dict[int, list[dict[str, Any]]] = {}
         self.figure_tags: dict[int, list[dict[str, Any]]] = {}
         self.versions: dict[int, dict[str, Any]] = {}
+        #: ids of workspaces hidden with ``workspaces.visibility.set``
+        self.hidden_workspaces: set[int] = set()
         #: hash → media info, for every hash stored on the instance
         self.hashes: dict[str, dict[str, Any]] = {}
         #: link → media info, for every link that answers
@@ -302,6 +304,9 @@ class FakeSupervisely:
             "annotations.bulk.info": self._annotations_bulk_info,
             "workspaces.info": self._workspaces_info,
             "workspaces.list": self._workspaces_list,
+            "workspaces.add": self._workspaces_add,
+            "workspaces.visibility.set": self._workspaces_visibility_set,
+            "projects.remove": self._projects_remove,
             "projects.versions.reserve": self._versions_reserve,
             "projects.versions.commit": self._versions_commit,
             "projects.versions.cancel-reservation": self._versions_cancel,
@@ -1533,6 +1538,47 @@ class FakeSupervisely:
             raise ApiError(400, "Validation error", {"message": "nothing to update"})
         version.update(fields)
         return {"success": True}
+
+    # --- methods: workspaces and project removal (previews) -----------------------------------
+
+    def _workspaces_add(self, user: dict[str, Any], body: Json) -> Json:
+        self._require(body, "teamId", "name")
+        if body["teamId"] not in self.teams:
+            raise ApiError(
+                404, "Entity not found", {"type": "NONEXISTENT_ENTITY", "message": "Team not found"}
+            )
+        for other in self.workspaces.values():
+            if other["teamId"] == body["teamId"] and other["name"] == body["name"]:
+                raise _name_taken("Workspace", body["name"], other["id"])
+        ws_id = self.add_workspace(body["name"], body.get("description") or "")
+        self.workspaces[ws_id]["teamId"] = body["teamId"]
+        return self.workspaces[ws_id]
+
+    def _workspaces_visibility_set(self, user: dict[str, Any], body: Json) -> Json:
+        self._require(body, "id", "hidden")
+        self._workspaces_info(user, {"id": body["id"]})
+        if body["hidden"]:
+            self.hidden_workspaces.add(body["id"])
+        else:
+            self.hidden_workspaces.discard(body["id"])
+        return {}
+
+    def _projects_remove(self, user: dict[str, Any], body: Json) -> Json:
+        """Remove a project and everything in it (``api.project.remove``)."""
+        self._require(body, "id")
+        project = self._project(body["id"])
+        for dataset in [d for d in self.datasets.values() if d["projectId"] == project["id"]]:
+            for image in self.images.where("datasetId", [dataset["id"]]):
+                for figure in self.figures.where("entityId", [image["id"]]):
+                    self.alpha.pop(figure["id"], None)
+                    self.figure_tags.pop(figure["id"], None)
+                    del self.figures[figure["id"]]
+                self.image_tags.pop(image["id"], None)
+                del self.images[image["id"]]
+            del self.datasets[dataset["id"]]
+        del self.projects[project["id"]]
+        self.metas.pop(project["id"], None)
+        return {}
 
 
 class _AsgiApp:

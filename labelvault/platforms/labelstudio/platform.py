@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from labelvault.errors import PlatformNotFound
 from labelvault.platforms.labelstudio.capture import LabelStudioCapture
 from labelvault.platforms.labelstudio.restore import LabelStudioRestore
 from labelvault.platforms.labelstudio.webhooks import LabelStudioWebhooks
@@ -17,3 +18,12 @@ class LabelStudioPlatform(LabelStudioCapture, LabelStudioRestore, LabelStudioWeb
     imports a version as a new project (what already landed: :mod:`.reconcile`), and
     :mod:`.webhooks` registers the bridge's webhook.
     """
+
+    def delete_project(self, project_id: str) -> None:
+        """Delete a project (``DELETE /api/projects/{id}/``); one already gone counts as
+        deleted."""
+        number = self._project_number(project_id)
+        try:
+            self.api.request("DELETE", f"/api/projects/{number}/", project=str(number))
+        except PlatformNotFound:
+            return
