@@ -8,8 +8,11 @@ from uuid import UUID
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from labelvault.catalog import PreviewLink
 from labelvault.connect import open_platform, open_store_from
 from labelvault.models import RestoreOptions
+from labelvault.platforms.base import Platform
+from labelvault.preview import delete_preview
 from labelvault.retention import RetentionPolicy
 from labelvault.settings import PlatformConnection, StoreSettings
 from labelvault.vault import Vault, VersionRef
@@ -107,9 +110,27 @@ def expire(
     *,
     dry_run: bool = True,
 ) -> dict[str, Any]:
-    """Apply a retention policy to one project."""
-    with Vault(open_store_from(store)) as vault:
-        return vault.expire(source.project_ref(project_id), policy, dry_run=dry_run).summary()
+    """Apply a retention policy to one project; the previews of expired versions go with them
+    (the platform is opened only when one has to)."""
+    opened: list[Platform] = []
+
+    def drop_preview(link: PreviewLink) -> None:
+        if not opened:
+            opened.append(open_platform(source))
+        delete_preview(opened[0], link)
+
+    try:
+        with Vault(open_store_from(store)) as vault:
+            report = vault.expire(
+                source.project_ref(project_id),
+                policy,
+                dry_run=dry_run,
+                delete_preview=drop_preview,
+            )
+    finally:
+        for platform in opened:
+            platform.close()
+    return report.summary()
 
 
 @task(name="list-projects", cache_policy=NO_CACHE, timeout_seconds=STEP_TIMEOUT_SECONDS)

@@ -149,6 +149,7 @@ def test_setup_is_idempotent_and_deploys_everything(deployed: Deployed) -> None:
         ("create_version", "create-version"),
         ("restore_version", "restore-version"),
         ("diff_versions", "diff-versions"),
+        ("preview_version", "preview-version"),
         ("version_on_change", "version-on-change"),
         ("expire_versions", "expire-versions"),
         ("expire_versions", "expire-versions-apply"),

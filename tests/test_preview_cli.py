@@ -133,3 +133,14 @@ def test_a_team_without_rights_is_one_line(lv: Cli) -> None:
     [line] = result.stderr.strip().splitlines()
     assert "may not create the previews workspace" in line
     assert not [p for p in lv.fake.projects.values() if "[preview]" in p["name"]]
+
+
+def test_create_with_preview_previews_the_new_version(lv: Cli) -> None:
+    move_one_figure(lv.fake, lv.rich.project_id)
+    made = lv.json("create", lv.project, "--title", "third", "--preview")
+    assert made["version"] == 3
+    preview = made["preview"]
+    assert preview["created"] is True
+    assert int(preview["preview_project_id"]) in lv.fake.projects
+    said = lv.ok("create", lv.project, "--preview")  # no change: the same version, same preview
+    assert f"project {preview['preview_project_id']}" in said

@@ -33,6 +33,7 @@ from labelvault.cli.render import (
     when,
 )
 from labelvault.errors import ConfigurationError, ObjectNotFound
+from labelvault.preview import PreviewResult, preview_version
 from labelvault.snapshot.manifest import Manifest
 from labelvault.storage import ObjectStore
 
@@ -50,28 +51,44 @@ def create(
     title: TitleOpt = None,
     description: DescriptionOpt = None,
     tag: TagOpt = None,
+    preview: Annotated[
+        bool,
+        typer.Option("--preview", help="Also preview the version on its platform (reused)."),
+    ] = False,
 ) -> None:
     """Capture a project into a new version (nothing is written when it did not change)."""
     st = state(ctx)
     platform = st.connect()
+    shown: PreviewResult | None = None
     try:
         st.use_project(project_id)
-        with st.vault() as vault, Bar(st.err, "capturing") as bar:
-            result = vault.capture(
-                platform,
-                project_id,
-                title=title or "",
-                description=description or "",
-                tags=tag or (),
-                progress=lambda update: bar.update(update.rows.get("items", 0), update.items_total),
-            )
-            bar.finish(result.rows.get("items", 0))
+        with st.vault() as vault:
+            with Bar(st.err, "capturing") as bar:
+                result = vault.capture(
+                    platform,
+                    project_id,
+                    title=title or "",
+                    description=description or "",
+                    tags=tag or (),
+                    progress=lambda update: bar.update(
+                        update.rows.get("items", 0), update.items_total
+                    ),
+                )
+                bar.finish(result.rows.get("items", 0))
+            if preview:
+                version = result.version
+                shown = preview_version(vault, platform, version.project, version.number)
     finally:
         platform.close()
     if st.json:
-        print_json(result.summary())
+        print_json({**result.summary(), **({"preview": shown.summary()} if shown else {})})
         return
     _print_capture(st.out, result)
+    if shown is not None:
+        st.out.print(
+            f"  preview       project {shown.project.project_id} ({shown.project.name!r})",
+            soft_wrap=True,
+        )
 
 
 app.command("capture", hidden=True, help="Another name for create.")(create)
