@@ -263,13 +263,42 @@ def test_restore_into_another_workspace_with_a_name_clash(
     workspace = fake.add_workspace("Elsewhere")
     fake.create_project(name="mine", workspace_id=workspace)
     fake.create_project(name="mine_001", workspace_id=workspace)
+    store = MemoryStore()
+    projects = len(fake.projects)
+    with pytest.raises(ConfigurationError, match=r"already has a project named 'mine'.*--allow"):
+        restore(
+            platform,
+            source,
+            rich,
+            store=store,
+            workspace_id=str(workspace),
+            project_name="mine",
+            journal="j/a",
+        )
+    assert len(fake.projects) == projects  # refused before creating anything
     first = restore(
-        platform, source, rich, workspace_id=str(workspace), project_name="mine", journal="j/a"
+        platform,
+        source,
+        rich,
+        store=store,
+        workspace_id=str(workspace),
+        project_name="mine",
+        journal="j/a",
+        allow_duplicate_name=True,
     )
     assert first.project.name == "mine_002"
     assert first.project.workspace_id == str(workspace)
     second = restore(platform, source, rich, workspace_id=str(workspace), journal="j/b")
-    third = restore(platform, source, rich, workspace_id=str(workspace), journal="j/c")
+    with pytest.raises(ConfigurationError, match="already has a project named"):
+        restore(platform, source, rich, workspace_id=str(workspace), journal="j/c")
+    third = restore(
+        platform,
+        source,
+        rich,
+        workspace_id=str(workspace),
+        journal="j/c",
+        allow_duplicate_name=True,
+    )
     assert (second.project.name, third.project.name) == (
         "Проект λ — rich 🚀, from ver. 3",
         "Проект λ — rich 🚀, from ver. 3_001",
@@ -379,7 +408,8 @@ def test_killed_by_a_failed_write_then_resumed(
     fake: FakeSupervisely, platform: SuperviselyPlatform, rich: RichProject, source: Tables
 ) -> None:
     store = MemoryStore()
-    fake.fail_next("figures.bulk.add", 500)  # not retried: a write
+    # An ambiguous write is retried (after reconciling) up to max_retries times; then it stops.
+    fake.fail_next("figures.bulk.add", 500, times=4)
     fake.calls.clear()
     with pytest.raises(RestoreError) as info:
         restore(platform, source, rich, store=store)
@@ -397,6 +427,44 @@ def test_killed_by_a_failed_write_then_resumed(
         "users": 0,
         **{t: sum(c.values()) for t, c in fingerprint_multisets(source).items() if t != "project"},
     }
+
+
+@pytest.mark.parametrize("kind", ["500", "slow", "drop"])
+@pytest.mark.parametrize(
+    "method", ["projects.add", "datasets.add", "images.bulk.add", "figures.bulk.add"]
+)
+def test_an_ambiguous_write_that_landed_is_not_repeated(  # noqa: PLR0917 - fixtures
+    fake: FakeSupervisely,
+    platform: SuperviselyPlatform,
+    rich: RichProject,
+    source: Tables,
+    method: str,
+    kind: str,
+) -> None:
+    """The write landed, its answer was lost: one run reconciles it and sends only the rest."""
+    fake.fail_next(method, kind, landed=True)
+    fake.fail_next("tags.entities.bulk.add", kind, landed=True)
+    report = restore(platform, source, rich)
+    assert not report.resumed
+    assert project_names(fake).count("Проект λ — rich 🚀, from ver. 3") == 1
+    again = capture_tables(platform, report.project.project_id)
+    assert fingerprint_multisets(again) == fingerprint_multisets(source)  # nothing twice
+
+
+def test_an_ambiguous_write_retries_within_the_budget(
+    fake: FakeSupervisely, rich: RichProject, source: Tables
+) -> None:
+    platform = SuperviselyPlatform(
+        "http://sly.test",
+        fake.token,
+        settings=RequestSettings(backoff_jitter=0, max_retries=1),
+        transport=fake.transport(),
+        sleep=lambda seconds: None,
+    )
+    fake.fail_next("images.bulk.add", 502, times=2)
+    with pytest.raises(RestoreError, match=r"images\.bulk\.add answered 502"):
+        restore(platform, source, rich)
+    assert [m for m, _ in fake.fault_log].count("images.bulk.add") == 2
 
 
 @pytest.mark.parametrize(
@@ -489,6 +557,7 @@ class MemoryTarget:
     name = "memory"
     instance = "memory:0"
     restore_ignores: tuple[str, ...] = ()
+    write_retries = 0
 
     def __init__(self) -> None:
         self.projects: dict[str, dict[str, Any]] = {}

@@ -13,7 +13,9 @@ One core (:meth:`FakeSupervisely.handle`) serves two front ends:
   for wire-level tests.
 
 Faults (429 with ``Retry-After``, 5xx, slow answers, dropped connections) are switched on with a
-:class:`FaultPlan`. Whether a request is hit depends only on the seed, the request and how often
+:class:`FaultPlan`. A share of the 5xx, slow and dropped faults (``FaultPlan.landed``) hits after
+the server did the work, as a real server's answer can be lost after the write landed. Whether
+a request is hit depends only on the seed, the request and how often
 the same request was seen — never on thread timing — and the same request is never failed more
 than ``max_consecutive`` times in a row, so a retrying client always gets through.
 
@@ -100,6 +102,8 @@ class FaultPlan:
     max_consecutive: int = 2
     methods: frozenset[str] | None = None
     slow_seconds: float = 0.3
+    #: the share of 5xx/slow/drop faults that hit after the request was handled (it landed)
+    landed: float = 0.0
 
 
 @dataclass
@@ -111,6 +115,8 @@ class ScriptedFault:
     times: int
     retry_after: str | None = None
     body: Json = None
+    #: the request is handled first, then the answer is lost or replaced by the fault
+    landed: bool = False
 
 
 def _name_taken(kind: str, name: str, existing_id: int) -> ApiError:
@@ -395,11 +401,14 @@ class FakeSupervisely:
         times: int = 1,
         retry_after: str | None = None,
         body: Json = None,
+        landed: bool = False,
     ) -> None:
         """Script the next ``times`` calls of ``method`` to fail with ``kind`` (a status or
-        ``"slow"``/``"drop"``)."""
+        ``"slow"``/``"drop"``); ``landed``: after the server did the work."""
         with self.lock:
-            self.scripted.append(ScriptedFault(method, str(kind), times, retry_after, body))
+            self.scripted.append(
+                ScriptedFault(method, str(kind), times, retry_after, body, landed=landed)
+            )
 
     def methods_called(self) -> list[str]:
         with self.lock:
@@ -429,8 +438,11 @@ class FakeSupervisely:
                 return None
             self._consecutive[identity] = self._consecutive.get(identity, 0) + 1
             kind = plan.kinds[int.from_bytes(draw[8:12], "big") % len(plan.kinds)]
-            self.fault_log.append((method, kind))
-            return ScriptedFault(method, kind, 1, plan.retry_after if kind == "429" else None)
+            landed = kind != "429" and int.from_bytes(draw[12:20], "big") / 2**64 < plan.landed
+            self.fault_log.append((method, f"{kind} landed" if landed else kind))
+            return ScriptedFault(
+                method, kind, 1, plan.retry_after if kind == "429" else None, landed=landed
+            )
 
     @staticmethod
     def fault_reply(fault: ScriptedFault) -> Reply:
@@ -497,6 +509,8 @@ class FakeSupervisely:
             if request.method == "POST" and path.startswith(API_PREFIX):
                 method = path[len(API_PREFIX) :]
                 fault = self._decide_fault(method, raw)
+                if fault is not None and fault.landed:
+                    self.handle(method, raw, {k.lower(): v for k, v in request.headers.items()})
                 if fault is not None:
                     if fault.kind == "slow":
                         raise httpx.ReadTimeout("injected slow answer", request=request)
@@ -541,6 +555,9 @@ class FakeSupervisely:
         if scope["method"] == "POST" and path.startswith(API_PREFIX):
             method = path[len(API_PREFIX) :]
             fault = self._decide_fault(method, raw)
+            handled = None
+            if fault is not None and fault.landed:
+                handled = await anyio.to_thread.run_sync(self.handle, method, raw, headers)
             if fault is not None and fault.kind == "slow":
                 await anyio.sleep(self.faults.slow_seconds)
                 fault = None
@@ -559,6 +576,8 @@ class FakeSupervisely:
                 raise ConnectionResetError("injected dropped connection")
             if fault is not None:
                 reply = self.fault_reply(fault)
+            elif handled is not None:
+                reply = handled
             else:
                 reply = await anyio.to_thread.run_sync(self.handle, method, raw, headers)
         elif scope["method"] in ("GET", "HEAD") and path.startswith("/media/"):
