@@ -897,3 +897,17 @@ def test_a_resumed_restore_keeps_its_filters(
     assert restore(platform, source, rich, store=store, datasets=("city",), classes=("anything",))
     with pytest.raises(ConfigurationError, match="belongs to another restore"):
         restore(platform, source, rich, store=store, datasets=("val",))
+
+
+def test_a_null_grouping_tag_is_kept(
+    fake: FakeSupervisely, platform: SuperviselyPlatform, rich: RichProject
+) -> None:
+    """``groupImagesByTagId: null`` is a setting too (the SDK's own restore keeps it)."""
+    fake.projects[rich.project_id]["settings"]["groupImagesByTagId"] = None
+    source = capture_tables(platform, str(rich.project_id))
+    report = restore(platform, source, rich)
+    settings = fake.projects[int(report.project.project_id)]["settings"]
+    assert "groupImagesByTagId" in settings
+    assert settings["groupImagesByTagId"] is None
+    again = capture_tables(platform, report.project.project_id)
+    assert fingerprint_multisets(again)["project"] == fingerprint_multisets(source)["project"]
