@@ -263,6 +263,9 @@ class FakeSupervisely:
         self.images = IndexedTable("datasetId")
         self.figures = IndexedTable("entityId", "datasetId")
         self.alpha: dict[int, Json] = {}
+        #: figure id → the login of its labeler; only annotation info answers it (not
+        #: ``figures.list``), as the reference says
+        self.figure_authors: dict[int, str] = {}
         self.image_tags: dict[int, list[dict[str, Any]]] = {}
         self.figure_tags: dict[int, list[dict[str, Any]]] = {}
         self.versions: dict[int, dict[str, Any]] = {}
@@ -1140,6 +1143,7 @@ class FakeSupervisely:
         priority: int | None = None,
         custom_data: dict[str, Any] | None = None,
         description: str = "",
+        login: str | None = None,
     ) -> dict[str, Any]:
         image = self._image(image_id)
         classes = {c["id"]: c for c in self.metas[image["projectId"]]["classes"]}
@@ -1182,6 +1186,7 @@ class FakeSupervisely:
             if geometry is not None:
                 self.alpha[fid] = geometry
         self.figures[fid] = figure
+        self.figure_authors[fid] = login or self.users[self.user_id]["login"]
         self.touch_project(image["projectId"])
         return figure
 
@@ -1239,6 +1244,7 @@ class FakeSupervisely:
                 priority=fig.get("priority"),
                 custom_data=fig.get("customData"),
                 description=fig.get("description") or "",
+                login=user["login"],  # the caller: a labeler login in the body is not applied
             )
             for fig in body["figures"]
         ]
@@ -1320,7 +1326,9 @@ class FakeSupervisely:
         self.touch_project(image["projectId"])
         return tag
 
-    def add_figure_tag(self, figure_id: int, tag_id: int, value: Json) -> dict[str, Any]:
+    def add_figure_tag(
+        self, figure_id: int, tag_id: int, value: Json, *, login: str | None = None
+    ) -> dict[str, Any]:
         figure = self.figures.get(figure_id)
         if figure is None:
             raise ApiError(
@@ -1329,7 +1337,12 @@ class FakeSupervisely:
                 {"type": "NONEXISTENT_ENTITY", "message": f"Figure {figure_id} not found"},
             )
         self._tag_meta(figure["projectId"], tag_id)
-        tag = {"id": self.next_id(), "tagId": tag_id, "value": value}
+        tag = {
+            "id": self.next_id(),
+            "tagId": tag_id,
+            "value": value,
+            "labelerLogin": login or self.users[self.user_id]["login"],
+        }
         self.figure_tags.setdefault(figure_id, []).append(tag)
         self.touch_project(figure["projectId"])
         return tag
@@ -1365,7 +1378,11 @@ class FakeSupervisely:
                     {"message": f"figure {tag['figureId']} is not in the project"},
                 )
         return [
-            {"id": self.add_figure_tag(t["figureId"], t["tagId"], t.get("value"))["id"]}
+            {
+                "id": self.add_figure_tag(
+                    t["figureId"], t["tagId"], t.get("value"), login=user["login"]
+                )["id"]
+            }
             for t in body["tags"]
         ]
 
@@ -1387,7 +1404,7 @@ class FakeSupervisely:
                     "classId": figure["classId"],
                     "classTitle": classes.get(figure["classId"]),
                     "geometryType": figure["geometryType"],
-                    "labelerLogin": user["login"],
+                    "labelerLogin": self.figure_authors.get(figure["id"]),
                     "createdAt": figure["createdAt"],
                     "updatedAt": figure["updatedAt"],
                     "tags": [
@@ -1396,6 +1413,7 @@ class FakeSupervisely:
                             "tagId": t["tagId"],
                             "name": tag_names.get(t["tagId"]),
                             "value": t["value"],
+                            "labelerLogin": t.get("labelerLogin"),
                         }
                         for t in self.figure_tags.get(figure["id"], [])
                     ],
@@ -1796,10 +1814,14 @@ def generate_rich_project(
                         meta={"note": "occluded"} if k == 1 else {},
                         priority=k if k != 2 else None,
                         custom_data={"by": "generator"} if k == 0 else {},
+                        login=logins[(counter + k) % 3],
                     )
                     if k == 0:
                         fake.add_figure_tag(
-                            figure["id"], tag_ids["score"], round(rng.uniform(0, 10), 6) + 0.1
+                            figure["id"],
+                            tag_ids["score"],
+                            round(rng.uniform(0, 10), 6) + 0.1,
+                            login=logins[2],
                         )
                         fake.add_figure_tag(
                             figure["id"], tag_ids["score"], round(rng.uniform(0, 10), 6) + 0.1
