@@ -268,25 +268,15 @@ def test_query_with_bad_sql_fails_cleanly(cli: Cli) -> None:
 # --- restore ------------------------------------------------------------------------------------
 
 
-def test_restore_round_trip_gives_the_same_content(cli: Cli) -> None:
-    cli.capture()
+def test_restore_round_trip_gives_the_same_content_hash(cli: Cli) -> None:
+    original = cli.capture()
     out = cli.run("restore", cli.project, "1", "--name", "copy of the project").stdout
     found = re.search(r"restored version 1 as project (\d+) \('copy of the project'\)", out)
     assert found is not None, out
     restored = found.group(1)
     assert "skipped" not in out
     assert "failed" not in out
-    cli.capture(project=restored)
-    with cli.vault() as vault:
-        tables = [
-            vault.manifest(vault.version(ref)).tables
-            for ref in (cli.ref, cli.ref.model_copy(update={"project_id": restored}))
-        ]
-    # Every table the same but users: Supervisely cannot set who labelled a figure or tag, so
-    # the restored project's only labeler is the token's user.
-    for table in ("project", "datasets", "items", "annotations", "tags"):
-        assert tables[1][table].content_sum == tables[0][table].content_sum, table
-    assert (tables[0]["users"].rows, tables[1]["users"].rows) == (4, 1)
+    assert cli.capture(project=restored) == original
 
 
 def test_restore_only_some_datasets_and_classes(cli: Cli) -> None:

@@ -928,14 +928,19 @@ def test_a_null_grouping_tag_is_kept(
     assert fingerprint_multisets(again)["project"] == fingerprint_multisets(source)["project"]
 
 
-def test_authors_are_captured_not_restored(
-    fake: FakeSupervisely, platform: SuperviselyPlatform, rich: RichProject, source: Tables
-) -> None:
+def test_authors_are_captured_not_restored() -> None:
     """Every figure's and tag's labeler is in the version; Supervisely's API has no way to set
     one, so the restored figures and tags belong to the restoring token's user."""
+    fake = FakeSupervisely(default_per_page=6)
+    rich = generate_rich_project(fake, labelers=True, images_per_dataset=2)
+    platform = SuperviselyPlatform(
+        "http://sly.test", fake.token, transport=fake.transport(), sleep=lambda seconds: None
+    )
+    source = capture_tables(platform, str(rich.project_id))
     report = restore(platform, source, rich)
     again = capture_tables(platform, report.project.project_id)
     logins = {row["login"] for batch in source["users"] for row in batch.to_pylist()}
     assert logins == {"anna.k", "Βασίλης", "李雷", "owner"}
     assert [row["login"] for batch in again["users"] for row in batch.to_pylist()] == ["owner"]
     assert report.created["users"] == 0
+    assert fingerprint_multisets(again) == fingerprint_multisets(source)  # all but users

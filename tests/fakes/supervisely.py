@@ -1682,14 +1682,21 @@ def generate_rich_project(
     images_per_dataset: int = 5,
     link_base: str = "http://media.fake.invalid/media",
     name: str = "Проект λ — rich 🚀",
+    labelers: bool = False,
 ) -> RichProject:
     """Nested datasets 3 deep, hash and link images, every geometry type with sub-pixel
     coordinates, alpha masks, duplicate tag assignments with values on images and figures,
-    custom data, settings incl. ``groupImagesByTagId``, unicode names."""
+    custom data, settings incl. ``groupImagesByTagId``, unicode names.
+
+    ``labelers``: figures and tags are labelled by three users besides the token's owner
+    (whom a restore cannot replace: the API sets no author); otherwise the owner did it all,
+    so a restore by the owner gives back the same content hash.
+    """
     rng = random.Random(seed)
     with fake.lock:
         labeler_ids = [fake.add_user(login)[0] for login in ("anna.k", "Βασίλης", "李雷")]
-        logins = [fake.users[u]["login"] for u in labeler_ids]
+        owner = fake.users[fake.user_id]["login"]
+        logins = [fake.users[u]["login"] if labelers else owner for u in labeler_ids]
         project = fake.create_project(
             name=name,
             workspace_id=fake.workspace_id,

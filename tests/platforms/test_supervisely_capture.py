@@ -64,7 +64,7 @@ def fake() -> FakeSupervisely:
 
 @pytest.fixture
 def rich(fake: FakeSupervisely) -> RichProject:
-    return generate_rich_project(fake)
+    return generate_rich_project(fake, labelers=True)
 
 
 def rows(tables: dict[str, list[Any]], table: str) -> list[dict[str, Any]]:
