@@ -128,8 +128,11 @@ def _hint(exc: LabelvaultError, state: Reporter | None) -> str:
         (StorageAccessDenied, "check the LABELVAULT_STORE_S3_* credentials"),
         (StorageUnavailable, "check that the store is reachable, then run the command again"),
     ]
-    if isinstance(exc, RestoreError) and state is not None and state.restore_id:
-        return f"to resume, run the same command again with --restore-id {state.restore_id}"
+    if isinstance(exc, RestoreError):
+        if exc.created_project is not None and state is not None and state.restore_id:
+            return f"to resume, run the same command again with --restore-id {state.restore_id}"
+        cause = exc.__cause__  # nothing was created: nothing to resume, fix the cause
+        return _hint(cause, state) if isinstance(cause, LabelvaultError) else ""
     for kind, hint in hints:
         if isinstance(exc, kind):
             return hint
