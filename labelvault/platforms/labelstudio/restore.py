@@ -85,6 +85,21 @@ class LabelStudioRestore(LabelStudioReconcile):
         started = journal.read("project.json")
         resume = str(started["project_id"]) if started else None
         created: str | None = resume
+        if resume is None and not options.allow_duplicate_name:  # one title, one project
+            page: int | None = 1
+            while page is not None:
+                listing = self.api.request_json(
+                    "GET", "/api/projects", params={"title": new_title, "page": page}
+                )
+                found = listing.get("results", []) if isinstance(listing, dict) else listing
+                clash = next((p for p in found or [] if p.get("title") == new_title), None)
+                if clash is not None:
+                    raise ConfigurationError(
+                        f"{PLATFORM} already has a project titled {new_title!r} (id "
+                        f"{clash.get('id')}); pass another --name, or --allow-duplicate-name"
+                    )
+                more = isinstance(listing, dict) and listing.get("next")
+                page = page + 1 if more else None
         try:
             self._restore_users(tables("users"), tally)
             definitions = json.loads(row.get("definitions") or "{}")
