@@ -85,7 +85,8 @@ class LabelStudioRestore(LabelStudioReconcile):
         started = journal.read("project.json")
         resume = str(started["project_id"]) if started else None
         created: str | None = resume
-        if resume is None and not options.allow_duplicate_name:  # one title, one project
+        # A title asked for must be free (the default, the source's own title, is not checked).
+        if resume is None and options.project_name is not None and not options.allow_duplicate_name:
             page: int | None = 1
             while page is not None:
                 listing = self.api.request_json(
