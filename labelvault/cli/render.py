@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -114,7 +113,7 @@ class Column:
         return min(natural, self.shorten or self.min_width or 4)
 
 
-_CELL_PADDING = 3  # one space each side (padding (0, 1)) and the box's blank separator
+_CELL_PADDING = 3  # one space each side (padding (0, 1)) and the box's line
 
 
 def keyed_table(
@@ -144,7 +143,7 @@ def keyed_table(
             break
         if not columns[i].key:
             shown.remove(i)
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    table = Table(title=title, title_justify="left", padding=(0, 1))
     for i in shown:
         column, fixed = columns[i], widths[i] if widths[i] < natural[i] else None
         if column.key and column.justify == "right":

@@ -35,7 +35,7 @@ def test_versions_keeps_its_key_columns(tmp_path: Path, columns: str | None) -> 
         assert created.exit_code == 0, created.output
         result = runner.invoke(app, ["versions", project], env=env)
     assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
+    lines = [line.replace("│", " ").replace("┃", " ") for line in result.stdout.splitlines()]
     assert all(len(line.rstrip()) <= 80 for line in lines), result.stdout
     header = next(line for line in lines if "title" in line)
     for name in ("#", "title", "items", "annotations", "rows"):
