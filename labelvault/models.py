@@ -184,6 +184,13 @@ class RestoreOptions(FrozenModel):
     classes: tuple[str, ...] | None = Field(
         default=None, description="Restore only annotations of these classes, with their tags."
     )
+    allow_duplicate_name: bool = Field(
+        default=False,
+        description=(
+            "Restore even when the target already has a project of that name (Supervisely "
+            "then adds a _001 suffix; Label Studio makes a second project of the same title)."
+        ),
+    )
 
     def identity(self) -> dict[str, Any]:
         """What makes two restores the same restore (for resuming a journal)."""

@@ -98,10 +98,11 @@ def env_secrets() -> list[str]:
 
 
 def _argv_secrets(args: Sequence[str]) -> list[str]:
-    """Values of ``--token`` / ``--secret`` on a command line that never got parsed."""
+    """Values of ``--token``, ``--to-token`` and ``--secret`` on a command line that never got
+    parsed."""
     found: list[str] = []
     for index, arg in enumerate(args):
-        for flag in ("--token", "--secret"):
+        for flag in ("--token", "--to-token", "--secret"):
             if arg == flag and index + 1 < len(args):
                 found.append(args[index + 1])
             elif arg.startswith(f"{flag}="):
@@ -128,8 +129,11 @@ def _hint(exc: LabelvaultError, state: Reporter | None) -> str:
         (StorageAccessDenied, "check the LABELVAULT_STORE_S3_* credentials"),
         (StorageUnavailable, "check that the store is reachable, then run the command again"),
     ]
-    if isinstance(exc, RestoreError) and state is not None and state.restore_id:
-        return f"to resume, run the same command again with --restore-id {state.restore_id}"
+    if isinstance(exc, RestoreError):
+        if exc.created_project is not None and state is not None and state.restore_id:
+            return f"to resume, run the same command again with --restore-id {state.restore_id}"
+        cause = exc.__cause__  # nothing was created: nothing to resume, fix the cause
+        return _hint(cause, state) if isinstance(cause, LabelvaultError) else ""
     for kind, hint in hints:
         if isinstance(exc, kind):
             return hint

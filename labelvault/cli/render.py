@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.progress import (
@@ -26,9 +27,11 @@ from labelvault.snapshot.schema import TABLES
 
 __all__ = [
     "Bar",
+    "Column",
     "cell",
     "console",
     "count",
+    "keyed_table",
     "plural",
     "print_json",
     "rows_table",
@@ -84,6 +87,75 @@ def rows_table(rows: dict[str, int], manifest: Manifest | None = None) -> Table:
             entry = manifest.tables[name]
             cells += [f"{len(entry.chunks):,}", size(entry.bytes)]
         table.add_row(*cells)
+    return table
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of :func:`keyed_table`.
+
+    ``key``: never hidden; numbers are never cut, text keys wrap down to ``min_width``. The
+    others give way first on a narrow console: ``shorten`` keeps that many characters and an
+    ellipsis, the rest wrap down to ``min_width`` (4 when unset); on a console too narrow
+    even then, they are left out, the rightmost first.
+    """
+
+    header: str
+    key: bool = False
+    justify: Literal["left", "right", "center"] = "left"
+    min_width: int | None = None
+    shorten: int | None = None
+
+    def floor(self, natural: int) -> int:
+        """The narrowest this column may get."""
+        if self.key and self.justify == "right":
+            return natural
+        return min(natural, self.shorten or self.min_width or 4)
+
+
+_CELL_PADDING = 3  # one space each side (padding (0, 1)) and the box's line
+
+
+def keyed_table(
+    title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]], *, width: int
+) -> Table:
+    """A table for a console ``width`` columns wide (pipes get 80) whose key columns always
+    show; see :class:`Column` for how the others give way."""
+    natural = [
+        max([len(column.header), *(len(row[index]) for row in rows)])
+        for index, column in enumerate(columns)
+    ]
+    widths = list(natural)
+    shown = list(range(len(columns)))
+
+    def total() -> int:
+        return sum(widths[i] + _CELL_PADDING for i in shown) + 1  # and the two edges
+
+    # Others first (in column order), then the text keys, down to their floors.
+    for keys in (False, True):
+        for i in shown:
+            if total() <= width:
+                break
+            if columns[i].key == keys:
+                widths[i] = max(columns[i].floor(natural[i]), widths[i] - (total() - width))
+    for i in reversed(list(shown)):  # still too wide: leave out other columns
+        if total() <= width:
+            break
+        if not columns[i].key:
+            shown.remove(i)
+    table = Table(title=title, title_justify="left", padding=(0, 1))
+    for i in shown:
+        column, fixed = columns[i], widths[i] if widths[i] < natural[i] else None
+        if column.key and column.justify == "right":
+            table.add_column(column.header, justify="right", no_wrap=True, min_width=natural[i])
+        elif column.shorten is not None:
+            table.add_column(
+                column.header, no_wrap=True, overflow="ellipsis", width=fixed, min_width=fixed
+            )
+        else:
+            table.add_column(column.header, justify=column.justify, overflow="fold", width=fixed)
+    for row in rows:
+        table.add_row(*(row[i] for i in shown))
     return table
 
 

@@ -1,12 +1,20 @@
-"""``restore``: a version as a new project on the platform (resumable by --restore-id)."""
+"""``restore``: a version as a new project on the platform (resumable by --restore-id).
+
+The new project goes to the server the version was captured from, or to another server of
+the same platform: ``--to-server-url`` and ``--to-token`` (or ``LABELVAULT_<PLATFORM>_TO_URL``
+and ``LABELVAULT_<PLATFORM>_TO_TOKEN``). A name the target workspace already uses is refused
+unless ``--allow-duplicate-name``.
+"""
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Sequence
 from typing import Annotated
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 from rich.text import Text
 
@@ -14,8 +22,12 @@ from labelvault.catalog import VersionInfo
 from labelvault.cli import inputs
 from labelvault.cli.app import ProjectArg, State, VersionArg, app, state
 from labelvault.cli.render import Bar, print_json, rows_table, version_rows
+from labelvault.connect import open_platform
+from labelvault.errors import ConfigurationError, VersionNotFound
+from labelvault.keys import safe_segment, unsafe_segment
 from labelvault.models import ProjectInfo, ProjectRef, RestoreOptions, RestoreReport
 from labelvault.platforms.base import Platform
+from labelvault.settings import PlatformConnection
 from labelvault.vault import Vault
 
 __all__ = ["restore"]
@@ -61,15 +73,38 @@ def restore(
         str | None,
         typer.Option("--restore-id", help="Resume the interrupted restore with this id."),
     ] = None,
+    to_server_url: Annotated[
+        str | None,
+        typer.Option(
+            "--to-server-url",
+            help="Restore into another server of the platform "
+            "(default: env LABELVAULT_<PLATFORM>_TO_URL, else the version's own server).",
+        ),
+    ] = None,
+    to_token: Annotated[
+        str | None,
+        typer.Option(
+            "--to-token",
+            help="The API token of --to-server-url (default: env LABELVAULT_<PLATFORM>_TO_TOKEN).",
+        ),
+    ] = None,
+    allow_duplicate_name: Annotated[
+        bool,
+        typer.Option(
+            "--allow-duplicate-name",
+            help="Restore even when the target has a project of that name "
+            "(Supervisely adds _001; Label Studio makes a second project of that title).",
+        ),
+    ] = False,
 ) -> None:
     """Restore a version as a new project (the source project is never touched)."""
     st = state(ctx)
     project = st.project(project_id)
     ref = inputs.version_ref(version)
-    platform = st.connect()
+    platform = _target(st, to_server_url, to_token)
     try:
         with st.vault() as vault:
-            info = vault.version(project, ref)
+            info = _version(vault, project, ref)
             st.restore_id = restore_id or secrets.token_hex(6)
             options = RestoreOptions(
                 workspace_id=workspace,
@@ -79,6 +114,7 @@ def restore(
                 allow_failures=allow_failures,
                 datasets=tuple(dataset) if dataset else None,
                 classes=tuple(class_name) if class_name else None,
+                allow_duplicate_name=allow_duplicate_name,
             )
             report = _restore_with_progress(st, vault, platform, project, info, options=options)
     finally:
@@ -110,6 +146,68 @@ def restore(
         restore_id=st.restore_id,
         filtered_out=report.filtered_out,
     )
+
+
+def _target(st: State, to_url: str | None, to_token: str | None) -> Platform:
+    """The platform to restore into: the version's server, or the one ``--to-server-url``
+    (``LABELVAULT_<PLATFORM>_TO_URL``) names, with its own token."""
+    url_source = "--to-server-url" if to_url else st.env("TO_URL")
+    url = to_url or os.environ.get(st.env("TO_URL"))
+    token = to_token or os.environ.get(st.env("TO_TOKEN"))
+    if not url and not token:
+        return st.connect()
+    if not url:
+        raise ConfigurationError(
+            f"a target token was given without a target server: pass --to-server-url or set "
+            f"{st.env('TO_URL')} (or drop --to-token to restore into the version's server)"
+        )
+    checked = inputs.server_url(url, url_source)
+    if not token:
+        raise ConfigurationError(
+            f"no token for the target server {checked}: pass --to-token or set {st.env('TO_TOKEN')}"
+        )
+    st.check_platform()
+    connection = PlatformConnection(
+        platform=st.platform, server_url=checked, token=SecretStr(token)
+    )
+    return open_platform(connection)
+
+
+def _version(vault: Vault, project: ProjectRef, ref: int | str | None) -> VersionInfo:
+    """The version to restore; when the store has no version of the project on that server at
+    all, say so and name the servers it does have versions from."""
+    try:
+        return vault.version(project, ref)
+    except VersionNotFound:
+        try:
+            vault.version(project, None)
+        except VersionNotFound:
+            pass
+        else:
+            raise  # the project has versions, not this one
+    servers = _servers(vault, project.platform)
+    known = (
+        f"it has {project.platform} versions from {', '.join(servers)}; pass --server-url "
+        "with the server the project was captured from"
+        if servers
+        else f"it has no {project.platform} versions from any server; capture one first"
+    )
+    raise VersionNotFound(
+        f"no versions exist for {project.platform} project {project.project_id} on server "
+        f"{project.instance} in this store; {known}",
+        project=str(project),
+    )
+
+
+def _servers(vault: Vault, platform: str) -> list[str]:
+    """The servers (``host:port``) the store has versions from, for one platform."""
+    base = safe_segment(platform) + "/"
+    found: set[str] = set()
+    for info in vault.store.list(base):
+        instance, _, rest = info.key[len(base) :].partition("/")
+        if "/versions/" in f"/{rest.partition('/')[2]}":
+            found.add(unsafe_segment(instance))
+    return sorted(found)
 
 
 def _restore_with_progress(

@@ -24,6 +24,8 @@ from labelvault.cli.app import (
 from labelvault.cli.boundary import EXIT_FAILED, Failure
 from labelvault.cli.render import (
     Bar,
+    Column,
+    keyed_table,
     print_json,
     rows_table,
     size,
@@ -146,18 +148,8 @@ def versions(ctx: typer.Context, project_id: ProjectArg) -> None:
             soft_wrap=True,
         )
         return
-    table = Table(title=f"versions of {project}", title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("id", no_wrap=True)
-    table.add_column("created (UTC)", no_wrap=True)
-    table.add_column("title")
-    table.add_column("tags")
-    table.add_column("items", justify="right")
-    table.add_column("annotations", justify="right")
-    table.add_column("rows", justify="right")
-    for version in found:
-        rows = version_rows(version)
-        table.add_row(
+    cells = [
+        [
             str(version.number),
             version.id,
             when(version.created_at),
@@ -166,7 +158,26 @@ def versions(ctx: typer.Context, project_id: ProjectArg) -> None:
             f"{rows.get('items', 0):,}",
             f"{rows.get('annotations', 0):,}",
             f"{sum(rows.values()):,}",
-        )
+        ]
+        for version, rows in ((v, version_rows(v)) for v in found)
+    ]
+    # Narrow terminals (and pipes, 80 columns) wrap or shorten the other columns; the number,
+    # the title and the counts always show.
+    table = keyed_table(
+        f"versions of {project}",
+        [
+            Column("#", key=True, justify="right"),
+            Column("id", shorten=8),
+            Column("created (UTC)", min_width=10),
+            Column("title", key=True, min_width=12),
+            Column("tags", min_width=4),
+            Column("items", key=True, justify="right"),
+            Column("annotations", key=True, justify="right"),
+            Column("rows", key=True, justify="right"),
+        ],
+        cells,
+        width=st.out.width,
+    )
     st.out.print(table)
 
 

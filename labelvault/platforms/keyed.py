@@ -2,7 +2,8 @@
 tags (Supervisely images today): a :class:`KeyedTarget` says how to create each kind of row,
 :func:`restore_keyed` decides the order, journals every step and resumes.
 
-Order: the project (name ``"{name}, from ver. {N}"`` made unique, description as Supervisely
+Order: the project (name ``"{name}, from ver. {N}"``, refused when the workspace has a project
+of that name unless ``allow_duplicate_name``, then made unique; description as Supervisely
 writes it), its definitions and settings, datasets parents first, then batch by batch of items:
 the items, their annotations, then the tags of both. Annotations and tags are merged into their
 item's batch by key, so memory holds one batch, not the project: the keys of annotations and
@@ -11,6 +12,13 @@ tags must start with their owner's key (as labelvault's adapters make them).
 Every finished step is recorded in the journal. Running the same restore again resumes after
 the last recorded step; a step that landed on the platform but not in the journal is found by
 :meth:`KeyedTarget.already_restored`.
+
+Writes that fail ambiguously (5xx, a timeout, a connection dropped after the request left, 429
+after the HTTP retries: a :class:`~labelvault.errors.TransientError`) may have landed, so the
+HTTP layer does not repeat them. This driver does, safely, within the same run: it asks the
+target what landed (the same reconcile a resume uses: the project by name, a dataset by name
+and parent, rows by content), then sends only what did not, up to
+:attr:`KeyedTarget.write_retries` times per step.
 
 - ``skip_missed_entities``: items whose media is gone (hash deleted, link dead) are skipped,
   with their annotations and tags, and listed in the report.
@@ -29,14 +37,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from labelvault.errors import (
     AuthenticationError,
+    ConfigurationError,
     LabelvaultError,
     PlatformError,
     PlatformNotFound,
     RestoreError,
+    is_transient,
 )
 from labelvault.models import RESTORE_COUNTS, ProjectInfo, RestoreIssue, RestoreReport
 from labelvault.platforms.base import (
@@ -51,6 +61,8 @@ __all__ = ["KeyedTarget", "restore_keyed"]
 
 logger = logging.getLogger("labelvault.platforms.keyed")
 
+_T = TypeVar("_T")
+
 
 class KeyedTarget(Protocol):
     """What :func:`restore_keyed` needs from a platform: one call per kind of row, each
@@ -61,6 +73,12 @@ class KeyedTarget(Protocol):
     @property
     def instance(self) -> str:
         """The server (``host:port``)."""
+        ...
+
+    @property
+    def write_retries(self) -> int:
+        """How often one step's write is sent again after an ambiguous failure (the request
+        settings' ``max_retries``); every retry first reconciles what landed."""
         ...
 
     def get_project(self, project_id: str) -> ProjectInfo:
@@ -210,6 +228,14 @@ class _Run:
         wanted = options.project_name or (
             f"{source.get('name')}, from ver. {self.origin.version_number}"
         )
+        if not options.allow_duplicate_name:
+            clash = self.target.find_project_by_name(workspace, wanted)
+            if clash is not None:
+                raise ConfigurationError(
+                    f"{self.target.name} workspace {workspace} already has a project named "
+                    f"{wanted!r} (id {clash.project_id}); pass another --name, or "
+                    "--allow-duplicate-name to restore under a name made unique"
+                )
         planned = {
             "workspace_id": workspace,
             "name": self.target.free_project_name(workspace, wanted),
@@ -232,18 +258,46 @@ class _Run:
                     project=self.origin.source_project_id,
                     created_project=str(made["project_id"]),
                 ) from None
-        info = None
-        if self.resumed:  # it may exist although the journal never heard back
-            info = self.target.find_project_by_name(planned["workspace_id"], planned["name"])
-        if info is None:
-            info = self.target.create_project(
+        workspace, name = str(planned["workspace_id"]), str(planned["name"])
+
+        def attempt(retry: int) -> ProjectInfo:
+            # After an interruption or an ambiguous failure it may exist already.
+            found = (
+                self.target.find_project_by_name(workspace, name) if retry or self.resumed else None
+            )
+            return found or self.target.create_project(
                 source,
-                workspace_id=str(planned["workspace_id"]),
-                name=str(planned["name"]),
+                workspace_id=workspace,
+                name=name,
                 description=str(planned["description"]),
             )
+
+        info = self.retrying("creating the project", attempt)
         self.journal.record("project.json", {"project_id": info.project_id})
         return info
+
+    def retrying(self, what: str, attempt: Callable[[int], _T]) -> _T:
+        """``attempt(0)``, then after an ambiguous failure (a transient error: the write may
+        have landed) ``attempt(1)``, ``attempt(2)`` … up to the target's ``write_retries``.
+        An attempt after the first must reconcile what the earlier ones landed."""
+        budget = max(0, self.target.write_retries)
+        retry = 0
+        while True:
+            try:
+                return attempt(retry)
+            except AuthenticationError:
+                raise
+            except PlatformError as exc:
+                if not is_transient(exc) or retry >= budget:
+                    raise
+                retry += 1
+                logger.warning(
+                    "%s failed (%s); checking what landed, then retry %d of %d",
+                    what,
+                    exc.message,
+                    retry,
+                    budget,
+                )
 
     # --- datasets ---------------------------------------------------------------------------
 
@@ -288,10 +342,15 @@ class _Run:
                 "dataset %s: parent %s was not restored; put at the root", key, parent_key
             )
         record: dict[str, Any] = {"key": key, "id": None, "failures": []}
+
+        def attempt(retry: int) -> str:
+            found = (
+                self.target.find_dataset(project_id, row, parent) if retry or self.resumed else None
+            )
+            return found or self.target.add_dataset(project_id, row, parent)
+
         try:
-            new_id = self.target.find_dataset(project_id, row, parent) if self.resumed else None
-            if new_id is None:
-                new_id = self.target.add_dataset(project_id, row, parent)
+            new_id = self.retrying(f"dataset {key}", attempt)
         except AuthenticationError:
             raise
         except PlatformError as exc:
@@ -467,9 +526,12 @@ class _Run:
         create: Callable[[list[Row]], dict[str, str]],
         reconcile: Callable[[list[Row]], dict[str, str]],
     ) -> tuple[dict[str, str], list[RestoreIssue]]:
-        """Create rows in one call; with ``allow_failures`` fall back to one row at a time."""
+        """Create rows in one call (retried after ambiguous failures, see :meth:`retrying`);
+        with ``allow_failures`` fall back to one row at a time."""
+        ids: dict[str, str] = {}
         try:
-            return create(rows), []
+            ids.update(self.retrying(table, partial(self.attempt, rows, ids, create, reconcile)))
+            return ids, []
         except AuthenticationError:
             raise
         except PlatformError as exc:
@@ -478,18 +540,35 @@ class _Run:
             logger.warning(
                 "%s: a batch of %d failed (%s); trying them one by one", table, len(rows), exc
             )
-        ids = reconcile(rows)  # whatever part of the failed batch landed
+        ids.update(reconcile([row for row in rows if row["key"] not in ids]))
         failures = []
         for row in rows:
             if row["key"] in ids:
                 continue
             try:
-                ids.update(create([row]))
+                one = partial(self.attempt, [row], ids, create, reconcile)
+                ids.update(self.retrying(table, one))
             except AuthenticationError:
                 raise
             except PlatformError as exc:
                 failures.append(RestoreIssue(table, row["key"], exc.message))
         return ids, failures
+
+    @staticmethod
+    def attempt(
+        rows: list[Row],
+        ids: dict[str, str],
+        create: Callable[[list[Row]], dict[str, str]],
+        reconcile: Callable[[list[Row]], dict[str, str]],
+        retry: int,
+    ) -> dict[str, str]:
+        """One attempt at creating ``rows``; a retry first adds to ``ids`` what landed and
+        sends only the rest."""
+        todo = [row for row in rows if row["key"] not in ids]
+        if retry and todo:
+            ids.update(reconcile(todo))
+            todo = [row for row in todo if row["key"] not in ids]
+        return create(todo) if todo else {}
 
     def report_progress(self) -> None:
         if self.progress is not None:

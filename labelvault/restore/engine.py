@@ -2,10 +2,12 @@
 
 :func:`restore_version` checks the options against the version (a partial restore's datasets
 and classes), claims the journal for this restore (a journal written by another restore, of
-another version, filters or target, is refused), returns the stored report of a restore that
-already finished, and otherwise hands the version's tables to the platform's
+another version or filters is refused; another target only while the journal created no
+project yet), returns the stored report of a restore that already finished, and otherwise
+hands the version's tables to the platform's
 :meth:`~labelvault.platforms.base.Platform.restore`, which records every finished step in the
-journal. Its report is stored last, so asking again returns it.
+journal. Its report is stored last, so asking again returns it; then the step records are
+removed (see :mod:`labelvault.restore.journal`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ __all__ = ["restore_version"]
 _JOURNAL_FORMAT = 2
 #: What makes two runs the same restore; a journal of another restore is refused.
 _IDENTITY = ("platform", "instance", "source_project_id", "version_number", "filters", "target")
+#: How the target options are spelled on the command line.
+_OPTION_NAMES = {"workspace_id": "--workspace", "project_name": "--name"}
 
 
 def _identity(
@@ -47,19 +51,17 @@ def _identity(
     }
 
 
-def _check_identity(prefix: str, stored: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
+def _check_identity(
+    book: StoreJournal, stored: Mapping[str, Any], expected: Mapping[str, Any]
+) -> bool:
     """Refuse a journal written by another restore; name every difference. A target option
-    left unset on a resume takes the journal's value."""
+    left unset on a resume takes the journal's value. New target options are taken while the
+    journal has created no project yet (returns True: the caller re-claims the journal)."""
+    prefix = book.prefix
     differ = [
         f"{name} {stored[name]!r}, not {expected[name]!r}"
         for name in _IDENTITY
         if name in stored and name != "target" and stored[name] != expected[name]
-    ]
-    journaled = stored.get("target") or {}
-    differ += [
-        f"{name} {journaled.get(name)!r}, not {value!r}"
-        for name, value in expected["target"].items()
-        if value is not None and journaled.get(name) != value
     ]
     if differ:
         raise ConfigurationError(
@@ -67,6 +69,23 @@ def _check_identity(prefix: str, stored: Mapping[str, Any], expected: Mapping[st
             "run it again with the options it was started with, or start a new restore "
             "(another restore id)"
         )
+    journaled = stored.get("target") or {}
+    retarget = [
+        f"{_OPTION_NAMES.get(name, name)} "
+        f"{'unset' if journaled.get(name) is None else repr(journaled.get(name))}, not {value!r}"
+        for name, value in expected["target"].items()
+        if value is not None and journaled.get(name) != value
+    ]
+    if not retarget:
+        return False
+    made = book.read("project.json")
+    if made is None:
+        return True
+    raise ConfigurationError(
+        f"restore journal {prefix} already created project {made.get('project_id')} with "
+        f"other target options ({'; '.join(retarget)}); a resume cannot move it: run it again "
+        "with the options it was started with, or start a new restore (another restore id)"
+    )
 
 
 def restore_version(
@@ -107,12 +126,17 @@ def restore_version(
     claimed = book.read("restore.json")
     if claimed is None:
         book.record("restore.json", expected)
-    else:
-        _check_identity(book.prefix, claimed, expected)
+    elif _check_identity(book, claimed, expected):
+        # Nothing was created under the old target (a workspace that did not exist, a name
+        # that was taken): this run's target replaces it.
+        book.forget("target.json", "restore.json")
+        book.record("restore.json", expected)
     finished = book.read("report.json")
     if finished is not None:
+        book.compact()  # a run killed between its report and its compaction
         return report_from_json(finished)
     request = RestoreRequest(origin=origin, options=options, selection=selection)
     report = target.restore(read_table, request, book, progress)
     book.record("report.json", report_to_json(report))
+    book.compact()
     return report

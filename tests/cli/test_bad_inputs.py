@@ -268,7 +268,9 @@ def test_ctrl_c_during_a_restore_says_how_to_resume(
 
 def test_a_failed_restore_says_how_to_resume(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     def failed(*args: object, **kwargs: object) -> None:
-        raise RestoreError("the platform refused a dataset", project=setup.project)
+        raise RestoreError(
+            "the platform refused a dataset", project=setup.project, created_project="77"
+        )
 
     monkeypatch.setattr(Vault, "restore", failed)
     result = CliRunner().invoke(

@@ -13,7 +13,9 @@ One core (:meth:`FakeSupervisely.handle`) serves two front ends:
   for wire-level tests.
 
 Faults (429 with ``Retry-After``, 5xx, slow answers, dropped connections) are switched on with a
-:class:`FaultPlan`. Whether a request is hit depends only on the seed, the request and how often
+:class:`FaultPlan`. A share of the 5xx, slow and dropped faults (``FaultPlan.landed``) hits after
+the server did the work, as a real server's answer can be lost after the write landed. Whether
+a request is hit depends only on the seed, the request and how often
 the same request was seen — never on thread timing — and the same request is never failed more
 than ``max_consecutive`` times in a row, so a retrying client always gets through.
 
@@ -100,6 +102,8 @@ class FaultPlan:
     max_consecutive: int = 2
     methods: frozenset[str] | None = None
     slow_seconds: float = 0.3
+    #: the share of 5xx/slow/drop faults that hit after the request was handled (it landed)
+    landed: float = 0.0
 
 
 @dataclass
@@ -111,6 +115,8 @@ class ScriptedFault:
     times: int
     retry_after: str | None = None
     body: Json = None
+    #: the request is handled first, then the answer is lost or replaced by the fault
+    landed: bool = False
 
 
 def _name_taken(kind: str, name: str, existing_id: int) -> ApiError:
@@ -257,6 +263,9 @@ class FakeSupervisely:
         self.images = IndexedTable("datasetId")
         self.figures = IndexedTable("entityId", "datasetId")
         self.alpha: dict[int, Json] = {}
+        #: figure id → the login of its labeler; only annotation info answers it (not
+        #: ``figures.list``), as the reference says
+        self.figure_authors: dict[int, str] = {}
         self.image_tags: dict[int, list[dict[str, Any]]] = {}
         self.figure_tags: dict[int, list[dict[str, Any]]] = {}
         self.versions: dict[int, dict[str, Any]] = {}
@@ -400,11 +409,14 @@ class FakeSupervisely:
         times: int = 1,
         retry_after: str | None = None,
         body: Json = None,
+        landed: bool = False,
     ) -> None:
         """Script the next ``times`` calls of ``method`` to fail with ``kind`` (a status or
-        ``"slow"``/``"drop"``)."""
+        ``"slow"``/``"drop"``); ``landed``: after the server did the work."""
         with self.lock:
-            self.scripted.append(ScriptedFault(method, str(kind), times, retry_after, body))
+            self.scripted.append(
+                ScriptedFault(method, str(kind), times, retry_after, body, landed=landed)
+            )
 
     def methods_called(self) -> list[str]:
         with self.lock:
@@ -434,8 +446,11 @@ class FakeSupervisely:
                 return None
             self._consecutive[identity] = self._consecutive.get(identity, 0) + 1
             kind = plan.kinds[int.from_bytes(draw[8:12], "big") % len(plan.kinds)]
-            self.fault_log.append((method, kind))
-            return ScriptedFault(method, kind, 1, plan.retry_after if kind == "429" else None)
+            landed = kind != "429" and int.from_bytes(draw[12:20], "big") / 2**64 < plan.landed
+            self.fault_log.append((method, f"{kind} landed" if landed else kind))
+            return ScriptedFault(
+                method, kind, 1, plan.retry_after if kind == "429" else None, landed=landed
+            )
 
     @staticmethod
     def fault_reply(fault: ScriptedFault) -> Reply:
@@ -502,6 +517,8 @@ class FakeSupervisely:
             if request.method == "POST" and path.startswith(API_PREFIX):
                 method = path[len(API_PREFIX) :]
                 fault = self._decide_fault(method, raw)
+                if fault is not None and fault.landed:
+                    self.handle(method, raw, {k.lower(): v for k, v in request.headers.items()})
                 if fault is not None:
                     if fault.kind == "slow":
                         raise httpx.ReadTimeout("injected slow answer", request=request)
@@ -546,6 +563,9 @@ class FakeSupervisely:
         if scope["method"] == "POST" and path.startswith(API_PREFIX):
             method = path[len(API_PREFIX) :]
             fault = self._decide_fault(method, raw)
+            handled = None
+            if fault is not None and fault.landed:
+                handled = await anyio.to_thread.run_sync(self.handle, method, raw, headers)
             if fault is not None and fault.kind == "slow":
                 await anyio.sleep(self.faults.slow_seconds)
                 fault = None
@@ -564,6 +584,8 @@ class FakeSupervisely:
                 raise ConnectionResetError("injected dropped connection")
             if fault is not None:
                 reply = self.fault_reply(fault)
+            elif handled is not None:
+                reply = handled
             else:
                 reply = await anyio.to_thread.run_sync(self.handle, method, raw, headers)
         elif scope["method"] in ("GET", "HEAD") and path.startswith("/media/"):
@@ -1126,6 +1148,7 @@ class FakeSupervisely:
         priority: int | None = None,
         custom_data: dict[str, Any] | None = None,
         description: str = "",
+        login: str | None = None,
     ) -> dict[str, Any]:
         image = self._image(image_id)
         classes = {c["id"]: c for c in self.metas[image["projectId"]]["classes"]}
@@ -1168,6 +1191,7 @@ class FakeSupervisely:
             if geometry is not None:
                 self.alpha[fid] = geometry
         self.figures[fid] = figure
+        self.figure_authors[fid] = login or self.users[self.user_id]["login"]
         self.touch_project(image["projectId"])
         return figure
 
@@ -1225,6 +1249,7 @@ class FakeSupervisely:
                 priority=fig.get("priority"),
                 custom_data=fig.get("customData"),
                 description=fig.get("description") or "",
+                login=user["login"],  # the caller: a labeler login in the body is not applied
             )
             for fig in body["figures"]
         ]
@@ -1306,7 +1331,9 @@ class FakeSupervisely:
         self.touch_project(image["projectId"])
         return tag
 
-    def add_figure_tag(self, figure_id: int, tag_id: int, value: Json) -> dict[str, Any]:
+    def add_figure_tag(
+        self, figure_id: int, tag_id: int, value: Json, *, login: str | None = None
+    ) -> dict[str, Any]:
         figure = self.figures.get(figure_id)
         if figure is None:
             raise ApiError(
@@ -1315,7 +1342,12 @@ class FakeSupervisely:
                 {"type": "NONEXISTENT_ENTITY", "message": f"Figure {figure_id} not found"},
             )
         self._tag_meta(figure["projectId"], tag_id)
-        tag = {"id": self.next_id(), "tagId": tag_id, "value": value}
+        tag = {
+            "id": self.next_id(),
+            "tagId": tag_id,
+            "value": value,
+            "labelerLogin": login or self.users[self.user_id]["login"],
+        }
         self.figure_tags.setdefault(figure_id, []).append(tag)
         self.touch_project(figure["projectId"])
         return tag
@@ -1351,7 +1383,11 @@ class FakeSupervisely:
                     {"message": f"figure {tag['figureId']} is not in the project"},
                 )
         return [
-            {"id": self.add_figure_tag(t["figureId"], t["tagId"], t.get("value"))["id"]}
+            {
+                "id": self.add_figure_tag(
+                    t["figureId"], t["tagId"], t.get("value"), login=user["login"]
+                )["id"]
+            }
             for t in body["tags"]
         ]
 
@@ -1373,7 +1409,7 @@ class FakeSupervisely:
                     "classId": figure["classId"],
                     "classTitle": classes.get(figure["classId"]),
                     "geometryType": figure["geometryType"],
-                    "labelerLogin": user["login"],
+                    "labelerLogin": self.figure_authors.get(figure["id"]),
                     "createdAt": figure["createdAt"],
                     "updatedAt": figure["updatedAt"],
                     "tags": [
@@ -1382,6 +1418,7 @@ class FakeSupervisely:
                             "tagId": t["tagId"],
                             "name": tag_names.get(t["tagId"]),
                             "value": t["value"],
+                            "labelerLogin": t.get("labelerLogin"),
                         }
                         for t in self.figure_tags.get(figure["id"], [])
                     ],
@@ -1691,14 +1728,21 @@ def generate_rich_project(
     images_per_dataset: int = 5,
     link_base: str = "http://media.fake.invalid/media",
     name: str = "Проект λ — rich 🚀",
+    labelers: bool = False,
 ) -> RichProject:
     """Nested datasets 3 deep, hash and link images, every geometry type with sub-pixel
     coordinates, alpha masks, duplicate tag assignments with values on images and figures,
-    custom data, settings incl. ``groupImagesByTagId``, unicode names."""
+    custom data, settings incl. ``groupImagesByTagId``, unicode names.
+
+    ``labelers``: figures and tags are labelled by three users besides the token's owner
+    (whom a restore cannot replace: the API sets no author); otherwise the owner did it all,
+    so a restore by the owner gives back the same content hash.
+    """
     rng = random.Random(seed)
     with fake.lock:
         labeler_ids = [fake.add_user(login)[0] for login in ("anna.k", "Βασίλης", "李雷")]
-        logins = [fake.users[u]["login"] for u in labeler_ids]
+        owner = fake.users[fake.user_id]["login"]
+        logins = [fake.users[u]["login"] if labelers else owner for u in labeler_ids]
         project = fake.create_project(
             name=name,
             workspace_id=fake.workspace_id,
@@ -1823,10 +1867,14 @@ def generate_rich_project(
                         meta={"note": "occluded"} if k == 1 else {},
                         priority=k if k != 2 else None,
                         custom_data={"by": "generator"} if k == 0 else {},
+                        login=logins[(counter + k) % 3],
                     )
                     if k == 0:
                         fake.add_figure_tag(
-                            figure["id"], tag_ids["score"], round(rng.uniform(0, 10), 6) + 0.1
+                            figure["id"],
+                            tag_ids["score"],
+                            round(rng.uniform(0, 10), 6) + 0.1,
+                            login=logins[2],
                         )
                         fake.add_figure_tag(
                             figure["id"], tag_ids["score"], round(rng.uniform(0, 10), 6) + 0.1

@@ -64,7 +64,7 @@ def fake() -> FakeSupervisely:
 
 @pytest.fixture
 def rich(fake: FakeSupervisely) -> RichProject:
-    return generate_rich_project(fake)
+    return generate_rich_project(fake, labelers=True)
 
 
 def rows(tables: dict[str, list[Any]], table: str) -> list[dict[str, Any]]:
@@ -112,7 +112,12 @@ def test_capture_content(fake: FakeSupervisely, rich: RichProject) -> None:
         keys = keys_in_order(tables, table)
         assert keys == sorted(keys), table
         assert len(set(keys)) == len(keys), table
-    assert "users" not in tables  # the public API says nothing about who labelled a figure
+    # figures.list does not say who labelled a figure; annotation info does
+    users = {u["login"] for u in rows(tables, "users")}
+    assert users == set(fake.figure_authors.values()) | {
+        t["labelerLogin"] for owned in fake.image_tags.values() for t in owned
+    }
+    assert {"anna.k", "Βασίλης", "李雷", "owner"} == users
 
     (project,) = rows(tables, "project")
     settings = json.loads(project["settings"])
@@ -156,6 +161,7 @@ def test_capture_content(fake: FakeSupervisely, rich: RichProject) -> None:
     assert unknown
     assert {a["geometry_type"] for a in unknown} == {"unknown"}
     assert all(body["integerCoords"] is False for m, body in fake.calls if m == "figures.list")
+    assert all(a["author"] == fake.figure_authors[json.loads(a["raw"])["id"]] for a in annotations)
 
     tags = rows(tables, "tags")
     expected = sum(len(t) for t in fake.image_tags.values()) + sum(
@@ -168,6 +174,13 @@ def test_capture_content(fake: FakeSupervisely, rich: RichProject) -> None:
     assert '"ещё — 注意"' in {t["value"] for t in tags}
     owners = {i["key"] for i in items} | {a["key"] for a in annotations}
     assert all(t["owner_key"] in owners and t["key"].startswith(t["owner_key"]) for t in tags)
+    figure_tag_authors = {
+        t["id"]: t["labelerLogin"] for owned in fake.figure_tags.values() for t in owned
+    }
+    for tag in tags:
+        if tag["owner_type"] == "annotation":
+            assert tag["author"] == figure_tag_authors[json.loads(tag["raw"])["id"]]
+    assert {"李雷", "owner"} <= {t["author"] for t in tags if t["owner_type"] == "annotation"}
 
 
 def test_batches_are_bounded_and_interleaved(fake: FakeSupervisely, rich: RichProject) -> None:

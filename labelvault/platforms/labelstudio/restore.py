@@ -95,6 +95,9 @@ class LabelStudioRestore(LabelStudioReconcile):
         resume = str(started["project_id"]) if started else None
         created: str | None = resume
         imports = ImportJournal(journal)
+        # A title asked for must be free (the default, the source's own title, is not checked).
+        if resume is None and options.project_name is not None and not options.allow_duplicate_name:
+            self._refuse_taken_title(new_title)
         try:
             self._restore_users(tables("users"), tally)
             definitions = json.loads(row.get("definitions") or "{}")
@@ -182,6 +185,23 @@ class LabelStudioRestore(LabelStudioReconcile):
     def _pause(self, attempt: int) -> None:
         settings = self.settings
         self.api.sleep(min(settings.backoff_max, settings.backoff_factor * 2 ** (attempt - 1)))
+
+    def _refuse_taken_title(self, title: str) -> None:
+        """Refuse a title the server already has (``--allow-duplicate-name`` allows it)."""
+        page: int | None = 1
+        while page is not None:
+            listing = self.api.request_json(
+                "GET", "/api/projects", params={"title": title, "page": page}
+            )
+            found = listing.get("results", []) if isinstance(listing, dict) else listing
+            clash = next((p for p in found or [] if p.get("title") == title), None)
+            if clash is not None:
+                raise ConfigurationError(
+                    f"{PLATFORM} already has a project titled {title!r} (id "
+                    f"{clash.get('id')}); pass another --name, or --allow-duplicate-name"
+                )
+            more = isinstance(listing, dict) and listing.get("next")
+            page = page + 1 if more else None
 
     def _restore_users(self, batches: Iterator[pa.RecordBatch], tally: _Tally) -> None:
         known = {u.get("email") for u in self._list_users(None)}

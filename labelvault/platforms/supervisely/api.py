@@ -121,6 +121,12 @@ class SuperviselyApi:
         """``host:port`` of the server, lowercased."""
         return self._instance
 
+    @property
+    def write_retries(self) -> int:
+        """How often a restore sends a write again after an ambiguous failure, having checked
+        what landed first (the request settings' ``max_retries``)."""
+        return self.settings.max_retries
+
     def close(self) -> None:
         """Close the connection pools."""
         self.api.close()

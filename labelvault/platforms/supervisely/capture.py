@@ -32,6 +32,7 @@ from labelvault.platforms.supervisely.rows import (
     table_page,
     tag_order,
     tag_row,
+    user_row,
 )
 from labelvault.snapshot.schema import (
     GeometryType,
@@ -41,12 +42,21 @@ from labelvault.snapshot.schema import (
 logger = logging.getLogger("labelvault.platforms.supervisely")
 
 
+def _noting_authors(pages: list[TablePage], authors: set[str]) -> list[TablePage]:
+    """``pages``, after adding the logins their ``author`` columns name to ``authors``."""
+    for page in pages:
+        if "author" in page.batch.schema.names:
+            authors.update(a for a in page.batch.column("author").to_pylist() if a)
+    return pages
+
+
 class SuperviselyCapture(SuperviselyApi):
     """Reads a project into labelvault's tables."""
 
     def iter_pages(self, project_id: str) -> Iterator[TablePage]:
         """Stream the project: ``project``, ``datasets``, then per batch of images its
-        ``items``, ``annotations`` and ``tags`` pages, each table in key order."""
+        ``items``, ``annotations`` and ``tags`` pages, then ``users`` (every login that
+        labeled a figure or assigned a tag), each table in key order."""
         info = self._project_json(project_id)
         self._info(info, project_id)
         pid = int(info["id"])
@@ -66,18 +76,24 @@ class SuperviselyCapture(SuperviselyApi):
             for dataset in datasets
             for images in self._image_batches(dataset, project_id)
         )
+        authors: set[str] = set()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="supervisely") as pool:
             window: deque[Future[list[TablePage]]] = deque()
             try:
                 for dataset, images in jobs:
                     window.append(pool.submit(self._capture_batch, dataset, images, context))
                     if len(window) >= self.concurrency:
-                        yield from window.popleft().result()
+                        yield from _noting_authors(window.popleft().result(), authors)
                 while window:
-                    yield from window.popleft().result()
+                    yield from _noting_authors(window.popleft().result(), authors)
             finally:
                 for pending in window:
                     pending.cancel()
+        logins = sorted(authors)
+        for start in range(0, len(logins), self.batch_size):
+            yield table_page(
+                "users", [user_row(login) for login in logins[start : start + self.batch_size]]
+            )
 
     def _datasets(self, pid: int, project: str) -> list[Dataset]:
         """The dataset tree in key order (parents first); a few records per dataset."""
@@ -195,6 +211,7 @@ class SuperviselyCapture(SuperviselyApi):
             if f.get("geometryType") == GeometryType.ALPHA_MASK.value
         ]
         alpha = self._download_geometries(alpha_ids, context.project) if alpha_ids else {}
+        self._add_authors(dataset_id, figures, context.project)
 
         items: list[Row] = []
         annotations: list[Row] = []
@@ -221,6 +238,48 @@ class SuperviselyCapture(SuperviselyApi):
         if tags:
             pages.append(table_page("tags", tags))
         return pages
+
+    def _add_authors(
+        self, dataset_id: int, figures: dict[int, list[dict[str, Any]]], project: str
+    ) -> None:
+        """Set ``labelerLogin`` on the figures of one batch and on their tags."""
+        with_figures = [image_id for image_id, owned in figures.items() if owned]
+        if not with_figures:
+            return
+        authors = self._labelers(dataset_id, with_figures, project)
+        for owned in figures.values():
+            for figure in owned:
+                figure_authors = authors.get(int(figure["id"]), {})
+                figure["labelerLogin"] = figure_authors.get("figure")
+                for tag in figure.get("tags") or []:
+                    if tag.get("id") is not None and tag.get("labelerLogin") is None:
+                        tag["labelerLogin"] = figure_authors.get(int(tag["id"]))
+
+    def _labelers(
+        self, dataset_id: int, image_ids: list[int], project: str
+    ) -> dict[int, dict[Any, str | None]]:
+        """Who labeled each figure, and each of its tags: figure id → {"figure": login,
+        tag assignment id: login}. ``figures.list`` does not say; annotation info does."""
+        body = {
+            "datasetId": dataset_id,
+            "imageIds": image_ids,
+            "withCustomBigData": False,
+            "forceMetadataForLinks": False,
+            "integerCoords": False,
+        }
+        answer = self._call("annotations.bulk.info", body, project=project)
+        found: dict[int, dict[Any, str | None]] = {}
+        for entry in answer if isinstance(answer, list) else []:
+            annotation = entry.get("annotation") if isinstance(entry, dict) else None
+            for obj in (annotation or {}).get("objects") or []:
+                if not isinstance(obj, dict) or obj.get("id") is None:
+                    continue
+                logins: dict[Any, str | None] = {"figure": obj.get("labelerLogin")}
+                for tag in obj.get("tags") or []:
+                    if isinstance(tag, dict) and tag.get("id") is not None:
+                        logins[int(tag["id"])] = tag.get("labelerLogin")
+                found[int(obj["id"])] = logins
+        return found
 
     def _download_geometries(self, ids: Sequence[int], project: str) -> dict[int, Any]:
         response = self.api.request(

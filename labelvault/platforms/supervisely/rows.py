@@ -265,6 +265,19 @@ def tag_row(
     }
 
 
+def user_row(login: str) -> Row:
+    """One ``users`` row: a login that labeled a figure or assigned a tag (Supervisely's API
+    gives logins only, no e-mail or name)."""
+    return {
+        "key": login,
+        "fingerprint": fingerprint({"login": login}),
+        "login": login,
+        "email": None,
+        "name": None,
+        "raw": canonical_json({"login": login}),
+    }
+
+
 @dataclass(frozen=True)
 class CaptureContext:
     """What every batch of a capture needs to know about the project."""

@@ -84,8 +84,11 @@ class SuperviselyWrites(SuperviselyApi):
         """Create the project (info, readme, custom data, settings that need no new ids)."""
         raw = loads(source["raw"])
         info = raw.get("info", {})
+        # The grouping tag needs its new id (set in prepare_project); an explicit null is kept.
         settings = {
-            k: v for k, v in (info.get("settings") or {}).items() if k != "groupImagesByTagId"
+            k: v
+            for k, v in (info.get("settings") or {}).items()
+            if k != "groupImagesByTagId" or v is None
         }
         body = {
             "name": name,
