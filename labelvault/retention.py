@@ -153,6 +153,11 @@ class ExpiryReport(FrozenModel):
         default_factory=dict,
         description="preview projects of the expired versions, by version: deleted with them",
     )
+    journals: tuple[str, ...] = Field(
+        default=(),
+        description="restore journals nobody will resume (older than the grace period), or the "
+        "step records of finished ones: removed",
+    )
 
     @property
     def deleted_count(self) -> int:
@@ -182,6 +187,7 @@ class ExpiryReport(FrozenModel):
             "previews_deleted": {
                 number: link.project_id for number, link in sorted(self.previews.items())
             },
+            "journals_removed": list(self.journals),
         }
 
 

@@ -20,6 +20,7 @@ from labelvault.models import ProjectRef, RestoreOptions, RestoreReport, Version
 from labelvault.platforms.base import Platform, RestoreProgress
 from labelvault.query import DEFAULT_BATCH_ROWS, QueryLimits, query, query_reader
 from labelvault.restore import journal_prefix, restore_version
+from labelvault.restore.journal import collect_abandoned
 from labelvault.retention import DeletePreview, ExpiryReport, RetentionPolicy, expire
 from labelvault.snapshot.manifest import Manifest
 from labelvault.snapshot.reader import SnapshotReader
@@ -161,21 +162,28 @@ class Vault:
         now: datetime | None = None,
         delete_preview: DeletePreview | None = None,
     ) -> ExpiryReport:
-        """Apply a retention policy; a dry run (the default) deletes nothing.
+        """Apply a retention policy; a dry run (the default) deletes nothing. Restore journals
+        that nobody will resume are collected with the versions' orphans.
 
         ``delete_preview`` deletes an expired version's preview project on its platform (see
         :func:`labelvault.preview.delete_preview`); a real run needs it when one has a preview.
         """
-        return expire(
+        moment = now or datetime.now(UTC)
+        report = expire(
             self.store,
             self.catalog,
             project,
             policy,
             referenced_keys=lambda version: self.manifest(version).referenced_keys(),
             dry_run=dry_run,
-            now=now or datetime.now(UTC),
+            now=moment,
             delete_preview=delete_preview,
         )
+        # Restore journals nobody resumed go too (older than the grace period, like orphans).
+        journals = collect_abandoned(
+            self.store, project.prefix, report.grace, now=moment, apply=not dry_run
+        )
+        return report.model_copy(update={"journals": tuple(j.prefix for j in journals)})
 
     def verify(
         self,

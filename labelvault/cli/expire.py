@@ -102,6 +102,7 @@ def _expiry_json(report: ExpiryReport) -> dict[str, Any]:
         "previews": {
             str(number): link.project_id for number, link in sorted(report.previews.items())
         },
+        "journals": list(report.journals),
     }
 
 
@@ -137,6 +138,12 @@ def _print_expiry(out: Console, report: ExpiryReport) -> None:
             for number, link in sorted(report.previews.items())
         )
         out.print(f"{verb} their previews on the platform: {listed}", soft_wrap=True)
+    if report.journals:
+        out.print(
+            f"{verb} {plural(len(report.journals), 'abandoned restore journal')}: "
+            + ", ".join(report.journals),
+            soft_wrap=True,
+        )
     out.print(
         f"keeps {versions_phrase([v.number for v in report.plan.kept])} and "
         f"{plural(report.live.count, 'object')} ({size(report.live.bytes)})"
