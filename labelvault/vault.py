@@ -14,7 +14,7 @@ import pyarrow as pa
 from labelvault.capture import CaptureProgress, CaptureResult, capture_until_current
 from labelvault.catalog import BrokenLease, Catalog, VersionInfo
 from labelvault.diff import DiffResult, diff
-from labelvault.errors import VersionNotFound
+from labelvault.errors import IntegrityError, VersionNotFound
 from labelvault.keys import unsafe_segment
 from labelvault.models import ProjectRef, RestoreOptions, RestoreReport, VersionOrigin
 from labelvault.platforms.base import Platform, RestoreProgress
@@ -234,8 +234,26 @@ class Vault:
         ``restore_id`` names the restore's journal: running again with the same id resumes an
         interrupted restore. ``options`` say where and how (a partial restore names datasets
         or classes); the defaults restore the whole version beside its source.
+
+        The version is checked first (its record, manifest and every chunk's checksum): a
+        damaged version is refused with its damaged objects named, before anything is created
+        on the platform.
         """
         version = self.version(project, ref)
+        damage = [
+            found
+            for found in self.verify(project, version.number, deep=True).damage
+            if found.kind != "lease"
+        ]
+        if damage:
+            listed = "; ".join(f"{d.kind} {d.key}: {d.problem}" for d in damage[:5])
+            more = f"; and {len(damage) - 5} more" if len(damage) > 5 else ""
+            raise IntegrityError(
+                f"version {version.number} of {project} is damaged ({listed}{more}); nothing "
+                "was restored. Run labelvault verify --deep for the whole list, and restore "
+                "another version",
+                key=damage[0].key,
+            )
         reader = SnapshotReader(self.store, self.manifest(version))
         report = restore_version(
             target,

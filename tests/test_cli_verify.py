@@ -70,3 +70,20 @@ def test_unlock_refuses_a_live_holder_unless_forced(cli: Cli) -> None:
     result = cli.run("unlock", cli.project, "--force")
     assert "unlocked" in result.stdout
     assert "is not locked" in cli.run("unlock", cli.project).stdout
+
+
+def test_restore_of_a_damaged_version_creates_nothing(cli: Cli) -> None:
+    cli.capture()
+    chunk = _chunk_paths(cli, 1)[0]
+    data = bytearray(chunk.read_bytes())
+    data[-20] ^= 0x01
+    chunk.write_bytes(bytes(data))
+    projects = set(cli.fake.projects)
+    calls = len(cli.fake.calls)
+    result = cli.run("restore", cli.project, "1", code=1)
+    assert "is damaged" in result.stderr
+    assert chunk.name in result.stderr
+    assert "nothing was restored" in result.stderr
+    assert set(cli.fake.projects) == projects
+    written = [m for m, _ in cli.fake.calls[calls:] if m.endswith((".add", ".bulk.add", ".update"))]
+    assert written == []
