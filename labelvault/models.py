@@ -88,6 +88,9 @@ class VersionInfo(FrozenModel):
     stats: dict[str, int] = Field(default_factory=dict)
     commit_token: str = Field(min_length=1, description="the reservation that committed it")
     metadata_updated_at: UtcDatetime | None = None
+    preview_project_id: str | None = Field(
+        default=None, description="the project on the platform that previews this version"
+    )
 
 
 class Reservation(FrozenModel):

@@ -215,6 +215,8 @@ def preview_version(
         workspace_id=workspace,
         project_name=preview_title(str(source.get("name") or project.project_id), version.number),
         project_description=preview_description(project, version),
+        # An overwrite makes the new preview before the old one goes: they may share a name.
+        allow_duplicate_name=True,
     )
     _, report = vault.restore(
         platform,

@@ -144,3 +144,11 @@ def test_create_with_preview_previews_the_new_version(lv: Cli) -> None:
     assert int(preview["preview_project_id"]) in lv.fake.projects
     said = lv.ok("create", lv.project, "--preview")  # no change: the same version, same preview
     assert f"project {preview['preview_project_id']}" in said
+
+
+def test_versions_and_show_name_the_preview(lv: Cli) -> None:
+    made = lv.json("preview", lv.project, "1")
+    listed = lv.json("versions", lv.project)["versions"]
+    assert [v["preview_project_id"] for v in listed] == [made["preview_project_id"], None]
+    assert f"project {made['preview_project_id']}" in lv.ok("show", lv.project, "1")
+    assert "preview" not in lv.ok("show", lv.project, "2")

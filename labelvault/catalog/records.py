@@ -119,6 +119,7 @@ class VersionRecord(_StoredRecord):
                 description=meta.description,
                 tags=meta.tags,
                 metadata_updated_at=meta.updated_at,
+                preview_project_id=meta.preview.project_id if meta.preview else None,
             )
         return VersionInfo.model_validate(fields)
 

@@ -158,6 +158,7 @@ def versions(ctx: typer.Context, project_id: ProjectArg) -> None:
             f"{rows.get('items', 0):,}",
             f"{rows.get('annotations', 0):,}",
             f"{sum(rows.values()):,}",
+            version.preview_project_id or "",
         ]
         for version, rows in ((v, version_rows(v)) for v in found)
     ]
@@ -174,6 +175,7 @@ def versions(ctx: typer.Context, project_id: ProjectArg) -> None:
             Column("items", key=True, justify="right"),
             Column("annotations", key=True, justify="right"),
             Column("rows", key=True, justify="right"),
+            Column("preview", min_width=4),
         ],
         cells,
         width=st.out.width,
@@ -253,6 +255,8 @@ def _print_version_info(out: Console, info: VersionInfo) -> None:
     ]
     if info.metadata_updated_at is not None:
         lines.append(("edited (UTC)", when(info.metadata_updated_at)))
+    if info.preview_project_id is not None:
+        lines.append(("preview", f"project {info.preview_project_id}"))
     for name, value in lines:
         out.print(f"  {name:<16} {value}", soft_wrap=True)
 
