@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labelvault.catalog import Catalog, Reservation, VersionInfo, default_holder
-from labelvault.catalog.catalog import DAMAGE
+from labelvault.catalog.reading import DAMAGE
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import Platform, ProjectInfo
 from labelvault.snapshot.manifest import Manifest, SnapshotSource, write_manifest

@@ -42,7 +42,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from labelvault.catalog import Catalog, PreviewLink, Reservation, default_holder
-from labelvault.catalog.catalog import DAMAGE
+from labelvault.catalog.reading import DAMAGE
 from labelvault.errors import ConfigurationError
 from labelvault.models import FrozenModel, ProjectRef, VersionInfo, as_utc
 from labelvault.storage.base import ObjectInfo, ObjectStore

@@ -35,18 +35,16 @@ it). Other versions may be deleted, leaving gaps.
 
 from __future__ import annotations
 
-import builtins
 import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from labelvault.catalog.integrity import check_version, content_addressed, record_problem
+from labelvault.catalog.editing import CatalogEdits
 from labelvault.catalog.lease import (
     MAX_LEASE_SECONDS,
     CurrentLease,
@@ -59,76 +57,42 @@ from labelvault.catalog.lease import (
     lease_problem,
     this_process,
 )
+from labelvault.catalog.reading import (
+    CAS_ATTEMPTS,
+    DAMAGE,
+    DamagedVersion,
+    VersionList,
+    tag_tuple,
+)
 from labelvault.catalog.records import (
-    PREVIEW_SCHEMA_VERSION,
     LeaseRecord,
-    PreviewLink,
-    VersionMeta,
     VersionRecord,
     dump_record,
-    meta_key,
-    meta_prefix,
-    number_from_key,
-    parse_record,
     version_key,
-    versions_prefix,
 )
 from labelvault.errors import (
     AlreadyExists,
     CatalogError,
-    CorruptRecord,
-    IntegrityError,
     LeaseHeld,
     LeaseLost,
-    ObjectNotFound,
-    PreconditionFailed,
-    UnsupportedFormat,
-    UnsupportedRecordVersion,
-    VersionNotFound,
 )
 from labelvault.models import CommitResult, ProjectRef, Reservation, VersionInfo, as_utc
-from labelvault.snapshot.manifest import Manifest
 from labelvault.storage.base import ObjectStore
 from labelvault.storage.keys import validate_key
 
 __all__ = ["BrokenLease", "Catalog", "DamagedVersion", "VersionList"]
 
+
 log = logging.getLogger(__name__)
 
 #: What makes one version unreadable without affecting the others.
-DAMAGE = (CorruptRecord, UnsupportedRecordVersion, IntegrityError, UnsupportedFormat)
 
-_READ_THREADS = 16
-_CAS_ATTEMPTS = 20
 _COMMIT_ATTEMPTS = 5
 _T = TypeVar("_T")
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class DamagedVersion:
-    """A version that exists (its record key is listed) but cannot be read back whole."""
-
-    number: int
-    key: str
-    problem: str
-
-    def summary(self) -> dict[str, object]:
-        """Plain values for logs and reports."""
-        return {"version": self.number, "key": self.key, "problem": self.problem}
-
-
-class VersionList(list[VersionInfo]):
-    """The readable versions of a project, ascending; ``damaged`` names the others."""
-
-    def __init__(
-        self, versions: Iterable[VersionInfo] = (), damaged: Iterable[DamagedVersion] = ()
-    ) -> None:
-        super().__init__(versions)
-        self.damaged: tuple[DamagedVersion, ...] = tuple(damaged)
 
 
 @dataclass(frozen=True)
@@ -154,13 +118,7 @@ class BrokenLease:
         }
 
 
-def _tags(tags: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(tags, str):
-        raise TypeError(f"tags must be a sequence of strings, not the string {tags!r}")
-    return tuple(tags)
-
-
-class Catalog:
+class Catalog(CatalogEdits):
     """The versions of every project on one object store.
 
     ``lease_seconds`` is how long a reservation lasts without :meth:`renew`; ``wait`` says how
@@ -190,10 +148,6 @@ class Catalog:
 
     def __repr__(self) -> str:
         return f"Catalog({self.store!r}, lease_seconds={self.lease_seconds:g})"
-
-    def now(self) -> datetime:
-        """The catalog's clock, in UTC."""
-        return as_utc(self._clock())
 
     # --- reserve / renew / cancel ------------------------------------------------------------
 
@@ -347,7 +301,7 @@ class Catalog:
             LeaseLost: the reservation was cancelled, committed or taken over.
         """
         project = reservation.project
-        for _ in range(_CAS_ATTEMPTS):
+        for _ in range(CAS_ATTEMPTS):
             current = self._own_lease(reservation)
             if current is None:
                 raise self._lost(project, reservation.version_number, "cannot be renewed")
@@ -373,7 +327,7 @@ class Catalog:
     def cancel(self, reservation: Reservation) -> None:
         """Give the reservation up. Idempotent: a reservation that is no longer held (already
         cancelled, committed or taken over) is left alone."""
-        for _ in range(_CAS_ATTEMPTS):
+        for _ in range(CAS_ATTEMPTS):
             current = self._own_lease(reservation)
             if current is None or self._leases.release(reservation.project, current.etag):
                 return
@@ -392,7 +346,7 @@ class Catalog:
             LeaseHeld: the holder is alive on this host and ``force`` is off; names it.
             UnsupportedRecordVersion: the lease was written by a newer labelvault.
         """
-        for _ in range(_CAS_ATTEMPTS):
+        for _ in range(CAS_ATTEMPTS):
             current = self._leases.read(project)
             if current is None:
                 return None
@@ -478,7 +432,7 @@ class Catalog:
         """
         project = reservation.project
         validate_key(manifest_key, store=self.store.name)
-        tags = _tags(tags)
+        tags = tag_tuple(tags)
         updated = reservation.source_updated_at if source_updated_at is None else source_updated_at
         for _ in range(_COMMIT_ATTEMPTS):
             current = self._own_lease(reservation)
@@ -560,344 +514,6 @@ class Catalog:
                 return record
         return None
 
-    # --- reading -----------------------------------------------------------------------------
-
-    def list(self, project: ProjectRef) -> VersionList:
-        """Every readable version of ``project``, ascending by number.
-
-        A version whose record or manifest cannot be read back whole does not stop the
-        listing: it is left out, named in the result's ``damaged`` (and logged).
-        """
-        numbers = self._numbers(project)
-        with_meta = self._meta_numbers(project)
-        found = self._parallel(lambda number: self._attempt(project, number, with_meta), numbers)
-        versions = [info for info in found if isinstance(info, VersionInfo)]
-        damaged = [info for info in found if isinstance(info, DamagedVersion)]
-        for bad in damaged:
-            log.warning("version %d of project %s is damaged: %s", bad.number, project, bad.problem)
-        return VersionList(versions, damaged)
-
-    def _attempt(
-        self, project: ProjectRef, number: int, with_meta: set[int] | None
-    ) -> VersionInfo | DamagedVersion | None:
-        try:
-            return self._load_optional(project, number, with_meta)
-        except DAMAGE as exc:
-            key = getattr(exc, "key", None) or version_key(project, number)
-            return DamagedVersion(number, key, exc.message)
-
-    def get(self, project: ProjectRef, ref: int | str) -> VersionInfo:
-        """The version with number ``ref`` (an int, or a string of digits) or id ``ref``.
-
-        Raises:
-            VersionNotFound: no such version.
-            IntegrityError: its record and its manifest disagree, or the manifest is missing
-                or corrupt (the message names both objects).
-            CorruptRecord: its record (or metadata) does not parse.
-        """
-        if isinstance(ref, bool) or not isinstance(ref, int | str):
-            raise TypeError(f"a version is named by its number or id, not {ref!r}")
-        if isinstance(ref, int) or ref.isdigit():
-            number = int(ref)
-            info = self._load_optional(project, number, None)
-            if info is None:
-                raise self._not_found(project, ref, number)
-            return info
-        numbers = self._numbers(project)
-        records = self._parallel(lambda number: self._record_or_none(project, number), numbers)
-        for record in records:
-            if record is not None and record.id == ref:
-                self._check(record)
-                return record.info(self._read_meta(project, record.number))
-        raise self._not_found(project, ref, None)
-
-    def latest(self, project: ProjectRef) -> VersionInfo | None:
-        """The highest-numbered version of ``project``, or ``None`` before the first commit.
-
-        Raises:
-            IntegrityError, CorruptRecord: the highest-numbered version is damaged.
-        """
-        numbers = self._numbers(project)
-        return self._load(project, numbers[-1]) if numbers else None
-
-    def manifest(self, version: VersionInfo) -> Manifest:
-        """The manifest of ``version``, verified on its own and against the version's record.
-
-        Raises:
-            VersionNotFound: the version was deleted meanwhile.
-            IntegrityError: the manifest is missing or corrupt, or does not match the record.
-        """
-        record = self._read_record(version.project, version.number)
-        if record is None or record.id != version.id:
-            raise self._not_found(version.project, version.number, version.number)
-        return check_version(self.store, record)
-
-    def record(self, project: ProjectRef, number: int) -> VersionRecord | None:
-        """Version ``number``'s stored record as it is, unchecked; ``None`` when there is none.
-
-        Raises:
-            CorruptRecord, UnsupportedRecordVersion: the record cannot be parsed.
-        """
-        return self._read_record(project, number)
-
-    def numbers(self, project: ProjectRef) -> builtins.list[int]:
-        """The numbers of every version record stored, readable or not, ascending."""
-        return self._numbers(project)
-
-    def _head(self, project: ProjectRef) -> tuple[int, VersionInfo | None]:
-        """The highest version number in use (0 for none) and that version, when it can be
-        trusted (``None`` when it is damaged: then nothing counts as "unchanged")."""
-        numbers = self._numbers(project)
-        if not numbers:
-            return 0, None
-        return numbers[-1], self._trusted(project, numbers[-1])
-
-    def _trusted(self, project: ProjectRef, number: int) -> VersionInfo | None:
-        try:
-            return self._load_optional(project, number, None)
-        except DAMAGE as exc:
-            log.warning(
-                "version %d of project %s is damaged, so it is no baseline: %s",
-                number,
-                project,
-                exc.message,
-            )
-            return None
-
-    def _check(self, record: VersionRecord) -> None:
-        """Raise unless the record agrees with its manifest (when the manifest is checkable)."""
-        if content_addressed(record):
-            check_version(self.store, record)
-            return
-        problem = record_problem(record)
-        if problem is not None:
-            raise IntegrityError(
-                f"version {record.number} of project {record.project} is damaged: {problem}",
-                key=version_key(record.project, record.number),
-            )
-
-    def _record_or_none(self, project: ProjectRef, number: int) -> VersionRecord | None:
-        try:
-            return self._read_record(project, number)
-        except DAMAGE:
-            return None
-
-    def _not_found(
-        self, project: ProjectRef, ref: int | str, number: int | None
-    ) -> VersionNotFound:
-        return VersionNotFound(
-            f"project {project} has no version {ref!r}", project=str(project), version=number
-        )
-
-    def _numbers(self, project: ProjectRef) -> builtins.list[int]:
-        return sorted(
-            number
-            for info in self.store.list(versions_prefix(project))
-            if (number := number_from_key(info.key)) is not None
-        )
-
-    def _meta_numbers(self, project: ProjectRef) -> set[int]:
-        return {
-            number
-            for info in self.store.list(meta_prefix(project))
-            if (number := number_from_key(info.key)) is not None
-        }
-
-    def _read_record(self, project: ProjectRef, number: int) -> VersionRecord | None:
-        key = version_key(project, number)
-        try:
-            data = self.store.get(key).data
-        except ObjectNotFound:
-            return None
-        record = parse_record(VersionRecord, data, key=key, project=project, version=number)
-        if record.number != number or record.project != project:
-            raise _misplaced(key, project, number, record)
-        return record
-
-    def _read_meta_etag(self, project: ProjectRef, number: int) -> tuple[VersionMeta, str] | None:
-        key = meta_key(project, number)
-        try:
-            stored = self.store.get(key)
-        except ObjectNotFound:
-            return None
-        meta = parse_record(VersionMeta, stored.data, key=key, project=project, version=number)
-        return meta, stored.etag
-
-    def _read_meta(self, project: ProjectRef, number: int) -> VersionMeta | None:
-        found = self._read_meta_etag(project, number)
-        return None if found is None else found[0]
-
-    def _load_optional(
-        self, project: ProjectRef, number: int, with_meta: set[int] | None
-    ) -> VersionInfo | None:
-        record = self._read_record(project, number)
-        if record is None:
-            return None
-        self._check(record)
-        wanted_meta = with_meta is None or number in with_meta
-        return record.info(self._read_meta(project, number) if wanted_meta else None)
-
-    def _load(self, project: ProjectRef, number: int) -> VersionInfo:
-        info = self._load_optional(project, number, None)
-        if info is None:
-            raise self._not_found(project, number, number)
-        return info
-
-    def _parallel(self, read: Callable[[int], _T], numbers: Sequence[int]) -> builtins.list[_T]:
-        if len(numbers) <= 2:
-            return [read(number) for number in numbers]
-        with ThreadPoolExecutor(max_workers=min(_READ_THREADS, len(numbers))) as pool:
-            return list(pool.map(read, numbers))
-
-    # --- editing and deleting ----------------------------------------------------------------
-
-    def update(
-        self,
-        project: ProjectRef,
-        ref: int | str,
-        *,
-        title: str | None = None,
-        description: str | None = None,
-        tags: Sequence[str] | None = None,
-    ) -> VersionInfo:
-        """Change a version's title, description or tags (``None`` keeps the current value).
-
-        The write-once record is left as it is; the new values go to ``meta/<number>.json`` by
-        compare-and-swap, so concurrent updates never lose each other's writes silently: each
-        one re-reads and re-applies its own changes on top of the other's.
-
-        Raises:
-            VersionNotFound: no such version.
-        """
-        new_tags = None if tags is None else _tags(tags)
-        version = self.get(project, ref)
-        if title is None and description is None and new_tags is None:
-            return version
-
-        def change(current: VersionInfo, found: VersionMeta | None) -> VersionMeta:
-            return VersionMeta(
-                schema_version=_meta_schema(found.preview if found else None),
-                version_id=current.id,
-                title=current.title if title is None else title,
-                description=current.description if description is None else description,
-                tags=current.tags if new_tags is None else new_tags,
-                updated_at=self.now(),
-                preview=found.preview if found else None,
-            )
-
-        return self._rewrite_meta(project, version, ref, change)[0]
-
-    def preview(self, project: ProjectRef, ref: int | str) -> PreviewLink | None:
-        """The preview project linked to a version, or ``None``.
-
-        Raises:
-            VersionNotFound: no such version.
-        """
-        version = self.get(project, ref)
-        meta = self._read_meta(project, version.number)
-        return meta.preview if meta is not None and meta.version_id == version.id else None
-
-    def link_preview(
-        self,
-        project: ProjectRef,
-        ref: int | str,
-        link: PreviewLink | None,
-        *,
-        expected: PreviewLink | None,
-    ) -> PreviewLink | None:
-        """Link ``link`` as the version's preview (``None`` unlinks), but only while the
-        current link is ``expected``: two previews made at once never silently replace each
-        other. Stamped like :meth:`update`; title, description and tags are kept.
-
-        Returns the link now stored: ``link`` on success, the other link when it differed
-        from ``expected`` (and nothing was written).
-
-        Raises:
-            VersionNotFound: no such version.
-        """
-        version = self.get(project, ref)
-
-        def change(current: VersionInfo, found: VersionMeta | None) -> VersionMeta | None:
-            now_linked = found.preview if found is not None else None
-            if now_linked != expected:
-                return None
-            return VersionMeta(
-                schema_version=_meta_schema(link),
-                version_id=current.id,
-                title=current.title,
-                description=current.description,
-                tags=current.tags,
-                updated_at=self.now(),
-                preview=link,
-            )
-
-        _, stored = self._rewrite_meta(project, version, ref, change)
-        return stored.preview if stored is not None else None
-
-    def _rewrite_meta(
-        self,
-        project: ProjectRef,
-        version: VersionInfo,
-        ref: int | str,
-        change: Callable[[VersionInfo, VersionMeta | None], VersionMeta | None],
-    ) -> tuple[VersionInfo, VersionMeta | None]:
-        """Replace ``meta/<number>.json`` with ``change(current, stored meta)`` by
-        compare-and-swap, re-reading after every lost race; ``change`` returning ``None``
-        leaves the stored metadata as it is."""
-        key = meta_key(project, version.number)
-        record = self._read_record(project, version.number)
-        if record is None:
-            raise self._not_found(project, ref, version.number)
-        for _ in range(_CAS_ATTEMPTS):
-            found = self._read_meta_etag(project, version.number)
-            meta = found[0] if found is not None and found[0].version_id == record.id else None
-            current = record.info(meta)
-            wanted = change(current, meta)
-            if wanted is None:
-                return current, meta
-            try:
-                if found is None:
-                    self.store.put_if_absent(key, dump_record(wanted))
-                else:
-                    self.store.put_if_match(key, dump_record(wanted), found[1])
-            except (AlreadyExists, PreconditionFailed, ObjectNotFound):
-                continue
-            return record.info(wanted), wanted
-        raise CatalogError(
-            f"version {version.number} of project {project} kept changing while being updated; "
-            "try again",
-            project=str(project),
-            version=version.number,
-        )
-
-    def delete_version(self, project: ProjectRef, ref: int | str) -> VersionInfo:
-        """Delete a version's record (the moment it stops existing), then its metadata.
-
-        Its chunks and manifest stay; retention deletes those no other version references.
-        The latest version cannot be deleted, so that version numbers are never reused.
-
-        Raises:
-            VersionNotFound: no such version.
-            CatalogError: ``ref`` is the latest version.
-        """
-        version = self.get(project, ref)
-        numbers = self._numbers(project)
-        if numbers and version.number >= numbers[-1]:
-            raise CatalogError(
-                f"version {version.number} is the latest version of project {project} and "
-                "cannot be deleted (its number would be reused by the next version)",
-                project=str(project),
-                version=version.number,
-            )
-        self.store.delete(version_key(project, version.number))
-        self.store.delete(meta_key(project, version.number))
-        return version
-
-
-def _meta_schema(preview: PreviewLink | None) -> int:
-    """Metadata that links a preview is written as a newer schema (see ``records``)."""
-    return PREVIEW_SCHEMA_VERSION if preview is not None else 2
-
 
 def _unchanged(latest: VersionInfo | None, wanted: datetime | None) -> bool:
     return (
@@ -905,13 +521,4 @@ def _unchanged(latest: VersionInfo | None, wanted: datetime | None) -> bool:
         and wanted is not None
         and latest.source_updated_at is not None
         and latest.source_updated_at == wanted
-    )
-
-
-def _misplaced(key: str, project: ProjectRef, number: int, record: VersionRecord) -> CatalogError:
-    return CorruptRecord(
-        f"catalog record {key} is corrupt: it describes version {record.number} of project "
-        f"{record.project}, not version {number} of {project}",
-        project=str(project),
-        version=number,
     )
