@@ -7,27 +7,66 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
 from tasks.artifacts import artifact_key
 from tasks.blocks import PlatformConnectionBlock, StoreBlock
-from tasks.common import platform_tag
+from tasks.common import (
+    FLOW_TIMEOUT_SECONDS,
+    library_logs_in_run,
+    platform_tag,
+    project_key,
+    run_tags,
+    tag_this_run,
+)
 from tasks.concurrency import project_slot
 from tasks.preview import preview, summarize
 
 
-@flow(name="preview_version")
+def _run_name() -> str:
+    parameters = flow_run.parameters
+    version = parameters.get("version")
+    return (
+        f"preview {parameters.get('connection', 'supervisely')}/{parameters.get('project_id')} "
+        f"{'latest' if version is None else f'v{version}'}"
+    )
+
+
+@flow(
+    name="preview_version",
+    flow_run_name=_run_name,
+    timeout_seconds=FLOW_TIMEOUT_SECONDS,
+    persist_result=True,
+)
 def preview_version(
-    project_id: str,
+    project_id: int | str,
     version: int | None = None,
     connection: str = "supervisely",
     storage: str = "default",
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Preview ``version`` (default: the latest) of ``project_id``: the linked preview is
-    returned unless ``overwrite`` makes a new one (and deletes the old one)."""
+    """Preview a version as a marked project on its platform, linked from the version, and
+    publish its summary; the linked preview is reused unless ``overwrite`` is set.
+
+    Args:
+        project_id: The project's id on the platform, e.g. 5007.
+        version: The version to preview. Empty (None): the latest version.
+        connection: Name of the saved *Labelvault Platform Connection* block the project was
+            captured from (Blocks page), e.g. `supervisely`.
+        storage: Name of a saved *Labelvault Store* block: where versions are kept.
+        overwrite: Make a new preview even when the version has one (the old one is deleted).
+    """
+    with library_logs_in_run():
+        return _preview(project_key(project_id), version, connection, storage, overwrite)
+
+
+def _preview(
+    project_id: str, version: int | None, connection: str, storage: str, overwrite: bool
+) -> dict[str, Any]:
     logger = get_run_logger()
     source = PlatformConnectionBlock.load(connection).connection()
     store = StoreBlock.load(storage).settings()
+    tag_this_run(*run_tags(source.platform, project_id))
     with project_slot(source.platform, f"preview-{project_id}"):
         result = preview.with_options(tags={platform_tag(source.platform)})(
             source, store, project_id, version, overwrite=overwrite
