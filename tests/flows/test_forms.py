@@ -9,11 +9,19 @@ from prefect.utilities.callables import parameter_schema
 from flows.create_version import create_version
 from flows.diff_versions import diff_versions
 from flows.expire_versions import expire_versions
+from flows.preview_version import preview_version
 from flows.restore_version import report_markdown, restore_version
 from flows.version_on_change import version_on_change
 from tasks.artifacts import markdown_table, summary_markdown
 
-FLOWS = [create_version, restore_version, diff_versions, expire_versions, version_on_change]
+FLOWS = [
+    create_version,
+    restore_version,
+    diff_versions,
+    expire_versions,
+    version_on_change,
+    preview_version,
+]
 
 
 @pytest.mark.parametrize("flow", FLOWS, ids=lambda flow: flow.name)
