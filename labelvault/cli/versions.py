@@ -112,15 +112,17 @@ def _print_capture(out: Console, result: CaptureResult) -> None:
     rows = result.rows or version_rows(version)
     out.print(rows_table(rows))
     if result.manifest is not None:
-        total = result.bytes_written + result.bytes_reused
+        manifest = result.manifest
+        # Shares of the whole version: a version with a delta also carries its base's chunks.
+        total = max(manifest.data_bytes, result.bytes_written)
+        chunks = sum(len(table.all_chunks) for table in manifest.tables.values())
         share = 100 * result.bytes_written / total if total else 0.0
         items = rows.get("items", 0)
         speed = f", {items / result.seconds:,.0f} items/s" if result.seconds > 0 else ""
-        manifest = result.manifest
         out.print(
             f"  written       {size(result.bytes_written)} of {size(total)} ({share:.1f}%) in "
-            f"{manifest.chunks_written:,} of {manifest.chunks_written + manifest.chunks_reused:,} "
-            f"chunks; reused {size(result.bytes_reused)} already stored",
+            f"{manifest.chunks_written:,} of {max(chunks, manifest.chunks_written):,} chunks; "
+            f"reused {size(total - result.bytes_written)} already stored",
             soft_wrap=True,
         )
         out.print(f"  took          {result.seconds:.2f} s{speed}", soft_wrap=True)
