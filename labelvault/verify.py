@@ -22,9 +22,9 @@ from typing import Any, Final
 from pydantic import Field
 
 from labelvault.catalog import Catalog, version_key
-from labelvault.catalog.reading import DAMAGE
 from labelvault.catalog.integrity import check_version
 from labelvault.catalog.lease import HolderState, describe_holder, holder_state, lease_problem
+from labelvault.catalog.reading import DAMAGE
 from labelvault.catalog.records import (
     VersionMeta,
     VersionRecord,
