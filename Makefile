@@ -34,8 +34,8 @@ lint: bootstrap  ## ruff lint and format check
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 
-typecheck: bootstrap  ## mypy --strict on the library
-	$(UV) run mypy labelvault
+typecheck: bootstrap  ## mypy --strict on the library, the flows, tasks and deployments
+	$(UV) run mypy labelvault flows tasks deployments
 
 contracts: bootstrap  ## the layering rules (import-linter contracts in pyproject.toml)
 	$(UV) run lint-imports

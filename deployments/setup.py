@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
@@ -63,7 +63,7 @@ def register_blocks(environ: dict[str, str]) -> None:
         token = environ.get(f"LABELVAULT_{platform.upper()}_TOKEN")
         if url and token:
             PlatformConnectionBlock(
-                platform=platform,  # type: ignore[arg-type]
+                platform=platform,
                 server_url=url,
                 token=SecretStr(token),
             ).save(platform, overwrite=True)

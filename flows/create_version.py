@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from tasks.artifacts import publish_version_summary
-from tasks.blocks import PlatformConnectionBlock, StoreBlock
+from tasks.blocks import ConnectionChoice, StoreChoice, load_connection, load_store, project_label
 from tasks.capture import capture, wait_quiet
 from tasks.common import (
     FLOW_TIMEOUT_SECONDS,
@@ -19,34 +20,41 @@ from tasks.common import (
     tag_this_run,
 )
 from tasks.concurrency import DEFAULT_WAIT_SECONDS, project_slot
+from tasks.forms import titled
+
+
+def _run_name() -> str:
+    return f"create {project_label(flow_run.parameters)}"
 
 
 @flow(
     name="create_version",
-    flow_run_name="create {connection}/{project_id}",
+    flow_run_name=_run_name,
     timeout_seconds=FLOW_TIMEOUT_SECONDS,
     persist_result=True,
 )
 def create_version(
-    project_id: int | str,
-    connection: str = "supervisely",
-    storage: str = "default",
-    title: str = "",
-    description: str = "",
-    tags: list[str] | None = None,
-    quiet_seconds: float = 0.0,
-    max_wait_seconds: float = 600.0,
-    project_wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    project_id: Annotated[int | str, titled("Project id")],
+    connection: Annotated[ConnectionChoice, titled("Platform connection")] = "supervisely",
+    storage: Annotated[StoreChoice, titled("Version store")] = "default",
+    title: Annotated[str, titled("Version title")] = "",
+    description: Annotated[str, titled("Version description")] = "",
+    tags: Annotated[list[str] | None, titled("Version tags")] = None,
+    quiet_seconds: Annotated[float, titled("Quiet period (seconds)")] = 0.0,
+    max_wait_seconds: Annotated[float, titled("Longest quiet wait (seconds)")] = 600.0,
+    project_wait_seconds: Annotated[
+        float, titled("Longest wait for the project (seconds)")
+    ] = DEFAULT_WAIT_SECONDS,
 ) -> dict[str, Any]:
     """Capture a project into a new version; nothing new when it did not change.
 
     Args:
         project_id: The project's id on the platform, e.g. 5007 (a number or a string).
-        connection: Name of a saved *Labelvault Platform Connection* block (Blocks page):
-            which server and token to read the project with. `make deploy` saves one per
-            platform, named `supervisely` and `labelstudio`.
-        storage: Name of a saved *Labelvault Store* block: where versions are kept.
-            `make deploy` saves `default` from LABELVAULT_STORE_URL.
+        connection: A saved *Labelvault Platform Connection* block (pick one, or type its
+            name): which server and token to read the project with. `make deploy` saves one
+            per platform, named `supervisely` and `labelstudio`.
+        storage: A saved *Labelvault Store* block (pick one, or type its name): where
+            versions are kept. `make deploy` saves `default` from LABELVAULT_STORE_URL.
         title: A short title for the new version (shown by `labelvault versions`).
         description: A longer note for the new version.
         tags: Tags for the new version, e.g. ["reviewed"]; tagged versions survive
@@ -61,8 +69,8 @@ def create_version(
     with library_logs_in_run():
         project = project_key(project_id)
         logger = get_run_logger()
-        platform = PlatformConnectionBlock.load(connection).connection()
-        store = StoreBlock.load(storage).settings()
+        platform = load_connection(connection)
+        store = load_store(storage)
         tag_this_run(*run_tags(platform.platform, project))
         if quiet_seconds > 0:
             wait_quiet.with_options(timeout_seconds=max_wait_seconds + 300)(

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from tasks.blocks import PlatformConnectionBlock, StoreBlock
+from tasks.blocks import (
+    ConnectionChoice,
+    StoreChoice,
+    load_connection,
+    load_store,
+    project_label,
+)
 from tasks.common import (
     FLOW_TIMEOUT_SECONDS,
     library_logs_in_run,
@@ -16,6 +22,7 @@ from tasks.common import (
     run_tags,
     tag_this_run,
 )
+from tasks.forms import titled
 from tasks.versions import diff
 
 
@@ -23,7 +30,7 @@ def _run_name() -> str:
     parameters = flow_run.parameters
     new = parameters.get("new")
     return (
-        f"diff {parameters.get('connection', 'supervisely')}/{parameters.get('project_id')} "
+        f"diff {project_label(parameters)} "
         f"v{parameters.get('old')}..{'latest' if new is None else f'v{new}'}"
     )
 
@@ -35,11 +42,11 @@ def _run_name() -> str:
     persist_result=True,
 )
 def diff_versions(
-    project_id: int | str,
-    old: int,
-    new: int | None = None,
-    connection: str = "supervisely",
-    storage: str = "default",
+    project_id: Annotated[int | str, titled("Project id")],
+    old: Annotated[int, titled("From version")],
+    new: Annotated[int | None, titled("To version")] = None,
+    connection: Annotated[ConnectionChoice, titled("Platform connection")] = "supervisely",
+    storage: Annotated[StoreChoice, titled("Version store")] = "default",
 ) -> dict[str, Any]:
     """What changed from one version of a project to another; publishes a markdown artifact.
 
@@ -47,14 +54,16 @@ def diff_versions(
         project_id: The project's id on the platform, e.g. 5007.
         old: The earlier version number.
         new: The later version number. Empty (None): the latest version.
-        connection: Name of the saved *Labelvault Platform Connection* block the project was
+        connection: The saved *Labelvault Platform Connection* block (pick one, or type
+            its name) the project was
             captured from (Blocks page), e.g. `supervisely`.
-        storage: Name of a saved *Labelvault Store* block: where versions are kept.
+        storage: A saved *Labelvault Store* block (pick one, or type its
+            name): where versions are kept.
     """
     with library_logs_in_run():
         project = project_key(project_id)
-        source = PlatformConnectionBlock.load(connection).connection()
-        store = StoreBlock.load(storage).settings()
+        source = load_connection(connection)
+        store = load_store(storage)
         tag_this_run(*run_tags(source.platform, project))
         result = diff(source, store, project, old, new)
         create_markdown_artifact(

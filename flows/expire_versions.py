@@ -3,41 +3,53 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
 from labelvault.retention import RetentionPolicy
 from tasks.artifacts import human_bytes, markdown_table
-from tasks.blocks import PlatformConnectionBlock, StoreBlock
+from tasks.blocks import ConnectionChoice, StoreChoice, choice_name, load_connection, load_store
 from tasks.common import FLOW_TIMEOUT_SECONDS, library_logs_in_run, project_key
+from tasks.forms import titled
 from tasks.versions import expire, list_projects
+
+
+def _run_name() -> str:
+    parameters = flow_run.parameters
+    connection = choice_name(parameters.get("connection", "supervisely"))
+    return f"expire {connection} (dry run: {parameters.get('dry_run', True)})"
 
 
 @flow(
     name="expire_versions",
-    flow_run_name="expire {connection} (dry run: {dry_run})",
+    flow_run_name=_run_name,
     timeout_seconds=FLOW_TIMEOUT_SECONDS,
     persist_result=True,
 )
 def expire_versions(
-    project_ids: list[int | str] | None = None,
-    connection: str = "supervisely",
-    storage: str = "default",
-    keep_last: int | None = 10,
-    keep_tagged: bool = True,
-    keep_younger_than_days: float | None = 30.0,
-    dry_run: bool = True,
+    project_ids: Annotated[list[int | str] | None, titled("Project ids")] = None,
+    connection: Annotated[ConnectionChoice, titled("Platform connection")] = "supervisely",
+    storage: Annotated[StoreChoice, titled("Version store")] = "default",
+    keep_last: Annotated[int | None, titled("Keep the newest")] = 10,
+    keep_tagged: Annotated[bool, titled("Keep tagged versions")] = True,
+    keep_younger_than_days: Annotated[
+        float | None, titled("Keep versions younger than (days)")
+    ] = 30.0,
+    dry_run: Annotated[bool, titled("Dry run")] = True,
 ) -> list[dict[str, Any]]:
     """Expire old versions; data a kept version still uses is never deleted.
 
     Args:
         project_ids: The projects to apply retention to, e.g. [5007]. Empty (None): every
             project of the connection's server that has versions in the store.
-        connection: Name of a saved *Labelvault Platform Connection* block (Blocks page):
+        connection: A saved *Labelvault Platform Connection* block (pick one, or
+            type its name):
             whose projects, e.g. `supervisely`.
-        storage: Name of a saved *Labelvault Store* block: where versions are kept.
+        storage: A saved *Labelvault Store* block (pick one, or type its
+            name): where versions are kept.
         keep_last: Always keep this many newest versions. Empty (None): no such rule.
         keep_tagged: Keep every version that has a tag.
         keep_younger_than_days: Keep versions younger than this many days. Empty (None): no
@@ -46,8 +58,8 @@ def expire_versions(
     """
     with library_logs_in_run():
         logger = get_run_logger()
-        source = PlatformConnectionBlock.load(connection).connection()
-        store = StoreBlock.load(storage).settings()
+        source = load_connection(connection)
+        store = load_store(storage)
         policy = RetentionPolicy(
             keep_last=keep_last,
             keep_tagged=keep_tagged,

@@ -3,14 +3,20 @@ summary (rows, datasets, classes, largest items, changes) as a markdown artifact
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from tasks.artifacts import artifact_key
-from tasks.blocks import PlatformConnectionBlock, StoreBlock
+from tasks.blocks import (
+    ConnectionChoice,
+    StoreChoice,
+    load_connection,
+    load_store,
+    project_label,
+)
 from tasks.common import (
     FLOW_TIMEOUT_SECONDS,
     library_logs_in_run,
@@ -20,16 +26,14 @@ from tasks.common import (
     tag_this_run,
 )
 from tasks.concurrency import project_slot
+from tasks.forms import titled
 from tasks.preview import preview, summarize
 
 
 def _run_name() -> str:
     parameters = flow_run.parameters
     version = parameters.get("version")
-    return (
-        f"preview {parameters.get('connection', 'supervisely')}/{parameters.get('project_id')} "
-        f"{'latest' if version is None else f'v{version}'}"
-    )
+    return f"preview {project_label(parameters)} {'latest' if version is None else f'v{version}'}"
 
 
 @flow(
@@ -39,11 +43,11 @@ def _run_name() -> str:
     persist_result=True,
 )
 def preview_version(
-    project_id: int | str,
-    version: int | None = None,
-    connection: str = "supervisely",
-    storage: str = "default",
-    overwrite: bool = False,
+    project_id: Annotated[int | str, titled("Project id")],
+    version: Annotated[int | None, titled("Version")] = None,
+    connection: Annotated[ConnectionChoice, titled("Platform connection")] = "supervisely",
+    storage: Annotated[StoreChoice, titled("Version store")] = "default",
+    overwrite: Annotated[bool, titled("Replace an existing preview")] = False,
 ) -> dict[str, Any]:
     """Preview a version as a marked project on its platform, linked from the version, and
     publish its summary; the linked preview is reused unless ``overwrite`` is set.
@@ -51,9 +55,11 @@ def preview_version(
     Args:
         project_id: The project's id on the platform, e.g. 5007.
         version: The version to preview. Empty (None): the latest version.
-        connection: Name of the saved *Labelvault Platform Connection* block the project was
+        connection: The saved *Labelvault Platform Connection* block (pick one, or type
+            its name) the project was
             captured from (Blocks page), e.g. `supervisely`.
-        storage: Name of a saved *Labelvault Store* block: where versions are kept.
+        storage: A saved *Labelvault Store* block (pick one, or type its
+            name): where versions are kept.
         overwrite: Make a new preview even when the version has one (the old one is deleted).
     """
     with library_logs_in_run():
@@ -61,11 +67,15 @@ def preview_version(
 
 
 def _preview(
-    project_id: str, version: int | None, connection: str, storage: str, overwrite: bool
+    project_id: str,
+    version: int | None,
+    connection: ConnectionChoice,
+    storage: StoreChoice,
+    overwrite: bool,
 ) -> dict[str, Any]:
     logger = get_run_logger()
-    source = PlatformConnectionBlock.load(connection).connection()
-    store = StoreBlock.load(storage).settings()
+    source = load_connection(connection)
+    store = load_store(storage)
     tag_this_run(*run_tags(source.platform, project_id))
     with project_slot(source.platform, f"preview-{project_id}"):
         result = preview.with_options(tags={platform_tag(source.platform)})(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -10,7 +10,13 @@ from prefect.runtime import flow_run
 
 from labelvault.models import RestoreOptions
 from tasks.artifacts import markdown_table
-from tasks.blocks import PlatformConnectionBlock, StoreBlock
+from tasks.blocks import (
+    ConnectionChoice,
+    StoreChoice,
+    load_connection,
+    load_store,
+    project_label,
+)
 from tasks.common import (
     FLOW_TIMEOUT_SECONDS,
     ProgressArtifact,
@@ -21,16 +27,14 @@ from tasks.common import (
     tag_this_run,
 )
 from tasks.concurrency import DEFAULT_WAIT_SECONDS, project_slot
+from tasks.forms import titled
 from tasks.versions import restore
 
 
 def _run_name() -> str:
     parameters = flow_run.parameters
     version = parameters.get("version")
-    return (
-        f"restore {parameters.get('connection', 'supervisely')}/{parameters.get('project_id')} "
-        f"{'latest' if version is None else f'v{version}'}"
-    )
+    return f"restore {project_label(parameters)} {'latest' if version is None else f'v{version}'}"
 
 
 @flow(
@@ -40,24 +44,28 @@ def _run_name() -> str:
     persist_result=True,
 )
 def restore_version(
-    project_id: int | str,
-    version: int | None = None,
-    connection: str = "supervisely",
-    storage: str = "default",
-    target_connection: str | None = None,
-    options: RestoreOptions | None = None,
-    restore_id: str | None = None,
-    project_wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    project_id: Annotated[int | str, titled("Project id")],
+    version: Annotated[int | None, titled("Version")] = None,
+    connection: Annotated[ConnectionChoice, titled("Platform connection")] = "supervisely",
+    storage: Annotated[StoreChoice, titled("Version store")] = "default",
+    target_connection: Annotated[ConnectionChoice | None, titled("Restore to connection")] = None,
+    options: Annotated[RestoreOptions | None, titled("Restore options")] = None,
+    restore_id: Annotated[str | None, titled("Resume restore id")] = None,
+    project_wait_seconds: Annotated[
+        float, titled("Longest wait for the project (seconds)")
+    ] = DEFAULT_WAIT_SECONDS,
 ) -> dict[str, Any]:
     """Restore a version of a project as a new project; a retried run resumes.
 
     Args:
         project_id: The source project's id on the platform, e.g. 5007.
         version: The version number to restore. Empty (None): the latest version.
-        connection: Name of the saved *Labelvault Platform Connection* block the project was
+        connection: The saved *Labelvault Platform Connection* block (pick one, or type
+            its name) the project was
             captured from (Blocks page), e.g. `supervisely`.
-        storage: Name of a saved *Labelvault Store* block: where versions are kept.
-        target_connection: Name of the *Labelvault Platform Connection* block to restore
+        storage: A saved *Labelvault Store* block (pick one, or type its
+            name): where versions are kept.
+        target_connection: The *Labelvault Platform Connection* block to restore
             into. Empty (None): the same server as `connection`.
         options: Where and how: workspace, the new project's name, a partial restore by
             datasets or classes, how strict. Empty (None): every default (see each field).
@@ -69,9 +77,9 @@ def restore_version(
     with library_logs_in_run():
         project = project_key(project_id)
         logger = get_run_logger()
-        source = PlatformConnectionBlock.load(connection).connection()
-        target = PlatformConnectionBlock.load(target_connection or connection).connection()
-        store = StoreBlock.load(storage).settings()
+        source = load_connection(connection)
+        target = load_connection(target_connection or connection)
+        store = load_store(storage)
         tag_this_run(*run_tags(source.platform, project))
         progress = ProgressArtifact.create(f"Restoring {source.platform} project {project}")
         with project_slot(

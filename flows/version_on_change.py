@@ -9,7 +9,7 @@ always in one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow
 from prefect.runtime import flow_run
@@ -17,7 +17,9 @@ from prefect.runtime import flow_run
 from flows.create_version import create_version
 from labelvault.errors import ConfigurationError
 from labelvault.events import parse_resource_id
+from tasks.blocks import StoreChoice
 from tasks.common import FLOW_TIMEOUT_SECONDS
+from tasks.forms import titled
 
 
 def _run_name() -> str:
@@ -36,17 +38,18 @@ def _run_name() -> str:
     persist_result=True,
 )
 def version_on_change(
-    resource_id: str,
-    storage: str = "default",
-    quiet_seconds: float = 10.0,
-    max_wait_seconds: float = 600.0,
+    resource_id: Annotated[str, titled("Changed project (event resource)")],
+    storage: Annotated[StoreChoice, titled("Version store")] = "default",
+    quiet_seconds: Annotated[float, titled("Quiet period (seconds)")] = 10.0,
+    max_wait_seconds: Annotated[float, titled("Longest quiet wait (seconds)")] = 600.0,
 ) -> dict[str, Any]:
     """Capture the project an event names, once it has been quiet.
 
     Args:
         resource_id: The event's resource id, `labelvault.project.<connection>.<project_id>`
             (the trigger fills it in; the webhook bridge makes it).
-        storage: Name of a saved *Labelvault Store* block: where versions are kept.
+        storage: A saved *Labelvault Store* block (pick one, or type its
+            name): where versions are kept.
         quiet_seconds: Capture once the project has not changed for this many seconds.
         max_wait_seconds: Stop waiting for a quiet project after this many seconds and
             capture anyway.

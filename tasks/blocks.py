@@ -6,12 +6,16 @@ library. ``deployments/setup.py`` creates them from environment variables.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, cast
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from labelvault.errors import ConfigurationError
 from labelvault.settings import PlatformConnection, StoreSettings
+
+_B = TypeVar("_B", bound=Block)
 
 
 class PlatformConnectionBlock(Block):
@@ -56,3 +60,56 @@ class StoreBlock(Block):
             s3_secret_key=self.s3_secret_key,
             s3_addressing_style=self.s3_addressing_style,
         )
+
+
+#: A connection parameter: a saved block picked in the run form, or its name.
+ConnectionChoice = PlatformConnectionBlock | str
+#: A store parameter: a saved block picked in the run form, or its name.
+StoreChoice = StoreBlock | str
+
+
+def load_connection(choice: ConnectionChoice) -> PlatformConnection:
+    """The platform connection a run parameter names or holds."""
+    block = (
+        choice
+        if isinstance(choice, PlatformConnectionBlock)
+        else _load(PlatformConnectionBlock, choice)
+    )
+    return block.connection()
+
+
+def load_store(choice: StoreChoice) -> StoreSettings:
+    """The store settings a run parameter names or holds."""
+    block = choice if isinstance(choice, StoreBlock) else _load(StoreBlock, choice)
+    return block.settings()
+
+
+def choice_name(choice: object, default: str = "?") -> str:
+    """How a run name shows a block parameter: the block's name (or the name given)."""
+    if isinstance(choice, str):
+        return choice
+    if isinstance(choice, Block):
+        return choice._block_document_name or default
+    if isinstance(choice, dict) and isinstance(choice.get("$ref"), dict):
+        try:
+            block = cast(Block, Block.load_from_ref(choice["$ref"]))
+        except (ValueError, RuntimeError):
+            return default
+        return block._block_document_name or default
+    return default
+
+
+def _load(kind: type[_B], name: str) -> _B:
+    try:
+        return cast(_B, kind.load(name))
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"no saved {kind._block_type_name} block named {name!r}: pick one on the "
+            "run form or create it on the Blocks page (make deploy saves the defaults)"
+        ) from exc
+
+
+def project_label(parameters: Mapping[str, Any]) -> str:
+    """``<connection>/<project id>`` from a run's parameters, for its name."""
+    connection = choice_name(parameters.get("connection", "supervisely"))
+    return f"{connection}/{parameters.get('project_id')}"

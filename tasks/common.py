@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from prefect import get_run_logger
@@ -122,7 +122,7 @@ class ProgressArtifact:
     @classmethod
     def create(cls, description: str) -> UUID:
         """A new bar at 0 % for the current run; returns its id."""
-        return create_progress_artifact(progress=0.0, description=description)
+        return cast(UUID, create_progress_artifact(progress=0.0, description=description))
 
     def update(self, fraction: float | None) -> None:
         """Show ``fraction`` (0..1) done; ``None`` (total unknown) shows nothing new."""

@@ -18,7 +18,7 @@ from uuid import UUID
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.client.schemas.objects import GlobalConcurrencyLimit
+from prefect.client.schemas.responses import GlobalConcurrencyLimitResponse
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import flow_run
@@ -39,7 +39,7 @@ def project_limit_name(platform: str, project_id: str) -> str:
     return f"labelvault-project-{platform}-{project_id}"
 
 
-def ensure_limit(name: str, limit: int = 1) -> GlobalConcurrencyLimit:
+def ensure_limit(name: str, limit: int = 1) -> GlobalConcurrencyLimitResponse:
     """Create the global concurrency limit ``name`` unless it exists; return it as it is now."""
     with get_client(sync_client=True) as client:
         try:

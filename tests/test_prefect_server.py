@@ -65,6 +65,12 @@ class Deployed:
         response.raise_for_status()
         return str(response.json()["id"])
 
+    def block_ref(self, block_type: str, name: str) -> dict[str, Any]:
+        """What the run form sends when a saved block is picked."""
+        response = self.api.get(f"/block_types/slug/{block_type}/block_documents/name/{name}")
+        response.raise_for_status()
+        return {"$ref": {"block_document_id": response.json()["id"]}}
+
     def wait(self, run_id: str, timeout: float = 180.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -172,10 +178,17 @@ def test_setup_is_idempotent_and_deploys_everything(deployed: Deployed) -> None:
     assert [schedule["active"] for schedule in apply["schedules"]] == [False]
 
 
-def test_ui_run_creates_a_version(deployed: Deployed) -> None:
-    run_id = deployed.run("create_version", "create-version", {"project_id": deployed.project_id})
+def test_ui_run_with_blocks_picked_on_the_form_creates_a_version(deployed: Deployed) -> None:
+    # The form's block picker sends a reference to the saved block, not its name.
+    parameters = {
+        "project_id": deployed.project_id,
+        "connection": deployed.block_ref("labelvault-platform-connection", "supervisely"),
+        "storage": deployed.block_ref("labelvault-store", "default"),
+    }
+    run_id = deployed.run("create_version", "create-version", parameters)
     run = deployed.wait(run_id)
     assert run["state_type"] == "COMPLETED", log_tail(deployed.worker_log, 60)
+    assert run["name"] == f"create supervisely/{deployed.project_id}"
     ref = project_ref(deployed.platform(), deployed.project_id)
     latest = deployed.catalog().latest(ref)
     assert latest is not None

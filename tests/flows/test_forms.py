@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from prefect import Flow
 from prefect.utilities.callables import parameter_schema
+from pydantic import SecretStr
 
 from flows.create_version import create_version
 from flows.diff_versions import diff_versions
@@ -12,7 +13,9 @@ from flows.expire_versions import expire_versions
 from flows.preview_version import preview_version
 from flows.restore_version import report_markdown, restore_version
 from flows.version_on_change import version_on_change
+from labelvault.errors import ConfigurationError
 from tasks.artifacts import markdown_table, summary_markdown
+from tasks.blocks import PlatformConnectionBlock, load_connection, project_label
 
 FLOWS = [
     create_version,
@@ -29,6 +32,7 @@ def test_every_parameter_has_a_title_and_a_description(flow: Flow[..., object]) 
     schema = parameter_schema(flow.fn).model_dump_for_openapi()
     for name, field in schema["properties"].items():
         assert field.get("title"), f"{flow.name}.{name} has no title"
+        assert "_" not in field["title"], f"{flow.name}.{name}: the form shows a raw name"
         assert len(field.get("description") or "") > 10, f"{flow.name}.{name} undescribed"
     optional = [
         name
@@ -38,6 +42,48 @@ def test_every_parameter_has_a_title_and_a_description(flow: Flow[..., object]) 
     for name in optional:
         description = schema["properties"][name]["description"]
         assert "Empty (None)" in description, f"{flow.name}.{name}: what None means"
+
+
+@pytest.mark.parametrize("flow", FLOWS, ids=lambda flow: flow.name)
+def test_connection_and_store_are_picked_among_saved_blocks(flow: Flow[..., object]) -> None:
+    schema = parameter_schema(flow.fn).model_dump_for_openapi()
+    kinds = {
+        "connection": "labelvault-platform-connection",
+        "target_connection": "labelvault-platform-connection",
+        "storage": "labelvault-store",
+    }
+    checked = 0
+    for name, slug in kinds.items():
+        if name not in schema["properties"]:
+            continue
+        options = schema["properties"][name]["anyOf"]
+        refs = [option["$ref"].rsplit("/", 1)[-1] for option in options if "$ref" in option]
+        assert [schema["definitions"][ref]["block_type_slug"] for ref in refs] == [slug], name
+        assert {"type": "string"} in options, f"{name}: a block's name is still accepted"
+        checked += 1
+    assert checked >= 1
+
+
+def test_a_block_picked_on_the_form_or_named_loads_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    saved = PlatformConnectionBlock(
+        platform="labelstudio", server_url="http://127.0.0.1:1", token=SecretStr("t")
+    )
+
+    def load(cls: type[PlatformConnectionBlock], name: str) -> PlatformConnectionBlock:
+        if name != "ls":
+            raise ValueError(f"Unable to find block document named {name}")
+        return saved
+
+    monkeypatch.setattr(PlatformConnectionBlock, "load", classmethod(load))
+    assert load_connection(saved) == load_connection("ls")
+    missing = "no saved Labelvault Platform Connection block named 'lz'"
+    with pytest.raises(ConfigurationError, match=missing):
+        load_connection("lz")
+    saved._block_document_name = "ls"
+    assert project_label({"connection": saved, "project_id": 7}) == "ls/7"
+    assert project_label({"project_id": 7}) == "supervisely/7"
 
 
 @pytest.mark.parametrize("flow", [create_version, restore_version, diff_versions])
