@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from tasks.artifacts import publish_version_summary
-from tasks.blocks import ConnectionChoice, StoreChoice, load_connection, load_store, project_label
+from tasks.blocks import load_connection, load_store, project_label
 from tasks.capture import capture, wait_quiet
 from tasks.common import (
     FLOW_TIMEOUT_SECONDS,
@@ -20,7 +20,7 @@ from tasks.common import (
     tag_this_run,
 )
 from tasks.concurrency import DEFAULT_WAIT_SECONDS, project_slot
-from tasks.forms import titled
+from tasks.forms import Connection, ProjectId, ProjectWaitSeconds, Store, titled
 
 
 def _run_name() -> str:
@@ -34,17 +34,15 @@ def _run_name() -> str:
     persist_result=True,
 )
 def create_version(
-    project_id: Annotated[int | str, titled("Project id")],
-    connection: Annotated[ConnectionChoice, titled("Platform connection")] = "supervisely",
-    storage: Annotated[StoreChoice, titled("Version store")] = "default",
+    project_id: ProjectId,
+    connection: Connection = "supervisely",
+    storage: Store = "default",
     title: Annotated[str, titled("Version title")] = "",
     description: Annotated[str, titled("Version description")] = "",
     tags: Annotated[list[str] | None, titled("Version tags")] = None,
     quiet_seconds: Annotated[float, titled("Quiet period (seconds)")] = 0.0,
     max_wait_seconds: Annotated[float, titled("Longest quiet wait (seconds)")] = 600.0,
-    project_wait_seconds: Annotated[
-        float, titled("Longest wait for the project (seconds)")
-    ] = DEFAULT_WAIT_SECONDS,
+    project_wait_seconds: ProjectWaitSeconds = DEFAULT_WAIT_SECONDS,
 ) -> dict[str, Any]:
     """Capture a project into a new version; nothing new when it did not change.
 

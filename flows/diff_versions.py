@@ -9,8 +9,6 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from tasks.blocks import (
-    ConnectionChoice,
-    StoreChoice,
     load_connection,
     load_store,
     project_label,
@@ -22,7 +20,7 @@ from tasks.common import (
     run_tags,
     tag_this_run,
 )
-from tasks.forms import titled
+from tasks.forms import Connection, ProjectId, Store, titled
 from tasks.versions import diff
 
 
@@ -42,11 +40,11 @@ def _run_name() -> str:
     persist_result=True,
 )
 def diff_versions(
-    project_id: Annotated[int | str, titled("Project id")],
+    project_id: ProjectId,
     old: Annotated[int, titled("From version")],
     new: Annotated[int | None, titled("To version")] = None,
-    connection: Annotated[ConnectionChoice, titled("Platform connection")] = "supervisely",
-    storage: Annotated[StoreChoice, titled("Version store")] = "default",
+    connection: Connection = "supervisely",
+    storage: Store = "default",
 ) -> dict[str, Any]:
     """What changed from one version of a project to another; publishes a markdown artifact.
 

@@ -11,9 +11,9 @@ from prefect.runtime import flow_run
 
 from labelvault.retention import RetentionPolicy
 from tasks.artifacts import human_bytes, markdown_table
-from tasks.blocks import ConnectionChoice, StoreChoice, choice_name, load_connection, load_store
+from tasks.blocks import choice_name, load_connection, load_store
 from tasks.common import FLOW_TIMEOUT_SECONDS, library_logs_in_run, project_key
-from tasks.forms import titled
+from tasks.forms import Connection, Store, titled
 from tasks.versions import expire, list_projects
 
 
@@ -31,8 +31,8 @@ def _run_name() -> str:
 )
 def expire_versions(
     project_ids: Annotated[list[int | str] | None, titled("Project ids")] = None,
-    connection: Annotated[ConnectionChoice, titled("Platform connection")] = "supervisely",
-    storage: Annotated[StoreChoice, titled("Version store")] = "default",
+    connection: Connection = "supervisely",
+    storage: Store = "default",
     keep_last: Annotated[int | None, titled("Keep the newest")] = 10,
     keep_tagged: Annotated[bool, titled("Keep tagged versions")] = True,
     keep_younger_than_days: Annotated[

@@ -26,7 +26,7 @@ from tasks.common import (
     tag_this_run,
 )
 from tasks.concurrency import project_slot
-from tasks.forms import titled
+from tasks.forms import Connection, ProjectId, Store, VersionNumber, titled
 from tasks.preview import preview, summarize
 
 
@@ -43,10 +43,10 @@ def _run_name() -> str:
     persist_result=True,
 )
 def preview_version(
-    project_id: Annotated[int | str, titled("Project id")],
-    version: Annotated[int | None, titled("Version")] = None,
-    connection: Annotated[ConnectionChoice, titled("Platform connection")] = "supervisely",
-    storage: Annotated[StoreChoice, titled("Version store")] = "default",
+    project_id: ProjectId,
+    version: VersionNumber = None,
+    connection: Connection = "supervisely",
+    storage: Store = "default",
     overwrite: Annotated[bool, titled("Replace an existing preview")] = False,
 ) -> dict[str, Any]:
     """Preview a version as a marked project on its platform, linked from the version, and

@@ -12,7 +12,6 @@ from labelvault.models import RestoreOptions
 from tasks.artifacts import markdown_table
 from tasks.blocks import (
     ConnectionChoice,
-    StoreChoice,
     load_connection,
     load_store,
     project_label,
@@ -27,7 +26,7 @@ from tasks.common import (
     tag_this_run,
 )
 from tasks.concurrency import DEFAULT_WAIT_SECONDS, project_slot
-from tasks.forms import titled
+from tasks.forms import Connection, ProjectId, ProjectWaitSeconds, Store, VersionNumber, titled
 from tasks.versions import restore
 
 
@@ -44,16 +43,14 @@ def _run_name() -> str:
     persist_result=True,
 )
 def restore_version(
-    project_id: Annotated[int | str, titled("Project id")],
-    version: Annotated[int | None, titled("Version")] = None,
-    connection: Annotated[ConnectionChoice, titled("Platform connection")] = "supervisely",
-    storage: Annotated[StoreChoice, titled("Version store")] = "default",
+    project_id: ProjectId,
+    version: VersionNumber = None,
+    connection: Connection = "supervisely",
+    storage: Store = "default",
     target_connection: Annotated[ConnectionChoice | None, titled("Restore to connection")] = None,
     options: Annotated[RestoreOptions | None, titled("Restore options")] = None,
     restore_id: Annotated[str | None, titled("Resume restore id")] = None,
-    project_wait_seconds: Annotated[
-        float, titled("Longest wait for the project (seconds)")
-    ] = DEFAULT_WAIT_SECONDS,
+    project_wait_seconds: ProjectWaitSeconds = DEFAULT_WAIT_SECONDS,
 ) -> dict[str, Any]:
     """Restore a version of a project as a new project; a retried run resumes.
 

@@ -17,9 +17,8 @@ from prefect.runtime import flow_run
 from flows.create_version import create_version
 from labelvault.errors import ConfigurationError
 from labelvault.events import parse_resource_id
-from tasks.blocks import StoreChoice
 from tasks.common import FLOW_TIMEOUT_SECONDS
-from tasks.forms import titled
+from tasks.forms import Store, titled
 
 
 def _run_name() -> str:
@@ -39,7 +38,7 @@ def _run_name() -> str:
 )
 def version_on_change(
     resource_id: Annotated[str, titled("Changed project (event resource)")],
-    storage: Annotated[StoreChoice, titled("Version store")] = "default",
+    storage: Store = "default",
     quiet_seconds: Annotated[float, titled("Quiet period (seconds)")] = 10.0,
     max_wait_seconds: Annotated[float, titled("Longest quiet wait (seconds)")] = 600.0,
 ) -> dict[str, Any]:
