@@ -244,25 +244,6 @@ def test_delta_chunks_are_referenced_by_the_version() -> None:
     assert {c.key for c in (*entry.delta, *entry.displaced)} <= manifest.referenced_keys()
 
 
-def _as_format_1(store: ObjectStore, manifest: Manifest) -> Manifest:
-    """``manifest`` stored as a format-1 manifest (chunks unchanged: same layout)."""
-    old = manifest.model_copy(update={"format_version": 1})
-    return load_manifest(store, write_manifest(store, PREFIX, old))
-
-
-def test_a_format_1_version_is_read_diffed_and_used_as_a_base() -> None:
-    store = MemoryStore()
-    rows = _initial(120)
-    first = _as_format_1(store, _write(store, _table(rows), None))
-    assert first.format_version == 1
-    assert SnapshotReader(store, first).read_table("annotations").equals(_table(rows))
-    edited = {**rows, "0002": ("class5", 5)}
-    second = _write(store, _table(edited), first, DeltaPolicy(prefer_smaller=False))
-    assert second.table("annotations").has_delta
-    assert SnapshotReader(store, second).read_table("annotations").equals(_table(edited))
-    assert diff(store, first, second).tables["annotations"].changed_keys == ["0002"]
-
-
 def test_a_manifest_without_deltas_keeps_its_format_1_form() -> None:
     store = MemoryStore()
     manifest = _write(store, _table(_initial(10)), None)
