@@ -140,8 +140,9 @@ def merge_streams(
 
     ``base`` and ``delta`` have ``schema`` (which starts with ``key``); ``displaced`` batches
     start with the key. A base batch that the delta does not touch is passed on as it is;
-    one that it touches is spliced with Arrow: the kept runs of the base batch and the delta
-    rows that fall between them are cut as slices and concatenated once, in key order.
+    one that it touches is spliced with Arrow: it is passed on as zero-copy slices, the kept
+    runs of the base batch and the runs of delta rows that fall between them, in key order
+    (so batches after a change may be smaller than ``batch_rows``).
     """
     ahead = KeyWindow(delta, schema)
     gone_window = KeyWindow(_keys_only(displaced), _KEYS)
@@ -154,34 +155,40 @@ def merge_streams(
         if removed.num_rows == 0 and added.num_rows == 0:
             yield stored
             continue
-        spliced = _splice(stored, added, removed.column(0))
-        if spliced.num_rows:
-            yield spliced
+        yield from _splice(stored, added, removed.column(0))
     for batch in ahead.rest():
         if batch.num_rows:
             yield batch
 
 
-def _splice(stored: pa.RecordBatch, added: pa.Table, removed: pa.ChunkedArray) -> pa.RecordBatch:
+def _splice(
+    stored: pa.RecordBatch, added: pa.Table, removed: pa.ChunkedArray
+) -> list[pa.RecordBatch]:
     """``stored`` without the keys ``removed``, with the rows ``added``, in key order.
 
-    A delta row takes the place of the base row it replaces (found by a hash lookup) or goes
-    before the first base row with a greater key (a binary search on the key array); the base
-    runs between those places are zero-copy slices, concatenated once.
+    A delta row takes the place of the base row it replaces (a hash lookup of the base keys in
+    the few delta keys) or goes before the first base row with a greater key (a binary search
+    on the key array). The result is zero-copy slices: the base runs between those places and
+    the runs of delta rows.
     """
     keys = stored.column(0)
     fresh = pa.RecordBatch.from_arrays(
         [column.combine_chunks() for column in added.columns], schema=stored.schema
     )
     new_keys = fresh.column(0)
-    replaced: list[int | None] = pc.index_in(new_keys, value_set=keys).to_pylist()
-    places = []
-    for index, place in enumerate(replaced):
-        places.append(place if place is not None else _first_above(keys, new_keys[index].as_py()))
-    dropped: list[int | None] = pc.index_in(removed, value_set=keys).to_pylist()
+    replacing = pc.index_in(keys, value_set=new_keys)
+    replaced_at = pc.indices_nonzero(pc.is_valid(replacing))
+    places: list[int | None] = [None] * len(new_keys)
+    replaced_by: list[int] = pc.take(replacing, replaced_at).to_pylist()
+    for place, index in zip(replaced_at.to_pylist(), replaced_by, strict=True):
+        places[index] = place
+    for index, place in enumerate(places):
+        if place is None:
+            places[index] = _first_above(keys, new_keys[index].as_py())
+    dropped: list[int] = pc.indices_nonzero(pc.is_in(keys, value_set=removed)).to_pylist()
     events = sorted(
-        [(place, 0, index) for index, place in enumerate(places)]
-        + [(place, 1, 0) for place in dropped if place is not None]
+        [(place, 0, index) for index, place in enumerate(places) if place is not None]
+        + [(place, 1, 0) for place in dropped]
     )
     pieces: list[pa.RecordBatch] = []
     cursor = 0
@@ -208,9 +215,7 @@ def _splice(stored: pa.RecordBatch, added: pa.Table, removed: pa.ChunkedArray) -
     close_run()
     if cursor < stored.num_rows:
         pieces.append(stored.slice(cursor))
-    if not pieces:
-        return stored.slice(0, 0)
-    return pa.concat_batches(pieces)
+    return pieces
 
 
 def _first_above(keys: pa.Array, key: str) -> int:

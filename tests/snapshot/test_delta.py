@@ -271,6 +271,22 @@ def test_diff_of_consecutive_delta_versions_reads_the_deltas_only() -> None:
     assert set(changes.changed_keys) == _expected_diff(old_rows, new_rows)["changed"]
 
 
+def test_diff_of_a_base_and_the_delta_on_it_reads_the_delta_only() -> None:
+    store = MemoryStore()
+    (old_rows, old), (new_rows, new) = list(_versions(store, DeltaPolicy()))[:2]
+    assert not old.table("annotations").has_delta
+    entry = new.table("annotations")
+    assert entry.has_delta
+    assert [c.sha256 for c in entry.chunks] == [c.sha256 for c in old.table("annotations").chunks]
+    result = diff(store, old, new, tables=["annotations"])
+    assert result.chunks_read == len(entry.delta) + len(entry.displaced)
+    expected = _expected_diff(old_rows, new_rows)
+    changes = result.tables["annotations"]
+    assert set(changes.changed_keys) == expected["changed"]
+    assert set(changes.removed_keys) == expected["removed"]
+    assert set(changes.added_keys) == expected["added"]
+
+
 def test_sql_sees_the_merged_table() -> None:
     store = MemoryStore()
     rows, manifest = list(_versions(store, DeltaPolicy()))[-1]
