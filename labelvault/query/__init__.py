@@ -47,7 +47,15 @@ from labelvault.errors import LabelvaultError, QueryFailed
 from labelvault.query.guard import check_query
 from labelvault.query.sandbox import DEFAULT_TIMEOUT, QueryLimits, Watchdog, lock_down
 from labelvault.snapshot.delta import DISPLACED_SCHEMA
+from labelvault.snapshot.layout import (
+    LAYOUT_FORMAT,
+    decoded_sql,
+    displaced_stored_schema,
+    layout_of,
+    stored_schema,
+)
 from labelvault.snapshot.manifest import ChunkRef, Manifest
+from labelvault.snapshot.reader import SnapshotReader
 from labelvault.snapshot.schema import TABLES, schema_for
 from labelvault.snapshot.storefs import StoreFileSystemHandler, store_filesystem
 from labelvault.storage.base import ObjectStore
@@ -73,8 +81,18 @@ _LONGEST_MESSAGE: Final = 400
 def table_dataset(
     store: ObjectStore, manifest: Manifest, table: str, *, verify: bool = True
 ) -> ds.Dataset:
-    """A ``pyarrow.dataset`` over one table's chunks (see the module docs for ``verify``)."""
-    return _Datasets(store, manifest, verify=verify).dataset(table)
+    """A ``pyarrow.dataset`` of one table as readers see it, scannable once.
+
+    The rows are the version's rows, merged with the table's delta if it has one, in the
+    logical layout whatever the format that stored them; they stream from
+    :class:`~labelvault.snapshot.reader.SnapshotReader`, which verifies every chunk whatever
+    ``verify`` says (kept for callers that pass it).
+    """
+    del verify
+    reader = SnapshotReader(store, manifest)
+    schema = schema_for(table)
+    batches = pa.RecordBatchReader.from_batches(schema, reader.iter_batches(table))
+    return ds.dataset(batches)
 
 
 class Session:
@@ -106,27 +124,33 @@ class Session:
             raise
 
     def _register(self, table: str) -> None:
-        """Register ``table``; one with a delta is a view merging it with its base."""
+        """Register ``table``: its chunks, or a view that decodes them and merges a delta."""
         entry = self._datasets.manifest.table(table)
-        if not entry.has_delta:
+        layout = layout_of(self._datasets.manifest.format_version)
+        if not entry.has_delta and layout < LAYOUT_FORMAT:
             self._connection.register(table, self._datasets.dataset(table))
             return
-        schema = schema_for(table)
-        parts = {
-            "base": (entry.chunks, schema),
-            "delta": (entry.delta, schema),
-            "gone": (entry.displaced, DISPLACED_SCHEMA),
-        }
-        for part, (chunks, part_schema) in parts.items():
+        schema = stored_schema(table, layout)
+        self._connection.register(
+            f"_lv_base_{table}", self._datasets.chunks_dataset(entry.chunks, schema)
+        )
+        source = f"_lv_base_{table}"
+        if entry.has_delta:
+            gone = displaced_stored_schema(DISPLACED_SCHEMA, layout)
             self._connection.register(
-                f"_lv_{part}_{table}", self._datasets.chunks_dataset(chunks, part_schema)
+                f"_lv_delta_{table}", self._datasets.chunks_dataset(entry.delta, schema)
+            )
+            self._connection.register(
+                f"_lv_gone_{table}", self._datasets.chunks_dataset(entry.displaced, gone)
+            )
+            source = (
+                f"(SELECT base.* FROM _lv_base_{table} AS base "
+                f"ANTI JOIN _lv_gone_{table} AS gone ON base.key = gone.key "
+                f"UNION ALL SELECT * FROM _lv_delta_{table})"
             )
         # Names are ours (the fixed table names), never user input.
         self._connection.execute(
-            f"CREATE TEMP VIEW {table} AS "
-            f"SELECT base.* FROM _lv_base_{table} AS base "
-            f"ANTI JOIN _lv_gone_{table} AS gone ON base.key = gone.key "
-            f"UNION ALL SELECT * FROM _lv_delta_{table}"
+            f"CREATE TEMP VIEW {table} AS {decoded_sql(table, layout, source)}"
         )
 
     def execute(self, sql: str) -> pa.Table:

@@ -139,7 +139,10 @@ def merge_streams(
     """``base - displaced + delta`` in key order; every stream is key-sorted, key first.
 
     ``base`` and ``delta`` have ``schema`` (which starts with ``key``); ``displaced`` batches
-    start with the key.
+    start with the key. A base batch that the delta does not touch is passed on as it is;
+    one that it touches is spliced with Arrow: it is passed on as zero-copy slices, the kept
+    runs of the base batch and the runs of delta rows that fall between them, in key order
+    (so batches after a change may be smaller than ``batch_rows``).
     """
     ahead = KeyWindow(delta, schema)
     gone_window = KeyWindow(_keys_only(displaced), _KEYS)
@@ -148,19 +151,83 @@ def merge_streams(
             continue
         high: str = stored.column(0)[-1].as_py()
         removed = gone_window.take_until(high)
-        kept = stored
-        if removed.num_rows:
-            kept = stored.filter(pc.invert(pc.is_in(stored.column(0), value_set=removed.column(0))))
         added = ahead.take_until(high)
-        if added.num_rows == 0:
-            if kept.num_rows:
-                yield kept
+        if removed.num_rows == 0 and added.num_rows == 0:
+            yield stored
             continue
-        merged = pa.concat_tables([pa.Table.from_batches([kept], schema=schema), added])
-        yield from merged.sort_by([("key", "ascending")]).combine_chunks().to_batches()
+        yield from _splice(stored, added, removed.column(0))
     for batch in ahead.rest():
         if batch.num_rows:
             yield batch
+
+
+def _splice(
+    stored: pa.RecordBatch, added: pa.Table, removed: pa.ChunkedArray
+) -> list[pa.RecordBatch]:
+    """``stored`` without the keys ``removed``, with the rows ``added``, in key order.
+
+    A delta row takes the place of the base row it replaces (a hash lookup of the base keys in
+    the few delta keys) or goes before the first base row with a greater key (a binary search
+    on the key array). The result is zero-copy slices: the base runs between those places and
+    the runs of delta rows.
+    """
+    keys = stored.column(0)
+    fresh = pa.RecordBatch.from_arrays(
+        [column.combine_chunks() for column in added.columns], schema=stored.schema
+    )
+    new_keys = fresh.column(0)
+    replacing = pc.index_in(keys, value_set=new_keys)
+    replaced_at = pc.indices_nonzero(pc.is_valid(replacing))
+    places: list[int | None] = [None] * len(new_keys)
+    replaced_by: list[int] = pc.take(replacing, replaced_at).to_pylist()
+    for place, index in zip(replaced_at.to_pylist(), replaced_by, strict=True):
+        places[index] = place
+    for index, place in enumerate(places):
+        if place is None:
+            places[index] = _first_above(keys, new_keys[index].as_py())
+    dropped: list[int] = pc.indices_nonzero(pc.is_in(keys, value_set=removed)).to_pylist()
+    events = sorted(
+        [(place, 0, index) for index, place in enumerate(places) if place is not None]
+        + [(place, 1, 0) for place in dropped]
+    )
+    pieces: list[pa.RecordBatch] = []
+    cursor = 0
+    run: list[int] = []  # a run of consecutive delta rows [first, end)
+
+    def close_run() -> None:
+        if run:
+            pieces.append(fresh.slice(run[0], run[1] - run[0]))
+            run.clear()
+
+    for place, kind, index in events:
+        if place > cursor:
+            close_run()
+            pieces.append(stored.slice(cursor, place - cursor))
+            cursor = place
+        if kind == 0:
+            if run and run[1] == index:
+                run[1] = index + 1
+            else:
+                close_run()
+                run.extend((index, index + 1))
+        else:
+            cursor = max(cursor, place + 1)
+    close_run()
+    if cursor < stored.num_rows:
+        pieces.append(stored.slice(cursor))
+    return pieces
+
+
+def _first_above(keys: pa.Array, key: str) -> int:
+    """The index of the first of the sorted ``keys`` greater than ``key``."""
+    low, high = 0, len(keys)
+    while low < high:
+        middle = (low + high) // 2
+        if keys[middle].as_py() <= key:
+            low = middle + 1
+        else:
+            high = middle
+    return low
 
 
 def _keys_only(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

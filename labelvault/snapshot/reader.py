@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from labelvault.errors import IntegrityError, ObjectNotFound
-from labelvault.snapshot.compat import check_readable, needs_upgrade, upgrade_batch
+from labelvault.snapshot.compat import check_readable
 from labelvault.snapshot.delta import DISPLACED_SCHEMA, merge_streams
+from labelvault.snapshot.layout import decode, layout_of, stored_columns
 from labelvault.snapshot.manifest import ChunkRef, Manifest, TableManifest
 from labelvault.snapshot.schema import schema_for
 from labelvault.storage.base import ObjectStore
@@ -59,7 +60,8 @@ class SnapshotReader:
         check_readable(manifest.format_version)
         self.store = store
         self.manifest = manifest
-        self._upgrade = needs_upgrade(manifest.format_version)
+        #: How this version's chunks store their rows (see :mod:`.layout`).
+        self.layout = layout_of(manifest.format_version)
         #: Chunks fetched so far (diff uses it to show what it skipped).
         self.chunks_read = 0
 
@@ -171,18 +173,13 @@ class SnapshotReader:
                     f"says {chunk.rows}",
                     key=chunk.key,
                 )
-            upgrade = self._upgrade
-            read_columns = None if upgrade else schema.names
+            columns = stored_columns(table, schema.names, self.layout)
             # One thread: decoding threads each keep an allocator arena, which shows as RSS.
             stored_batches = parquet.iter_batches(
-                batch_size=batch_rows, columns=read_columns, use_threads=False
+                batch_size=batch_rows, columns=columns, use_threads=False
             )
             for stored in stored_batches:
-                batch = stored
-                if upgrade:
-                    batch = upgrade_batch(table, stored, self.manifest.format_version)
-                    batch = batch.select(schema.names)
-                yield _cast(batch, schema, chunk)
+                yield _decoded(table, stored, self.layout, schema, chunk)
         except (pa.ArrowException, OSError) as exc:
             raise IntegrityError(
                 f"chunk {chunk.key} of table {table!r} cannot be decoded: {exc}", key=chunk.key
@@ -221,15 +218,12 @@ def _select(schema: pa.Schema, columns: Sequence[str] | None) -> pa.Schema:
     return pa.schema([schema.field(name) for name in columns])
 
 
-def _cast(batch: pa.RecordBatch, schema: pa.Schema, chunk: ChunkRef) -> pa.RecordBatch:
-    if batch.schema.equals(schema):
-        return batch
+def _decoded(
+    table: str, stored: pa.RecordBatch, layout: int, schema: pa.Schema, chunk: ChunkRef
+) -> pa.RecordBatch:
     try:
-        return pa.RecordBatch.from_arrays(
-            [batch.column(field.name).cast(field.type) for field in schema],
-            schema=schema,
-        )
-    except (KeyError, pa.ArrowException) as exc:
+        return decode(table, stored, layout, schema)
+    except (KeyError, ValueError, pa.ArrowException) as exc:
         raise IntegrityError(
             f"chunk {chunk.key} does not have the table's columns: {exc}", key=chunk.key
         ) from exc

@@ -8,11 +8,12 @@ see one shape. Each table has three columns in common:
   writer refuses anything else. That order is what makes content-defined chunks stable and lets
   two versions be diffed by a streaming merge join.
 - ``fingerprint``: hex sha256 of the row's content *without* platform-assigned ids and
-  timestamps that a restore rewrites (see :func:`fingerprint`). Two captures of the same content
-  on different projects have equal multisets of fingerprints; the manifest's content hash is
-  built from them.
+  timestamps that a restore rewrites (see :func:`fingerprint`); chunks store its 32 bytes
+  (see :mod:`.layout`). Two captures of the same content on different projects have equal
+  multisets of fingerprints; the manifest's content hash is built from them.
 - ``raw``: the platform's original JSON record, so a restore is lossless even for fields the
-  normalized columns do not model.
+  normalized columns do not model (stored without the text of a column it repeats, such as
+  an annotation's geometry, and whole again when read: see :mod:`.layout`).
 
 The other columns are normalized values that diff, query and restore need. JSON-valued columns
 hold canonical JSON text (sorted keys, no whitespace, floats in shortest round-trip form, so
@@ -42,7 +43,9 @@ __all__ = [
 
 #: Version of the format. Bump on any change and keep a reader for older ones.
 #: 2: a table may be a base plus a delta (see :mod:`labelvault.snapshot.delta`).
-FORMAT_VERSION: Final = 2
+#: 3: chunks store fingerprints as 32 bytes and ``raw`` without the text of a column that
+#: repeats it (see :mod:`labelvault.snapshot.layout`); what readers see is unchanged.
+FORMAT_VERSION: Final = 3
 
 _TS = pa.timestamp("us", tz="UTC")
 

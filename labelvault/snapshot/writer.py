@@ -43,6 +43,7 @@ from labelvault.snapshot.delta import (
     KeyWindow,
     same_rows,
 )
+from labelvault.snapshot.layout import encode, layout_of
 from labelvault.snapshot.manifest import (
     ChunkRef,
     Manifest,
@@ -71,6 +72,7 @@ class _Sink:
 
     name: str
     schema: pa.Schema
+    displaced: bool = False
     pending: list[pa.RecordBatch] = field(default_factory=list)
     pending_weight: int = 0
     pending_size: int = 0
@@ -254,6 +256,8 @@ class SnapshotWriter:
         previous = self.previous.table(table)
         if not previous.chunks or previous.chain >= self.delta_policy.max_chain:
             return None
+        if layout_of(self.previous.format_version) != layout_of(FORMAT_VERSION):
+            return None  # a manifest's chunks share one layout: rewrite older ones once
         if self.delta_policy.row_limit(previous.rows) < 1:
             return None
         reader = self._reader
@@ -269,7 +273,7 @@ class SnapshotWriter:
             previous=previous,
             window=KeyWindow(base_rows(), with_chunk),
             upserts=_Sink(table, schema),
-            displaced=_Sink(table, DISPLACED_SCHEMA),
+            displaced=_Sink(table, DISPLACED_SCHEMA, displaced=True),
             min_keys=[chunk.min_key for chunk in previous.chunks],
         )
 
@@ -427,7 +431,8 @@ class SnapshotWriter:
         rows = pa.Table.from_batches(sink.pending, schema=sink.schema)
         sink.pending = []
         sink.pending_weight = sink.pending_size = 0
-        data = encode_chunk(rows, row_group_rows=self.row_group_rows)
+        stored = encode(sink.name, rows, displaced=sink.displaced)
+        data = encode_chunk(stored, row_group_rows=self.row_group_rows)
         sha = hashlib.sha256(data).hexdigest()
         key = chunk_key(self.prefix, sha)
         if self._store_chunk(key, data):

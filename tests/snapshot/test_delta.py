@@ -49,7 +49,9 @@ def _table(rows: Rows, *, author: str = "a@example.com") -> pa.Table:
                 "author": author,
                 "created_at": None,
                 "updated_at": None,
-                "raw": canonical_json({"key": key, "class": class_name, "value": value}),
+                "raw": canonical_json(
+                    {"key": key, "class": class_name, "geometry": json.loads(geometry)}
+                ),
             }
         )
     return pa.Table.from_pylist(records, schema=schema_for("annotations"))
@@ -81,8 +83,8 @@ def _initial(count: int) -> Rows:
 
 
 @st.composite
-def _edits(draw: st.DrawFn, rows: Rows) -> Rows:
-    """A new state of ``rows``: some rows changed, removed, or added (between or after)."""
+def _random_edits(draw: st.DrawFn, rows: Rows) -> Rows:
+    """Some rows changed, removed, or added (between or after)."""
     keys = sorted(rows)
     edited = dict(rows)
     for key in draw(st.lists(st.sampled_from(keys), max_size=6)) if keys else []:
@@ -92,6 +94,51 @@ def _edits(draw: st.DrawFn, rows: Rows) -> Rows:
     for index in draw(st.lists(st.integers(0, 120), max_size=5)):
         edited[f"{index:04d}{'x' if index % 2 == 0 else ''}"] = ("class1", index)
     return edited
+
+
+@st.composite
+def _clustered_edits(draw: st.DrawFn, rows: Rows) -> Rows:
+    """A run of consecutive rows changed (one re-labelled image batch), some of it removed."""
+    keys = sorted(rows)
+    if not keys:
+        return dict(rows)
+    start = draw(st.integers(0, len(keys) - 1))
+    run = keys[start : start + draw(st.integers(1, 12))]
+    value = draw(st.integers(100, 200))
+    edited = {**rows, **dict.fromkeys(run, ("class2", value))}
+    if draw(st.booleans()):
+        edited.pop(run[-1])
+    return edited
+
+
+@st.composite
+def _scattered_edits(draw: st.DrawFn, rows: Rows) -> Rows:
+    """Every ``step``-th row changed, and rows inserted every ``step`` keys."""
+    keys = sorted(rows)
+    step = draw(st.integers(2, 10))
+    value = draw(st.integers(300, 400))
+    edited = dict(rows)
+    for key in keys[draw(st.integers(0, step - 1)) :: step]:
+        edited[key] = (rows[key][0], value)
+    if draw(st.booleans()):
+        for key in keys[::step]:
+            edited[f"{key}i"] = ("class3", value)
+    return edited
+
+
+@st.composite
+def _renamed_class(draw: st.DrawFn, rows: Rows) -> Rows:
+    """One class renamed in every row that has it."""
+    old = draw(st.sampled_from(["class0", "class1", "class2", "class9"]))
+    new = draw(st.sampled_from(["renamed", "class1"]))
+    return {key: (new if name == old else name, value) for key, (name, value) in rows.items()}
+
+
+def _edits(rows: Rows) -> st.SearchStrategy[Rows]:
+    """A new state of ``rows``: random, clustered or scattered edits, or a class renamed."""
+    return st.one_of(
+        _random_edits(rows), _clustered_edits(rows), _scattered_edits(rows), _renamed_class(rows)
+    )
 
 
 _policies = st.builds(
@@ -130,6 +177,8 @@ def test_random_edit_sequences_read_back_as_captured(data: st.DataObject) -> Non
 
         back = SnapshotReader(store, new).read_table("annotations")
         assert back.equals(_table(edited))
+        sql = query(store, new, "SELECT * FROM annotations ORDER BY key")
+        assert sql.cast(schema_for("annotations")).equals(_table(edited))
         assert new.table("annotations").rows == len(edited)
         whole = _write(MemoryStore(), _table(edited), None)
         assert new.content_hash == whole.content_hash
@@ -222,6 +271,22 @@ def test_diff_of_consecutive_delta_versions_reads_the_deltas_only() -> None:
     assert set(changes.changed_keys) == _expected_diff(old_rows, new_rows)["changed"]
 
 
+def test_diff_of_a_base_and_the_delta_on_it_reads_the_delta_only() -> None:
+    store = MemoryStore()
+    (old_rows, old), (new_rows, new) = list(_versions(store, DeltaPolicy()))[:2]
+    assert not old.table("annotations").has_delta
+    entry = new.table("annotations")
+    assert entry.has_delta
+    assert [c.sha256 for c in entry.chunks] == [c.sha256 for c in old.table("annotations").chunks]
+    result = diff(store, old, new, tables=["annotations"])
+    assert result.chunks_read == len(entry.delta) + len(entry.displaced)
+    expected = _expected_diff(old_rows, new_rows)
+    changes = result.tables["annotations"]
+    assert set(changes.changed_keys) == expected["changed"]
+    assert set(changes.removed_keys) == expected["removed"]
+    assert set(changes.added_keys) == expected["added"]
+
+
 def test_sql_sees_the_merged_table() -> None:
     store = MemoryStore()
     rows, manifest = list(_versions(store, DeltaPolicy()))[-1]
@@ -242,25 +307,6 @@ def test_delta_chunks_are_referenced_by_the_version() -> None:
     _, manifest = list(_versions(store, DeltaPolicy()))[-1]
     entry = manifest.table("annotations")
     assert {c.key for c in (*entry.delta, *entry.displaced)} <= manifest.referenced_keys()
-
-
-def _as_format_1(store: ObjectStore, manifest: Manifest) -> Manifest:
-    """``manifest`` stored as a format-1 manifest (chunks unchanged: same layout)."""
-    old = manifest.model_copy(update={"format_version": 1})
-    return load_manifest(store, write_manifest(store, PREFIX, old))
-
-
-def test_a_format_1_version_is_read_diffed_and_used_as_a_base() -> None:
-    store = MemoryStore()
-    rows = _initial(120)
-    first = _as_format_1(store, _write(store, _table(rows), None))
-    assert first.format_version == 1
-    assert SnapshotReader(store, first).read_table("annotations").equals(_table(rows))
-    edited = {**rows, "0002": ("class5", 5)}
-    second = _write(store, _table(edited), first, DeltaPolicy(prefer_smaller=False))
-    assert second.table("annotations").has_delta
-    assert SnapshotReader(store, second).read_table("annotations").equals(_table(edited))
-    assert diff(store, first, second).tables["annotations"].changed_keys == ["0002"]
 
 
 def test_a_manifest_without_deltas_keeps_its_format_1_form() -> None:
