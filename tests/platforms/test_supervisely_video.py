@@ -469,3 +469,27 @@ def test_fake_video_rules(fake: FakeSupervisely, rich: RichVideoProject) -> None
     assert status == 200
     assert obj["id"] not in fake.video.objects
     assert all(f["objectId"] != obj["id"] for f in fake.video.figures.values())
+
+
+def test_allow_failures_lists_the_figure_that_failed(
+    fake: FakeSupervisely, rich: RichVideoProject
+) -> None:
+    platform = platform_for(fake)
+    source = capture_tables(platform, str(rich.project_id))
+    # the first batch of figures fails, then the first of its figures sent one by one
+    fake.fail_next("figures.bulk.add", 400, times=2)
+    report = restore_version(
+        platform,
+        table_reader(source),
+        store=MemoryStore(),
+        journal="supervisely/restores/lenient",
+        origin=VersionOrigin(source_project_id="1", version_number=1),
+        options=RestoreOptions(batch_size=2, project_name="lenient", allow_failures=True),
+    )
+    assert [(f.table, f.key) for f in report.failures] == [
+        ("figures", keys_in_order(source, "figures")[0])
+    ]
+    again = capture_tables(platform, str(report.project.project_id))
+    assert len(rows(again, "figures")) == len(rows(source, "figures")) - 1
+    assert fingerprint_multisets(again)["objects"] == fingerprint_multisets(source)["objects"]
+    assert fingerprint_multisets(again)["video_tags"] == fingerprint_multisets(source)["video_tags"]
