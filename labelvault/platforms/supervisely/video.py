@@ -253,21 +253,22 @@ def video_tag_row(
     }
 
 
-def annotation_rows(
-    video: dict[str, Any],
-    annotation: dict[str, Any],
-    item_key: str,
-    item_ref: list[Any],
-    context: CaptureContext,
-) -> tuple[list[Row], list[Row], list[Row]]:
-    """Objects, figures and tags of one video's annotation, each list in key order."""
+#: An object's key, its id-free reference and its class, by the object's id.
+ObjectRefs = dict[int, tuple[str, dict[str, Any] | None, str | None]]
+
+
+def object_and_tag_rows(
+    annotation: dict[str, Any], item_key: str, item_ref: list[Any], context: CaptureContext
+) -> tuple[list[Row], list[Row], ObjectRefs]:
+    """Objects and tags (of the entity and of its objects) of one video's or volume's
+    annotation, in key order, and the objects by id for their figures."""
     item_owner = {"item": item_ref}
     tags = [
         video_tag_row(tag, n, item_key, OwnerType.ITEM, item_owner, context=context)
         for n, tag in enumerate(sorted(annotation.get("tags") or [], key=tag_order))
     ]
     objects: list[Row] = []
-    refs: dict[int, tuple[str, dict[str, Any] | None, str | None]] = {}
+    refs: ObjectRefs = {}
     of_class: Counter[Any] = Counter()
     for obj in sorted(annotation.get("objects") or [], key=lambda o: int(o["id"])):
         cls = obj.get("classTitle") or (context.classes.get(obj.get("classId")) or {}).get("title")
@@ -279,23 +280,38 @@ def annotation_rows(
         for n, tag in enumerate(sorted(obj.get("tags") or [], key=tag_order)):
             owner = {"object": ref}
             tags.append(video_tag_row(tag, n, key, OwnerType.OBJECT, owner, context=context))
+    return objects, tags, refs
+
+
+def owner_of(
+    figure: Mapping[str, Any], refs: ObjectRefs, item_key: str, entity: Any
+) -> tuple[str, dict[str, Any] | None, str | None]:
+    """The figure's object (key, reference, class); an unknown one keeps its key only."""
+    object_id = as_int(figure.get("objectId"))
+    known = refs.get(object_id) if object_id is not None else None
+    if known is None:
+        logger.warning(
+            "%s: figure %s names object %s, which it lacks", entity, figure.get("id"), object_id
+        )
+        return f"{item_key}@{pad(object_id or 0)}", None, None
+    return known
+
+
+def annotation_rows(
+    video: dict[str, Any],
+    annotation: dict[str, Any],
+    item_key: str,
+    item_ref: list[Any],
+    context: CaptureContext,
+) -> tuple[list[Row], list[Row], list[Row]]:
+    """Objects, figures and tags of one video's annotation, each list in key order."""
+    objects, tags, refs = object_and_tag_rows(annotation, item_key, item_ref, context)
     figures: list[Row] = []
     for frame in annotation.get("frames") or []:
         index = as_int(frame.get("index"))
         for figure in frame.get("figures") or []:
             at = index if index is not None else as_int((figure.get("meta") or {}).get("frame"))
-            object_id = as_int(figure.get("objectId"))
-            known = refs.get(object_id) if object_id is not None else None
-            if known is None:
-                logger.warning(
-                    "video %s: figure %s names object %s, which the video lacks",
-                    video.get("id"),
-                    figure.get("id"),
-                    object_id,
-                )
-                key, parent, cls = f"{item_key}@{pad(object_id or 0)}", None, None
-            else:
-                key, parent, cls = known
+            key, parent, cls = owner_of(figure, refs, item_key, f"video {video.get('id')}")
             figures.append(
                 figure_row(figure, at or 0, item_key, key, object_ref=parent, class_name=cls)
             )
@@ -570,15 +586,18 @@ class VideoRestore(SuperviselyReconcile):
     @staticmethod
     def _video_figure_payload(row: Row, object_id: int) -> dict[str, Any]:
         raw = loads(row["raw"])
-        frame = row["frame_index"]
+        meta = dict(raw.get("meta") or {})
+        if "frameIndex" in raw:  # a video figure: its frame travels as meta.frame
+            meta["frame"] = row["frame_index"]
         payload: dict[str, Any] = {
             "objectId": object_id,
             "geometryType": raw.get("geometryType"),
-            "geometry": raw.get("geometry"),
-            "meta": {**(raw.get("meta") or {}), "frame": frame},
+            "meta": meta,
             "nnCreated": bool(raw.get("nnCreated")),
             "nnUpdated": bool(raw.get("nnUpdated")),
         }
+        if raw.get("geometryType") != GeometryType.MASK_3D.value:  # mask bytes go up after
+            payload["geometry"] = raw.get("geometry")
         for key in ("priority", "trackId", "smartToolInput", "customData"):
             if raw.get(key) is not None:
                 payload[key] = raw[key]
@@ -627,14 +646,13 @@ class VideoRestore(SuperviselyReconcile):
             else:
                 payload["objectId"] = int(owners[row["owner_key"]])
                 object_tags.append((row, payload))
+        method, field = self._entity_tags_call
         for owner_key, keyed in video_tags.items():
-            body = {"videoId": int(owners[owner_key]), "tags": [p for _, p in keyed]}
-            answer = self._call("videos.tags.bulk.add", body, project=project_id, idempotent=False)
+            body = {field: int(owners[owner_key]), "tags": [p for _, p in keyed]}
+            answer = self._call(method, body, project=project_id, idempotent=False)
             sent = [row for row, _ in keyed]
             ids.update(
-                self._paired(
-                    "videos.tags.bulk.add", answer, sent, project_id=project_id, table="video_tags"
-                )
+                self._paired(method, answer, sent, project_id=project_id, table="video_tags")
             )
         for chunk in _chunks(object_tags, OBJECT_TAGS_PER_ADD):
             body = {"projectId": int(project_id), "tags": [p for _, p in chunk]}
@@ -653,19 +671,32 @@ class VideoRestore(SuperviselyReconcile):
             )
         return ids
 
+    #: The call that tags a whole entity, and the body field naming the entity.
+    _entity_tags_call: tuple[str, str] = ("videos.tags.bulk.add", "videoId")
+    #: The call that reads annotations, and the body field listing the entities.
+    _annotations_call: tuple[str, str] = ("videos.annotations.bulk.info", "videoIds")
+
+    @staticmethod
+    def _figures_in(annotation: Mapping[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
+        """Every figure of an annotation with its place: (figure, plane, frame)."""
+        for frame in annotation.get("frames") or []:
+            for figure in frame.get("figures") or []:
+                yield figure, None, frame.get("index")
+
     # --- what landed -----------------------------------------------------------------------
 
     def _annotations_of(
         self, project_id: str, dataset_id: str | None, video_ids: Sequence[int]
     ) -> list[dict[str, Any]]:
+        method, field = self._annotations_call
         found: list[dict[str, Any]] = []
         for chunk in _chunks(sorted(set(video_ids)), ANNOTATION_IDS):
             body = {
                 "datasetId": self._dataset_id(dataset_id),
-                "videoIds": list(chunk),
+                field: list(chunk),
                 "integerCoords": False,
             }
-            answer = self._call("videos.annotations.bulk.info", body, project=project_id)
+            answer = self._call(method, body, project=project_id)
             found += [a for a in answer if isinstance(a, dict)] if isinstance(answer, list) else []
         return found
 
@@ -706,10 +737,8 @@ class VideoRestore(SuperviselyReconcile):
                     offer(["tag", obj.get("id"), *_tag_signature(tag)], tag)
             for tag in annotation.get("tags") or []:
                 offer(["tag", video, *_tag_signature(tag)], tag)
-            for frame in annotation.get("frames") or []:
-                for figure in frame.get("figures") or []:
-                    shape = [figure.get("geometryType"), figure.get("geometry")]
-                    offer(["figure", figure.get("objectId"), frame.get("index"), *shape], figure)
+            for figure, plane, index in self._figures_in(annotation):
+                offer(["figure", figure.get("objectId"), plane, index, *_shape(figure)], figure)
         for ids in pool.values():
             ids.sort()
         landed = dict(heard)
@@ -733,8 +762,7 @@ class VideoRestore(SuperviselyReconcile):
             if owner is None:
                 return None
             raw = loads(row["raw"])
-            shape = [raw.get("geometryType"), raw.get("geometry")]
-            return ["figure", int(owner), row["frame_index"], *shape]
+            return ["figure", int(owner), raw.get("planeName"), row["frame_index"], *_shape(raw)]
         owner = owners.get(row["owner_key"])
         if owner is None:
             return None
@@ -755,6 +783,12 @@ class VideoRestore(SuperviselyReconcile):
         if table in ("objects", "figures", "video_tags"):
             return self._landed_rows(project_id, table, dataset_id, rows, owners)
         return super().already_restored(project_id, table, dataset_id, rows, owners)
+
+
+def _shape(figure: Mapping[str, Any]) -> list[Any]:
+    """A figure's type and geometry as the annotation answers them (a 3D mask: no bytes)."""
+    kind = figure.get("geometryType")
+    return [kind, None if kind == GeometryType.MASK_3D.value else figure.get("geometry")]
 
 
 def _tag_signature(tag: Mapping[str, Any]) -> list[Any]:
