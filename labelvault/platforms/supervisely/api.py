@@ -35,7 +35,7 @@ logger = logging.getLogger("labelvault.platforms.supervisely")
 #: Where the public API lives under the server's address.
 API_PATH = "/public/api/v3/"
 #: Project types labelvault captures; others raise ``UnsupportedProject``.
-SUPPORTED_KINDS = frozenset({"images", "videos"})
+SUPPORTED_KINDS = frozenset({"images", "videos", "volumes"})
 
 
 class SuperviselyApi:
@@ -51,7 +51,7 @@ class SuperviselyApi:
     restore_ignores: tuple[str, ...] = ()
 
     def get_project(self, project_id: str) -> ProjectInfo:
-        """Describe an images or videos project; raises ``PlatformNotFound`` or
+        """Describe an images, videos or volumes project; raises ``PlatformNotFound`` or
         ``UnsupportedProject``."""
         return self._info(self._project_json(project_id), project_id)
 
@@ -220,18 +220,14 @@ class SuperviselyApi:
     def _info(self, info: dict[str, Any], project_id: str) -> ProjectInfo:
         kind = str(info.get("type") or "unknown")
         if kind not in SUPPORTED_KINDS:
-            later = " (volumes are planned)" if kind == "volumes" else ""
             raise UnsupportedProject(
                 f"supervisely project {info.get('id')} ({info.get('name')!r}) is a {kind!r} "
-                f"project; labelvault captures images and videos projects only{later}",
+                "project; labelvault captures images, videos and volumes projects only",
                 platform=self.name,
                 project=str(project_id),
             )
         counts = {
-            "items": as_int(
-                info.get("imagesCount") or info.get("itemsCount") or info.get("videosCount")
-            )
-            or 0,
+            "items": as_int(info.get("imagesCount") or info.get("itemsCount")) or 0,
             "datasets": as_int(info.get("datasetsCount")) or 0,
         }
         workspace = info.get("workspaceId")

@@ -33,7 +33,7 @@ from labelvault.platforms.supervisely.rows import (
     tag_row,
     user_row,
 )
-from labelvault.platforms.supervisely.video import VideoCapture
+from labelvault.platforms.supervisely.volume import VolumeCapture
 from labelvault.snapshot.schema import (
     GeometryType,
     OwnerType,
@@ -50,8 +50,9 @@ def _noting_authors(pages: list[TablePage], authors: set[str]) -> list[TablePage
     return pages
 
 
-class SuperviselyCapture(VideoCapture):
-    """Reads a project into labelvault's tables (videos through :mod:`.video`)."""
+class SuperviselyCapture(VolumeCapture):
+    """Reads a project into labelvault's tables (videos through :mod:`.video`, volumes
+    through :mod:`.volume`)."""
 
     def iter_pages(self, project_id: str) -> Iterator[TablePage]:
         """Stream the project: ``project``, ``datasets``, then per batch of images its
@@ -76,6 +77,8 @@ class SuperviselyCapture(VideoCapture):
         capture: Callable[[Dataset, list[dict[str, Any]], CaptureContext], list[TablePage]]
         if info.get("type") == "videos":
             listing, capture = self._video_batches, self._capture_video_batch
+        elif info.get("type") == "volumes":
+            listing, capture = self._volume_batches, self._capture_volume_batch
         else:
             listing, capture = self._image_batches, self._capture_batch
         jobs = (

@@ -646,7 +646,7 @@ class VideoRestore(SuperviselyReconcile):
             else:
                 payload["objectId"] = int(owners[row["owner_key"]])
                 object_tags.append((row, payload))
-        method, field = self._entity_tags_call
+        method, field = self._entity_tags_call(project_id)
         for owner_key, keyed in video_tags.items():
             body = {field: int(owners[owner_key]), "tags": [p for _, p in keyed]}
             answer = self._call(method, body, project=project_id, idempotent=False)
@@ -671,13 +671,17 @@ class VideoRestore(SuperviselyReconcile):
             )
         return ids
 
-    #: The call that tags a whole entity, and the body field naming the entity.
-    _entity_tags_call: tuple[str, str] = ("videos.tags.bulk.add", "videoId")
-    #: The call that reads annotations, and the body field listing the entities.
-    _annotations_call: tuple[str, str] = ("videos.annotations.bulk.info", "videoIds")
+    def _entity_tags_call(self, project_id: str) -> tuple[str, str]:
+        """The call that tags a whole entity, and the body field naming the entity."""
+        return "videos.tags.bulk.add", "videoId"
 
-    @staticmethod
-    def _figures_in(annotation: Mapping[str, Any]) -> Iterator[tuple[Any, Any, Any]]:
+    def _annotations_call(self, project_id: str) -> tuple[str, str]:
+        """The call that reads annotations, and the body field listing the entities."""
+        return "videos.annotations.bulk.info", "videoIds"
+
+    def _figures_in(
+        self, project_id: str, annotation: Mapping[str, Any]
+    ) -> Iterator[tuple[Any, Any, Any]]:
         """Every figure of an annotation with its place: (figure, plane, frame)."""
         for frame in annotation.get("frames") or []:
             for figure in frame.get("figures") or []:
@@ -688,7 +692,7 @@ class VideoRestore(SuperviselyReconcile):
     def _annotations_of(
         self, project_id: str, dataset_id: str | None, video_ids: Sequence[int]
     ) -> list[dict[str, Any]]:
-        method, field = self._annotations_call
+        method, field = self._annotations_call(project_id)
         found: list[dict[str, Any]] = []
         for chunk in _chunks(sorted(set(video_ids)), ANNOTATION_IDS):
             body = {
@@ -730,14 +734,14 @@ class VideoRestore(SuperviselyReconcile):
 
         defs = self._defs(project_id)
         for annotation in self._annotations_of(project_id, dataset_id, videos):
-            video = annotation.get("videoId")
+            video = annotation.get("videoId", annotation.get("volumeId"))
             for obj in sorted(annotation.get("objects") or [], key=lambda o: int(o["id"])):
                 offer(["object", video, obj.get("classTitle")], obj)
                 for tag in obj.get("tags") or []:
                     offer(["tag", obj.get("id"), *_tag_signature(tag)], tag)
             for tag in annotation.get("tags") or []:
                 offer(["tag", video, *_tag_signature(tag)], tag)
-            for figure, plane, index in self._figures_in(annotation):
+            for figure, plane, index in self._figures_in(project_id, annotation):
                 offer(["figure", figure.get("objectId"), plane, index, *_shape(figure)], figure)
         for ids in pool.values():
             ids.sort()
