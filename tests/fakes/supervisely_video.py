@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from tests.fakes.supervisely import (
     FakeSupervisely,
     IndexedTable,
     Json,
+    Reply,
     _geometry,
     _round_geometry,
 )
@@ -42,6 +44,14 @@ from tests.fakes.supervisely import (
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".3gp", ".flv", ".webm", ".wmv", ".mov", ".mkv")
 _GEOMETRY_NOISE = frozenset({"id", "shape", "geometryType"})
 _VIDEO_DERIVED = frozenset({"tags"})
+#: The three planes of a volume and their exact normals.
+PLANES = {
+    "sagittal": {"x": 1, "y": 0, "z": 0},
+    "coronal": {"x": 0, "y": 1, "z": 0},
+    "axial": {"x": 0, "y": 0, "z": 1},
+}
+#: Volume figures with no plane: their geometry is bytes (``figures.bulk.upload.geometry``).
+SPATIAL_TYPES = frozenset({"mask_3d", "closed_surface_mesh"})
 
 
 def _bad(message: str) -> ApiError:
@@ -56,6 +66,11 @@ class VideoState:
         self.videos = IndexedTable("datasetId")
         #: hash or link → file meta of the stored video
         self.media: dict[str, dict[str, Any]] = {}
+        self.volumes = IndexedTable("datasetId")
+        #: volume hash → the volume meta the server derives from the file
+        self.volume_metas: dict[str, dict[str, Any]] = {}
+        #: 3D mask figure id → its NRRD bytes, verbatim
+        self.masks: dict[int, bytes] = {}
         self.objects = IndexedTable("entityId")
         self.figures = IndexedTable("entityId")
         self.video_tags: dict[int, list[dict[str, Any]]] = {}
@@ -168,6 +183,37 @@ class VideoState:
     def _video(self, video_id: Any) -> dict[str, Any]:
         return self.fake._entity(self.videos, "Video", video_id)
 
+    def _owner(self, entity_id: Any) -> dict[str, Any]:
+        """The video or volume ``entity_id`` names (objects, figures and tags hang off both)."""
+        if isinstance(entity_id, int) and entity_id in self.volumes:
+            return self.volumes[entity_id]
+        return self._video(entity_id)
+
+    @staticmethod
+    def _frames(entity: dict[str, Any]) -> int:
+        """Frames of a video; a volume has none (no tag of it has a frame range)."""
+        return int(entity["fileMeta"].get("framesCount") or 0) if "volumeMeta" not in entity else 0
+
+    def _check_place(self, entity: dict[str, Any], spec: dict[str, Any]) -> None:
+        """A video figure needs ``meta.frame`` within the video; a volume plane figure
+        ``meta.sliceIndex`` within its plane and ``meta.normal``; a 3D mask no geometry."""
+        meta = spec.get("meta")
+        meta = meta if isinstance(meta, dict) else {}
+        if "volumeMeta" not in entity:
+            frame, frames = meta.get("frame"), self._frames(entity)
+            if not isinstance(frame, int) or not 0 <= frame < frames:
+                raise _bad(f"meta.frame {frame!r} is not a frame of video {entity['id']}")
+            return
+        if spec.get("geometryType") in SPATIAL_TYPES:
+            return
+        normal = meta.get("normal")
+        plane = next((name for name, n in PLANES.items() if n == normal), None)
+        index = meta.get("sliceIndex")
+        dims = entity["meta"]["dimensionsIJK"]
+        size = {"sagittal": dims["x"], "coronal": dims["y"], "axial": dims["z"]}.get(plane or "")
+        if size is None or not isinstance(index, int) or not 0 <= index < size:
+            raise _bad(f"meta.sliceIndex {index!r} / normal {normal!r} is not a slice of a plane")
+
     def _class(self, project_id: int, class_id: Any) -> dict[str, Any]:
         for cls in self.fake.metas[project_id]["classes"]:
             if cls["id"] == class_id:
@@ -175,7 +221,7 @@ class VideoState:
         raise _bad(f"class {class_id} is not in the project meta")
 
     def create_object(self, video_id: int, class_id: int, *, login: str) -> dict[str, Any]:
-        video = self._video(video_id)
+        video = self._owner(video_id)
         self._class(video["projectId"], class_id)
         now = self.fake.tick()
         obj = {
@@ -194,20 +240,17 @@ class VideoState:
 
     def create_figure(self, video_id: int, spec: dict[str, Any], *, login: str) -> dict[str, Any]:
         """A figure of an object on one frame (``spec`` as ``figures.bulk.add`` sends it)."""
-        video = self._video(video_id)
+        video = self._owner(video_id)
         obj = self.objects.get(spec.get("objectId"))
         if obj is None or obj["entityId"] != video_id:
-            raise _bad(f"object {spec.get('objectId')} is not an object of video {video_id}")
-        meta = spec.get("meta")
-        frame = meta.get("frame") if isinstance(meta, dict) else None
-        frames = video["fileMeta"]["framesCount"]
-        if not isinstance(frame, int) or not 0 <= frame < frames:
-            raise _bad(f"meta.frame {frame!r} is not a frame of video {video_id} (0…{frames - 1})")
+            raise _bad(f"object {spec.get('objectId')} is not an object of entity {video_id}")
+        self._check_place(video, spec)
+        meta = spec.get("meta") if isinstance(spec.get("meta"), dict) else {}
         cls = self._class(video["projectId"], obj["classId"])
         geometry_type = spec.get("geometryType")
         if cls["shape"] not in ("any", geometry_type):
             raise _bad(f"class {cls['title']!r} is a {cls['shape']}, not a {geometry_type}")
-        geometry = spec.get("geometry")
+        geometry = spec.get("geometry", {} if geometry_type in SPATIAL_TYPES else None)
         if not isinstance(geometry, dict):
             raise _bad("geometry is required")
         now = self.fake.tick()
@@ -281,8 +324,8 @@ class VideoState:
         return tag
 
     def add_video_tag(self, video_id: int, spec: dict[str, Any], *, login: str) -> dict[str, Any]:
-        video = self._video(video_id)
-        tag = self._tag(video["projectId"], spec, video["fileMeta"]["framesCount"], login=login)
+        video = self._owner(video_id)
+        tag = self._tag(video["projectId"], spec, self._frames(video), login=login)
         self.video_tags.setdefault(video_id, []).append(tag)
         return tag
 
@@ -290,8 +333,8 @@ class VideoState:
         obj = self.objects.get(object_id)
         if obj is None:
             raise _bad(f"object {object_id} does not exist")
-        video = self.videos[obj["entityId"]]
-        tag = self._tag(obj["projectId"], spec, video["fileMeta"]["framesCount"], login=login)
+        video = self._owner(obj["entityId"])
+        tag = self._tag(obj["projectId"], spec, self._frames(video), login=login)
         self.object_tags.setdefault(object_id, []).append(tag)
         return tag
 
@@ -445,9 +488,9 @@ class VideoState:
         fake._dataset(body["datasetId"])
         for spec in body["annotationObjects"]:
             fake._require(spec, "classId", "entityId")
-            video = self._video(spec["entityId"])
+            video = self._owner(spec["entityId"])
             if video["datasetId"] != body["datasetId"]:
-                raise _bad(f"video {spec['entityId']} is not in dataset {body['datasetId']}")
+                raise _bad(f"entity {spec['entityId']} is not in dataset {body['datasetId']}")
             self._class(video["projectId"], spec["classId"])
         return [
             {"id": self.create_object(s["entityId"], s["classId"], login=user["login"])["id"]}
@@ -478,8 +521,7 @@ class VideoState:
             obj = self.objects.get(spec["objectId"])
             if obj is None or ("projectId" in body and obj["projectId"] != body["projectId"]):
                 raise _bad(f"object {spec['objectId']} is not in the project")
-            frames = self.videos[obj["entityId"]]["fileMeta"]["framesCount"]
-            self._check_tag(obj["projectId"], spec, frames)
+            self._check_tag(obj["projectId"], spec, self._frames(self._owner(obj["entityId"])))
         return [
             {"id": self.add_object_tag(s["objectId"], s, login=user["login"])["id"]}
             for s in body["tags"]
@@ -494,7 +536,7 @@ class VideoState:
             if not isinstance(body, dict) or "datasetId" in body or "entityId" not in body:
                 return images(user, body)
             self.fake._require(body, "entityId", "figures")
-            video = self._video(body["entityId"])
+            video = self._owner(body["entityId"])
             checked = dict(self.figures.data)
             try:  # validate all before keeping any
                 made = [
@@ -506,6 +548,232 @@ class VideoState:
                     del self.figures[figure_id]
                 raise
             return [{"id": figure["id"]} for figure in made]
+
+        return handler
+
+    # --- volumes ------------------------------------------------------------------------------
+
+    def register_volume(self, *, dims: tuple[int, int, int], seed: str = "") -> tuple[str, dict]:
+        """Store a volume file; returns its hash and the volume meta the server derives."""
+        x, y, z = dims
+        media_hash = self.fake.register_hash(width=x, height=y, ext="nrrd", seed=f"vol:{seed}")
+        meta = {
+            "ACS": "RAS",
+            "intensity": {"min": -1024, "max": 3071},
+            "windowWidth": 4095,
+            "windowCenter": 1023.5,
+            "rescaleSlope": 1,
+            "rescaleIntercept": 0,
+            "channelsCount": 1,
+            "dimensionsIJK": {"x": x, "y": y, "z": z},
+            "IJK2WorldMatrix": [0.7, 0, 0, -10.5, 0, 0.7, 0, 20.25, 0, 0, 2.5, 0, 0, 0, 0, 1],
+        }
+        self.media[media_hash] = {
+            "mime": "application/octet-stream",
+            "size": str(x * y * z * 2 + 352),
+            "type": "short",
+            "sizes": [x, y, z],
+            "space": "right-anterior-superior",
+            "encoding": "gzip",
+            "dimension": 3,
+        }
+        self.volume_metas[media_hash] = meta
+        return media_hash, meta
+
+    def create_volume(
+        self, dataset_id: int, name: str, media_hash: str, meta: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        dataset = self.fake._dataset(dataset_id)
+        if media_hash not in self.volume_metas:
+            raise ApiError(
+                400,
+                "Volumes with these hashes do not exist",
+                {"type": "HASHES_NOT_FOUND", "hashes": [media_hash]},
+            )
+        if any(v["name"] == name for v in self.volumes.where("datasetId", [dataset_id])):
+            raise ApiError(400, "Volume name already exists", [{"type": "NONUNIQUE"}])
+        project = self.fake.projects[dataset["projectId"]]
+        vid = self.fake.next_id()
+        now = self.fake.tick()
+        volume = {
+            "id": vid,
+            "name": name,
+            "hash": media_hash,
+            "link": None,
+            "mime": "application/octet-stream",
+            "ext": "nrrd",
+            "teamId": project["teamId"],
+            "workspaceId": project["workspaceId"],
+            "projectId": project["id"],
+            "datasetId": dataset_id,
+            "pathOriginal": f"/storage/volumes/{vid}.nrrd",
+            "fullStorageUrl": f"https://storage.invalid/volumes/{vid}.nrrd",
+            "processingPath": f"1/{vid}",
+            "fileMeta": json.loads(json.dumps(self.media[media_hash])),
+            "meta": json.loads(json.dumps(meta or self.volume_metas[media_hash])),
+            "volumeMeta": True,
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        self.volumes[vid] = volume
+        self.fake.touch_project(project["id"])
+        return volume
+
+    def volume_json(self, volume: dict[str, Any]) -> dict[str, Any]:
+        out = json.loads(json.dumps({k: v for k, v in volume.items() if k != "volumeMeta"}))
+        out["tags"] = [dict(t) for t in self.video_tags.get(volume["id"], [])]
+        out["figuresCount"] = self.figures.count("entityId", volume["id"])
+        out["annotationObjectsCount"] = self.objects.count("entityId", volume["id"])
+        return out
+
+    def volume_annotation_json(self, volume: dict[str, Any], *, integer: bool) -> dict[str, Any]:
+        classes = {c["id"]: c["title"] for c in self.fake.metas[volume["projectId"]]["classes"]}
+        slices: dict[str, dict[int, list[Any]]] = {name: {} for name in PLANES}
+        spatial = []
+        for figure in self.figures.where("entityId", [volume["id"]]):
+            out = json.loads(json.dumps(figure))
+            for key in ("entityId", "projectId", "datasetId"):
+                del out[key]
+            if figure["geometryType"] in SPATIAL_TYPES:
+                out["geometry"] = {}
+                spatial.append(out)
+                continue
+            if integer:
+                out["geometry"] = _round_geometry(out["geometry"])
+            plane = next(n for n, v in PLANES.items() if v == figure["meta"]["normal"])
+            slices[plane].setdefault(figure["meta"]["sliceIndex"], []).append(out)
+        return {
+            "volumeId": volume["id"],
+            "volumeName": volume["name"],
+            "createdAt": volume["createdAt"],
+            "updatedAt": volume["updatedAt"],
+            "volumeMeta": json.loads(json.dumps(volume["meta"])),
+            "tags": [dict(t) for t in self.video_tags.get(volume["id"], [])],
+            "objects": [
+                {
+                    "id": obj["id"],
+                    "classId": obj["classId"],
+                    "classTitle": classes.get(obj["classId"]),
+                    "labelerLogin": obj["labelerLogin"],
+                    "createdAt": obj["createdAt"],
+                    "updatedAt": obj["updatedAt"],
+                    "tags": [dict(t) for t in self.object_tags.get(obj["id"], [])],
+                }
+                for obj in self.objects.where("entityId", [volume["id"]])
+            ],
+            "planes": [
+                {
+                    "name": name,
+                    "normal": dict(normal),
+                    "slices": [
+                        {"index": index, "figures": slices[name][index]}
+                        for index in sorted(slices[name])
+                    ],
+                }
+                for name, normal in PLANES.items()
+            ],
+            "spatialFigures": spatial,
+        }
+
+    def volumes_list(self, user: dict[str, Any], body: Json) -> Json:
+        fake = self.fake
+        if "datasetId" in body:
+            rows = self.volumes.where("datasetId", [fake._dataset(body["datasetId"])["id"]])
+        else:
+            fake._require(body, "projectId")
+            rows = [v for v in self.volumes.values() if v["projectId"] == body["projectId"]]
+        return fake._listing("volumes.list", body, rows, self.volume_json, _VIDEO_DERIVED)
+
+    def volumes_info(self, user: dict[str, Any], body: Json) -> Json:
+        self.fake._require(body, "id")
+        return self.volume_json(self.fake._entity(self.volumes, "Volume", body["id"]))
+
+    def volumes_bulk_add(self, user: dict[str, Any], body: Json) -> Json:
+        fake = self.fake
+        fake._require(body, "datasetId", "volumes")
+        fake._dataset(body["datasetId"])
+        names = [item.get("name") for item in body["volumes"]]
+        if len(set(names)) != len(names) or not all(isinstance(n, str) for n in names):
+            raise _bad("every volume needs a name, unique within the call")
+        missing = [i.get("hash") for i in body["volumes"] if i.get("hash") not in self.volume_metas]
+        if missing:
+            raise ApiError(400, "Volumes with these hashes do not exist", {"hashes": missing})
+        taken = {v["name"] for v in self.volumes.where("datasetId", [body["datasetId"]])}
+        if taken & set(names):
+            raise ApiError(400, "Volume names are not unique", [{"type": "NONUNIQUE"}])
+        made = [
+            self.create_volume(body["datasetId"], i["name"], i["hash"], i.get("meta"))
+            for i in body["volumes"]
+        ]
+        return [self.volume_json(v) for v in made]
+
+    def volumes_annotations_bulk_info(self, user: dict[str, Any], body: Json) -> Json:
+        self.fake._require(body, "volumeIds")
+        integer = body.get("integerCoords", True) is not False
+        return [
+            self.volume_annotation_json(
+                self.fake._entity(self.volumes, "Volume", volume_id), integer=integer
+            )
+            for volume_id in body["volumeIds"]
+        ]
+
+    def volume_tags_bulk_add(self, user: dict[str, Any], body: Json) -> Json:
+        self.fake._require(body, "entityId", "tags")
+        volume = self.fake._entity(self.volumes, "Volume", body["entityId"])
+        for spec in body["tags"]:
+            self._check_tag(volume["projectId"], spec, 0)
+        return [
+            {"id": self.add_video_tag(volume["id"], spec, login=user["login"])["id"]}
+            for spec in body["tags"]
+        ]
+
+    def upload_geometry(
+        self, images: Callable[[dict[str, Any], Json], Json]
+    ) -> Callable[[dict[str, Any], Json], Json]:
+        """The shared ``figures.bulk.upload.geometry``: 3D mask bytes, kept verbatim."""
+
+        def handler(user: dict[str, Any], body: Json) -> Json:
+            parts = body.get("__multipart__") if isinstance(body, dict) else None
+            declared = [int(p.content) for p in parts or [] if p.name == "figureId"]
+            if not declared or not all(f in self.figures for f in declared):
+                return images(user, body)
+            geometries = {int(p.filename or -1): p.content for p in parts if p.name == "geometry"}
+            if set(declared) != set(geometries):
+                raise _bad("figureId and geometry parts disagree")
+            for figure_id, content in geometries.items():
+                figure = self.figures[figure_id]
+                if figure["geometryType"] not in SPATIAL_TYPES:
+                    raise _bad(f"figure {figure_id} is not a spatial figure")
+                self.masks[figure_id] = bytes(content)
+                self.fake.touch_project(figure["projectId"])
+            return {}
+
+        return handler
+
+    def download_geometry(
+        self, images: Callable[[dict[str, Any], Json], Json]
+    ) -> Callable[[dict[str, Any], Json], Json]:
+        """The shared ``figures.bulk.download.geometry``: a part of raw bytes per 3D mask."""
+
+        def handler(user: dict[str, Any], body: Json) -> Json:
+            ids = body.get("ids") if isinstance(body, dict) else None
+            if not ids or not all(f in self.figures for f in ids):
+                return images(user, body)
+            boundary = secrets.token_hex(12)
+            parts = []
+            for figure_id in ids:
+                data = self.masks.get(figure_id)
+                if data is None:
+                    raise ApiError(404, "Entity not found", {"message": f"no geometry {figure_id}"})
+                parts.append(
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="{figure_id}"; '
+                    f'filename="{figure_id}.nrrd"\r\nContent-Type: application/octet-stream'
+                    "\r\n\r\n".encode()
+                    + data
+                    + b"\r\n"
+                )
+            payload = b"".join(parts) + f"--{boundary}--\r\n".encode()
+            return Reply(200, payload, f"multipart/form-data; boundary={boundary}")
 
         return handler
 
@@ -568,6 +836,17 @@ def attach(fake: FakeSupervisely) -> VideoState:
             "annotation-objects.bulk.remove": state.objects_bulk_remove,
             "annotation-objects.tags.bulk.add": state.object_tags_bulk_add,
             "figures.bulk.add": state.figures_bulk_add(fake.methods["figures.bulk.add"]),
+            "volumes.list": state.volumes_list,
+            "volumes.info": state.volumes_info,
+            "volumes.bulk.add": state.volumes_bulk_add,
+            "volumes.annotations.bulk.info": state.volumes_annotations_bulk_info,
+            "volumes.tags.bulk.add": state.volume_tags_bulk_add,
+            "figures.bulk.upload.geometry": state.upload_geometry(
+                fake.methods["figures.bulk.upload.geometry"]
+            ),
+            "figures.bulk.download.geometry": state.download_geometry(
+                fake.methods["figures.bulk.download.geometry"]
+            ),
             "tags.list": state.tags_list,
             "advanced.object_classes.list": state.object_classes_list,
         }
@@ -762,3 +1041,111 @@ def _annotate(
                 )
         else:
             video.add_object_tag(obj["id"], {"tagId": tag_ids["flag"]}, login=login)
+
+
+# --- a rich volume project ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RichVolumeProject:
+    """What :func:`generate_rich_volume_project` made, for assertions."""
+
+    project_id: int
+    volume_ids: tuple[int, ...]
+    mask_ids: tuple[int, ...]
+
+
+def nrrd_bytes(rng: random.Random, dims: tuple[int, int, int]) -> bytes:
+    """A small gzip-free NRRD mask whose data holds every byte value (CR, LF, dashes too)."""
+    x, y, z = dims
+    header = f"NRRD0004\ntype: uint8\ndimension: 3\nsizes: {x} {y} {z}\nencoding: raw\n\n"
+    body = bytes(range(256)) + b"\r\n--\r\n" + bytes(rng.getrandbits(8) for _ in range(x * y))
+    return header.encode() + body
+
+
+def generate_rich_volume_project(fake: FakeSupervisely, *, seed: int = 0) -> RichVolumeProject:
+    """Two datasets of volumes with objects, plane figures on all three planes (first and last
+    slices, sub-pixel geometry), 3D masks with raw NRRD bytes, volume and object tags
+    (duplicates included), unicode names; written by the token's owner."""
+    rng = random.Random(seed)
+    state = fake.video
+    login = fake.users[fake.user_id]["login"]
+    with fake.lock:
+        project = fake.create_project(
+            name="Томография 🧠",
+            workspace_id=fake.workspace_id,
+            kind="volumes",
+            description="CT",
+            custom_data={"site": "A"},
+        )
+        pid = project["id"]
+        meta = fake.set_meta(
+            pid,
+            {
+                "classes": [
+                    {"title": "liver ✓", "shape": "rectangle"},
+                    {"title": "lesion", "shape": "polygon"},
+                    {"title": "tumour 3D", "shape": "mask_3d"},
+                ],
+                "tags": [
+                    {
+                        "name": "phase",
+                        "value_type": "oneof_string",
+                        "values": ["arterial", "венозная"],
+                    },
+                    {"name": "ok", "value_type": "none"},
+                ],
+            },
+        )
+        class_ids = {c["title"]: c["id"] for c in meta["classes"]}
+        tag_ids = {t["name"]: t["id"] for t in meta["tags"]}
+        volume_ids: list[int] = []
+        mask_ids: list[int] = []
+        for ds_name in ("scans", "scans 2 ✓"):
+            ds = fake.create_dataset(pid, ds_name, description="", custom_data={"k": ds_name})
+            for n in range(2):
+                dims = (rng.randint(6, 9), rng.randint(5, 8), rng.randint(4, 6))
+                media, _ = state.register_volume(dims=dims, seed=f"{seed}:{ds_name}:{n}")
+                volume = state.create_volume(ds["id"], f"ct_{n} снимок.nrrd", media)
+                vid = volume["id"]
+                volume_ids.append(vid)
+                state.add_video_tag(vid, {"tagId": tag_ids["ok"]}, login=login)
+                state.add_video_tag(vid, {"tagId": tag_ids["ok"]}, login=login)  # duplicate
+                state.add_video_tag(
+                    vid, {"tagId": tag_ids["phase"], "value": "венозная"}, login=login
+                )
+                liver = state.create_object(vid, class_ids["liver ✓"], login=login)
+                lesion = state.create_object(vid, class_ids["lesion"], login=login)
+                tumour = state.create_object(vid, class_ids["tumour 3D"], login=login)
+                state.add_object_tag(
+                    liver["id"], {"tagId": tag_ids["phase"], "value": "arterial"}, login=login
+                )
+                sizes = {"sagittal": dims[0], "coronal": dims[1], "axial": dims[2]}
+                for plane, normal in PLANES.items():
+                    for index in (0, sizes[plane] - 1):
+                        for obj, shape in ((liver, "rectangle"), (lesion, "polygon")):
+                            state.create_figure(
+                                vid,
+                                {
+                                    "objectId": obj["id"],
+                                    "geometryType": shape,
+                                    "geometry": _geometry(rng, shape, 20, 20),
+                                    "meta": {
+                                        "sliceIndex": index,
+                                        "planeName": plane,
+                                        "normal": dict(normal),
+                                    },
+                                    "customData": {"slice": index} if shape == "polygon" else {},
+                                },
+                                login=login,
+                            )
+                mask = state.create_figure(
+                    vid,
+                    {"objectId": tumour["id"], "geometryType": "mask_3d", "meta": {}},
+                    login=login,
+                )
+                state.masks[mask["id"]] = nrrd_bytes(rng, dims)
+                mask_ids.append(mask["id"])
+        return RichVolumeProject(
+            project_id=pid, volume_ids=tuple(volume_ids), mask_ids=tuple(mask_ids)
+        )
