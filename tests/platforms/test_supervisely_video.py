@@ -326,6 +326,17 @@ def test_an_interrupted_restore_resumes(fake: FakeSupervisely, rich: RichVideoPr
     restored_id = restore(platform, source, "resumed", journal="j/resumed", store=store)
     assert sum(1 for p in fake.projects.values() if p["name"] == "resumed") == 1
     assert project_state(fake, restored_id) == project_state(fake, rich.project_id)
+    again = restore_version(  # finished: the report is read back, with the video counts
+        platform,
+        table_reader(source),
+        store=store,
+        journal="j/resumed",
+        origin=VersionOrigin(source_project_id="1", version_number=1),
+        options=RestoreOptions(batch_size=2, project_name="resumed"),
+    )
+    assert again.created["figures"] == len(rows(source, "figures"))
+    assert again.created["objects"] == len(rows(source, "objects"))
+    assert again.created["video_tags"] == len(rows(source, "video_tags"))
 
 
 def test_partial_restore_by_dataset_and_class(
