@@ -635,7 +635,8 @@ class VideoState:
             for key in ("entityId", "projectId", "datasetId"):
                 del out[key]
             if figure["geometryType"] in SPATIAL_TYPES:
-                out["geometry"] = {}
+                out["geometry"] = {}  # the bytes are behind figures.bulk.download.geometry
+                out.pop("customData", None)  # "api does not return it in download_bulk atm"
                 spatial.append(out)
                 continue
             if integer:
@@ -705,7 +706,8 @@ class VideoState:
             self.create_volume(body["datasetId"], i["name"], i["hash"], i.get("meta"))
             for i in body["volumes"]
         ]
-        return [self.volume_json(v) for v in made]
+        # the real answer leaves these empty (the SDK patches them in, per its comment)
+        return [{**self.volume_json(v), "projectId": None, "datasetId": None} for v in made]
 
     def volumes_annotations_bulk_info(self, user: dict[str, Any], body: Json) -> Json:
         self.fake._require(body, "volumeIds")
