@@ -752,6 +752,31 @@ class VideoState:
 
         return handler
 
+    def figures_list(
+        self, images: Callable[[dict[str, Any], Json], Json]
+    ) -> Callable[[dict[str, Any], Json], Json]:
+        """The shared ``figures.list``: figures of videos and volumes when the filter names
+        only those entities (``meta.frame`` / ``meta.sliceIndex`` as stored)."""
+
+        def handler(user: dict[str, Any], body: Json) -> Json:
+            entities = None
+            for item in (body.get("filter") if isinstance(body, dict) else None) or []:
+                if isinstance(item, dict) and item.get("field") == "entityId":
+                    value = item.get("value")
+                    entities = value if isinstance(value, list) else [value]
+            if not entities or not all(e in self.videos or e in self.volumes for e in entities):
+                return images(user, body)
+            rows = self.figures.where("entityId", entities)
+            page = self.fake._page("figures.list", body, [json.loads(json.dumps(r)) for r in rows])
+            if body.get("fields"):
+                wanted = set(body["fields"]) | {"id"}
+                page["entities"] = [
+                    {k: v for k, v in r.items() if k in wanted} for r in page["entities"]
+                ]
+            return page
+
+        return handler
+
     def download_geometry(
         self, images: Callable[[dict[str, Any], Json], Json]
     ) -> Callable[[dict[str, Any], Json], Json]:
@@ -846,6 +871,7 @@ def attach(fake: FakeSupervisely) -> VideoState:
             "figures.bulk.upload.geometry": state.upload_geometry(
                 fake.methods["figures.bulk.upload.geometry"]
             ),
+            "figures.list": state.figures_list(fake.methods["figures.list"]),
             "figures.bulk.download.geometry": state.download_geometry(
                 fake.methods["figures.bulk.download.geometry"]
             ),
@@ -1143,7 +1169,12 @@ def generate_rich_volume_project(fake: FakeSupervisely, *, seed: int = 0) -> Ric
                             )
                 mask = state.create_figure(
                     vid,
-                    {"objectId": tumour["id"], "geometryType": "mask_3d", "meta": {}},
+                    {
+                        "objectId": tumour["id"],
+                        "geometryType": "mask_3d",
+                        "meta": {},
+                        "customData": {"threshold": 0.5, "note": "ü"},
+                    },
                     login=login,
                 )
                 state.masks[mask["id"]] = nrrd_bytes(rng, dims)

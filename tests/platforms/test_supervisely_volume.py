@@ -68,7 +68,11 @@ def volume_state(fake: FakeSupervisely, project_id: int) -> dict[Any, Any]:
                 for plane in annotation["planes"]
             }
             spatial = [
-                ({**_plain(f), "class": classes[f["objectId"]]}, fake.video.masks.get(f["id"]))
+                (
+                    {**_plain(f), "class": classes[f["objectId"]]},
+                    fake.video.masks.get(f["id"]),
+                    fake.video.figures[f["id"]].get("customData"),  # figures.list has it
+                )
                 for f in annotation["spatialFigures"]
             ]
             state[dataset["name"], volume["name"]] = {
@@ -104,7 +108,8 @@ def test_capture_of_a_volume_project(fake: FakeSupervisely, rich: RichVolumeProj
     figures = rows(tables, "figures")
     masks = [r for r in figures if r["geometry_type"] == "mask_3d"]
     assert sorted(json.loads(r["raw"])["id"] for r in masks) == sorted(rich.mask_ids)
-    for row in masks:  # the bytes exactly as downloaded
+    for row in masks:  # the bytes exactly as downloaded, and custom data from figures.list
+        assert json.loads(row["raw"])["customData"] == {"threshold": 0.5, "note": "ü"}
         assert (
             mask_bytes(json.loads(row["geometry"]))
             == fake.video.masks[json.loads(row["raw"])["id"]]

@@ -201,6 +201,33 @@ class VolumeCapture(VideoCapture):
                 )
         return found
 
+    def _add_spatial_custom_data(
+        self,
+        dataset_id: int,
+        ids: Sequence[int],
+        annotations: Mapping[Any, dict[str, Any]],
+        project: str,
+    ) -> None:
+        """Annotation info leaves out spatial figures' custom data; ``figures.list`` has it
+        (as the SDK reads it)."""
+        spatial = {
+            int(figure["id"]): figure
+            for volume_id in ids
+            for figure in annotations[volume_id].get("spatialFigures") or []
+        }
+        if not spatial:
+            return
+        body = {
+            "datasetId": dataset_id,
+            "fields": ["id", "customData"],
+            "filter": [{"field": "entityId", "operator": "in", "value": list(ids)}],
+        }
+        for page in self._list("figures.list", body, project=project):
+            for listed in page:
+                figure = spatial.get(as_int(listed.get("id")) or -1)
+                if figure is not None and listed.get("customData"):
+                    figure["customData"] = listed["customData"]
+
     def _capture_volume_batch(
         self, dataset: Dataset, volumes: list[dict[str, Any]], context: CaptureContext
     ) -> list[TablePage]:
@@ -216,6 +243,7 @@ class VolumeCapture(VideoCapture):
                 platform=self.name,
                 project=context.project,
             )
+        self._add_spatial_custom_data(int(dataset.info["id"]), ids, by_id, context.project)
         masks = self._mask_bytes(
             [
                 int(figure["id"])
