@@ -7,12 +7,16 @@ from typing import Any
 
 import pytest
 
+from labelvault.models import RestoreOptions, VersionOrigin
 from labelvault.platforms.supervisely.volume import mask_bytes
+from labelvault.restore import restore_version
+from labelvault.storage.memory import MemoryStore
 from tests.fakes.supervisely import (
     FakeSupervisely,
     FaultPlan,
     capture_tables,
     fingerprint_multisets,
+    table_reader,
 )
 from tests.fakes.supervisely_video import RichVolumeProject, generate_rich_volume_project
 from tests.platforms.test_supervisely_video import (
@@ -157,3 +161,32 @@ def test_volume_round_trip_under_ten_percent_faults(
         assert fingerprint_multisets(source) == clean, run
         assert fingerprint_multisets(again) == clean, run
         assert volume_state(fake, restored_id) == expected, run
+
+
+def test_volume_partial_restore_and_a_lost_volume(
+    fake: FakeSupervisely, rich: RichVolumeProject
+) -> None:
+    platform = platform_for(fake)
+    source = capture_tables(platform, str(rich.project_id))
+    fake.forget_hash(fake.video.volumes[rich.volume_ids[0]]["hash"])
+    report = restore_version(
+        platform,
+        table_reader(source),
+        store=MemoryStore(),
+        journal="supervisely/restores/volume-part",
+        origin=VersionOrigin(source_project_id="1", version_number=1),
+        options=RestoreOptions(
+            batch_size=2,
+            project_name="volume part",
+            classes=("tumour 3D",),
+            skip_missed_entities=True,
+        ),
+    )
+    assert [issue.table for issue in report.skipped].count("items") == 1
+    again = capture_tables(platform, str(report.project.project_id))
+    assert {r["class_name"] for r in rows(again, "objects")} == {"tumour 3D"}
+    kept = [r for r in rows(source, "figures") if r["class_name"] == "tumour 3D"]
+    assert sorted(r["fingerprint"] for r in rows(again, "figures")) == sorted(
+        r["fingerprint"]
+        for r in kept[1:]  # the first volume's mask is gone with its volume
+    )
