@@ -156,18 +156,9 @@ def _check_kind(platform: Platform, project: ProjectRef, source: Row) -> None:
     kind = str(source.get("kind") or "unknown")
     if kinds is None or kind in kinds:
         return
-    later = (
-        "; videos and volumes are not supported by the capture yet"
-        if kind
-        in (
-            "videos",
-            "volumes",
-        )
-        else ""
-    )
     raise UnsupportedProject(
         f"{platform.name} project {project.project_id} is a {kind!r} project: previews are "
-        f"made of {', '.join(kinds)} projects only{later}",
+        f"made of {', '.join(kinds)} projects only",
         platform=platform.name,
         project=project.project_id,
     )

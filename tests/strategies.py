@@ -102,6 +102,8 @@ def _value_strategy(field: pa.Field) -> st.SearchStrategy[Any]:
         values: st.SearchStrategy[Any] = st.integers(-(2**31), 2**31 - 1)
     elif pa.types.is_int64(kind):
         values = st.integers(-(2**63), 2**63 - 1)
+    elif pa.types.is_floating(kind):  # NaN != NaN would fail equality, not the format
+        values = st.floats(allow_nan=False)
     elif name == "geometry":
         values = _geometries.map(canonical_json)
     elif name in ("definitions", "settings", "custom_data", "meta", "value"):

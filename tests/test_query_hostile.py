@@ -332,10 +332,14 @@ ANALYTICS: list[tuple[str, str, object]] = [
         [
             ("annotations", 420),
             ("datasets", 1),
+            ("figures", 0),  # the video tables: absent from an images version, read as empty
             ("items", 60),
+            ("objects", 0),
             ("project", 1),
             ("tags", 60),
             ("users", 0),
+            ("video_tags", 0),
+            ("videos", 0),
         ],
     ),
     (

@@ -1,13 +1,15 @@
-"""A restore driver for platforms whose projects are datasets of items with annotations and
-tags (Supervisely images today): a :class:`KeyedTarget` says how to create each kind of row,
-:func:`restore_keyed` decides the order, journals every step and resumes.
+"""A restore driver for platforms whose projects are datasets of items with rows that hang off
+them (Supervisely images: annotations and tags; videos: objects, figures and tags): a
+:class:`KeyedTarget` says how to create each kind of row, :func:`restore_keyed` decides the
+order, journals every step and resumes.
 
 Order: the project (name ``"{name}, from ver. {N}"``, refused when the workspace has a project
 of that name unless ``allow_duplicate_name``, then made unique; description as Supervisely
 writes it), its definitions and settings, datasets parents first, then batch by batch of items:
-the items, their annotations, then the tags of both. Annotations and tags are merged into their
-item's batch by key, so memory holds one batch, not the project: the keys of annotations and
-tags must start with their owner's key (as labelvault's adapters make them).
+the items, then each table of the target's :meth:`LayeredTarget.content_tables` in turn
+(by default :data:`IMAGE_LAYOUT`: annotations, then the tags of both). Those rows are merged
+into their item's batch by key, so memory holds one batch, not the project: their keys must
+start with their item's key (as labelvault's adapters make them).
 
 Every finished step is recorded in the journal. Running the same restore again resumes after
 the last recorded step; a step that landed on the platform but not in the journal is found by
@@ -28,14 +30,15 @@ and parent, rows by content), then sends only what did not, up to
 - Otherwise the first failure stops the restore with :class:`~labelvault.errors.RestoreError`,
   which names the created project and how far the restore got.
 - A partial restore (:class:`~labelvault.platforms.base.Selection`) leaves out items of other
-  datasets with their annotations and tags, annotations of other classes with their tags, and
-  counts what it left out instead of listing those rows.
+  datasets with everything that hangs off them, rows of other classes (annotations, objects,
+  figures) with what hangs off those, and counts what it left out instead of listing the rows.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -57,11 +60,32 @@ from labelvault.platforms.base import (
 )
 from labelvault.platforms.streams import Peekable, Row, issues, issues_json, rows, source_row
 
-__all__ = ["KeyedTarget", "restore_keyed"]
+__all__ = ["IMAGE_LAYOUT", "ChildTable", "KeyedTarget", "LayeredTarget", "restore_keyed"]
 
 logger = logging.getLogger("labelvault.platforms.keyed")
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ChildTable:
+    """A table whose rows hang off the items of a batch and are restored after them.
+
+    ``batch_column`` holds a key that starts with the row's item key (it places the row in its
+    item's batch); ``owner_column`` names the row that must be restored first (an item, or a
+    row of an earlier child table), whose new id the row's write needs.
+    """
+
+    table: str
+    batch_column: str
+    owner_column: str
+
+
+#: Items with annotations, then the tags of both (Supervisely images, the default).
+IMAGE_LAYOUT: tuple[ChildTable, ...] = (
+    ChildTable("annotations", "item_key", "item_key"),
+    ChildTable("tags", "owner_key", "owner_key"),
+)
 
 
 class KeyedTarget(Protocol):
@@ -151,6 +175,53 @@ class KeyedTarget(Protocol):
     ) -> dict[str, str]:
         """Rows of ``table`` that already exist on the platform: key → id."""
         ...
+
+
+class LayeredTarget(KeyedTarget, Protocol):
+    """A target whose items carry other tables than annotations and tags (videos …)."""
+
+    def content_tables(self, source: Row) -> Sequence[ChildTable]:
+        """The tables restored after each batch of items, in order (:data:`IMAGE_LAYOUT` …)."""
+        ...
+
+    def add_rows(
+        self,
+        project_id: str,
+        table: str,
+        dataset_id: str | None,
+        rows: Sequence[Row],
+        owners: Mapping[str, str],
+    ) -> dict[str, str]:
+        """Create rows of a child table; ``owners`` maps every key restored so far in the
+        batch (items and earlier child tables) to its new id. Returns key → new id."""
+        ...
+
+
+def _layout(target: KeyedTarget, source: Row) -> Sequence[ChildTable]:
+    """The target's child tables: its own (a :class:`LayeredTarget`) or :data:`IMAGE_LAYOUT`."""
+    content_tables = getattr(target, "content_tables", None)
+    return IMAGE_LAYOUT if content_tables is None else tuple(content_tables(source))
+
+
+def _add_rows(
+    target: KeyedTarget,
+    project_id: str,
+    table: str,
+    dataset_id: str | None,
+    rows: Sequence[Row],
+    *,
+    owners: Mapping[str, str],
+) -> dict[str, str]:
+    """Create the rows of one child table through the target's writer for it."""
+    if table == "annotations":
+        return target.add_annotations(project_id, dataset_id, rows, owners)
+    if table == "tags":
+        return target.add_tags(project_id, rows, owners)
+    add = getattr(target, "add_rows", None)
+    if add is None:
+        raise ConfigurationError(f"{target.name}: no restore for rows of table {table!r}")
+    found: dict[str, str] = add(project_id, table, dataset_id, rows, owners)
+    return found
 
 
 def _item_batches(
@@ -367,56 +438,75 @@ class _Run:
 
     # --- items, annotations, tags -----------------------------------------------------------
 
-    def content(self, project_id: str, dataset_ids: Mapping[str, str]) -> None:
-        """Batch by batch of items: the items, their annotations, the tags of both."""
-        annotations = Peekable(rows(self.read_table("annotations")))
-        tags = Peekable(rows(self.read_table("tags")))
+    def content(
+        self, project_id: str, dataset_ids: Mapping[str, str], layout: Sequence[ChildTable]
+    ) -> None:
+        """Batch by batch of items: the items, then the rows of each child table."""
+        for spec in layout:
+            self.created.setdefault(spec.table, 0)
+            self.filtered_out.setdefault(spec.table, 0)
+        children = [(spec, Peekable(rows(self.read_table(spec.table)))) for spec in layout]
         items = rows(self.read_table("items"))
         kept = self.selection.items_of
         for index, dataset_key, item_rows, bound in _item_batches(items, self.options.batch_size):
-            in_batch_annotations = partial(_before, column="item_key", bound=bound)
-            in_batch_tags = partial(_before, column="owner_key", bound=bound)
             if kept is not None and dataset_key not in kept:  # left out: no step, no journal
                 self.filtered_out["items"] += len(item_rows)
-                self.filtered_out["annotations"] += annotations.drop_while(in_batch_annotations)
-                self.filtered_out["tags"] += tags.drop_while(in_batch_tags)
+                for spec, stream in children:
+                    in_batch = partial(_before, column=spec.batch_column, bound=bound)
+                    self.filtered_out[spec.table] += stream.drop_while(in_batch)
                 continue
             self.where = f"batch {index} (items {item_rows[0]['key']} … {item_rows[-1]['key']})"
-            ann_rows, tag_rows = self.by_class(
-                annotations.take_while(in_batch_annotations), tags.take_while(in_batch_tags)
-            )
+            groups = [
+                stream.take_while(partial(_before, column=spec.batch_column, bound=bound))
+                for spec, stream in children
+            ]
             dataset_id = dataset_ids.get(dataset_key) if dataset_key is not None else None
-            self.batch(project_id, index, dataset_key, dataset_id, (item_rows, ann_rows, tag_rows))
-        for table, rest in (("annotations", annotations), ("tags", tags)):
+            batch = list(zip(layout, self.by_class(layout, groups), strict=True))
+            self.batch(
+                project_id,
+                index,
+                dataset_key=dataset_key,
+                dataset_id=dataset_id,
+                item_rows=item_rows,
+                children=batch,
+            )
+        for spec, rest in children:
             for row in rest:
                 self.skipped.append(
-                    RestoreIssue(table, row["key"], "its owner is not in the version")
+                    RestoreIssue(spec.table, row["key"], "its owner is not in the version")
                 )
 
-    def by_class(self, ann_rows: list[Row], tag_rows: list[Row]) -> tuple[list[Row], list[Row]]:
-        """Leave out annotations of classes not selected, and their tags."""
+    def by_class(self, layout: Sequence[ChildTable], groups: list[list[Row]]) -> list[list[Row]]:
+        """Leave out rows of classes not selected, and the rows that hang off them."""
         classes = self.selection.classes
         if classes is None:
-            return ann_rows, tag_rows
-        dropped = {row["key"] for row in ann_rows if row.get("class_name") not in classes}
-        if not dropped:
-            return ann_rows, tag_rows
-        kept_annotations = [row for row in ann_rows if row["key"] not in dropped]
-        kept_tags = [row for row in tag_rows if row["owner_key"] not in dropped]
-        self.filtered_out["annotations"] += len(ann_rows) - len(kept_annotations)
-        self.filtered_out["tags"] += len(tag_rows) - len(kept_tags)
-        return kept_annotations, kept_tags
+            return groups
+        dropped: set[str] = set()
+        kept_groups = []
+        for spec, group in zip(layout, groups, strict=True):
+            kept = []
+            for row in group:
+                if ("class_name" in row and row["class_name"] not in classes) or row[
+                    spec.owner_column
+                ] in dropped:
+                    dropped.add(row["key"])
+                else:
+                    kept.append(row)
+            self.filtered_out[spec.table] += len(group) - len(kept)
+            kept_groups.append(kept)
+        return kept_groups
 
     def batch(
         self,
         project_id: str,
         index: int,
+        *,
         dataset_key: str | None,
         dataset_id: str | None,
-        rows: tuple[list[Row], list[Row], list[Row]],
+        item_rows: list[Row],
+        children: list[tuple[ChildTable, list[Row]]],
     ) -> None:
-        """Three journaled steps of one batch."""
-        item_rows, ann_rows, tag_rows = rows
+        """The journaled steps of one batch: its items, then each child table."""
         target = self.target
         item_ids = self.phase(
             f"steps/b{index:08d}-1-items.json",
@@ -428,27 +518,20 @@ class _Run:
                 project_id, "items", dataset_id, todo, {}
             ),
         )
-        ann_ids = self.phase(
-            f"steps/b{index:08d}-2-annotations.json",
-            "annotations",
-            ann_rows,
-            select=lambda todo: self.owned(todo, "annotations", "item_key", item_ids),
-            create=lambda todo: target.add_annotations(project_id, dataset_id, todo, item_ids),
-            reconcile=lambda todo: target.already_restored(
-                project_id, "annotations", dataset_id, todo, item_ids
-            ),
-        )
-        owners = {**item_ids, **ann_ids}
-        self.phase(
-            f"steps/b{index:08d}-3-tags.json",
-            "tags",
-            tag_rows,
-            select=lambda todo: self.owned(todo, "tags", "owner_key", owners),
-            create=lambda todo: target.add_tags(project_id, todo, owners),
-            reconcile=lambda todo: target.already_restored(
-                project_id, "tags", dataset_id, todo, owners
-            ),
-        )
+        owners = dict(item_ids)
+        for number, (spec, group) in enumerate(children, start=2):
+            table, column = spec.table, spec.owner_column
+            ids = self.phase(
+                f"steps/b{index:08d}-{number}-{table}.json",
+                table,
+                group,
+                select=partial(self.owned, table=table, column=column, owners=owners),
+                create=partial(_add_rows, target, project_id, table, dataset_id, owners=owners),
+                reconcile=partial(
+                    target.already_restored, project_id, table, dataset_id, owners=owners
+                ),
+            )
+            owners.update(ids)
 
     def select_items(
         self, project_id: str, dataset_key: str | None, dataset_id: str | None, rows: list[Row]
@@ -466,7 +549,7 @@ class _Run:
 
     @staticmethod
     def owned(
-        rows: list[Row], table: str, column: str, owners: Mapping[str, str]
+        rows: list[Row], *, table: str, column: str, owners: Mapping[str, str]
     ) -> tuple[list[Row], list[RestoreIssue]]:
         """Rows whose owner was restored; the others are skipped."""
         keep = [row for row in rows if row[column] in owners]
@@ -602,7 +685,7 @@ def restore_keyed(
         run.where = "the project's definitions and settings"
         target.prepare_project(project.project_id, source)
         dataset_ids = run.datasets(project.project_id)
-        run.content(project.project_id, dataset_ids)
+        run.content(project.project_id, dataset_ids, _layout(target, source))
     except LabelvaultError as exc:
         done = ", ".join(f"{table} {count}" for table, count in run.created.items() if count)
         raise RestoreError(

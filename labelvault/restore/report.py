@@ -35,8 +35,8 @@ def _counts(values: dict[str, int]) -> dict[str, int]:
     counts = dict.fromkeys(RESTORE_COUNTS, 0)
     for name, value in values.items():
         table = _OLD_COUNT_KEYS.get(name, name)
-        if table in counts:
-            counts[table] += int(value)
+        if table in counts or value:  # tables of one modality (objects, figures …) too
+            counts[table] = counts.get(table, 0) + int(value)
     return counts
 
 

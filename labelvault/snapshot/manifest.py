@@ -32,7 +32,7 @@ from labelvault.errors import (
 from labelvault.keys import validate_key
 from labelvault.models import FrozenModel, ProjectRef, UtcDatetime
 from labelvault.snapshot.compat import check_readable
-from labelvault.snapshot.schema import FORMAT_VERSION, TABLES, canonical_json
+from labelvault.snapshot.schema import FORMAT_VERSION, OPTIONAL_TABLES, TABLES, canonical_json
 from labelvault.storage.base import ObjectStore
 
 __all__ = [
@@ -114,7 +114,11 @@ class TableManifest(FrozenModel):
 
 def content_hash(tables: Mapping[str, TableManifest]) -> str:
     """The project's content hash: sha256 over the per-table row counts and content sums."""
-    values = {name: {"rows": t.rows, "sum": t.content_sum} for name, t in sorted(tables.items())}
+    values = {
+        name: {"rows": t.rows, "sum": t.content_sum}
+        for name, t in sorted(tables.items())
+        if t.rows or name not in OPTIONAL_TABLES
+    }
     return hashlib.sha256(canonical_json(values).encode("utf-8")).hexdigest()
 
 

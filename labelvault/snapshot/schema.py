@@ -31,6 +31,7 @@ import pyarrow as pa
 
 __all__ = [
     "FORMAT_VERSION",
+    "OPTIONAL_TABLES",
     "SCHEMAS",
     "TABLES",
     "AnnotationKind",
@@ -73,6 +74,7 @@ class GeometryType(_OpenEnum):
     ALPHA_MASK = "alpha_mask"
     GRAPH = "graph"
     CUBOID = "cuboid"
+    CUBOID_2D = "cuboid_2d"  # a video figure
     CUBOID_3D = "cuboid_3d"
     POINT_CLOUD = "point_cloud"
     MULTICLASS = "any"
@@ -105,6 +107,7 @@ class OwnerType(_OpenEnum):
     DATASET = "dataset"
     ITEM = "item"
     ANNOTATION = "annotation"
+    OBJECT = "object"  # a video's annotation object (its figures live in ``figures``)
 
 
 def _table(*fields: pa.Field) -> pa.Schema:
@@ -180,7 +183,53 @@ SCHEMAS: Final[dict[str, pa.Schema]] = {
         pa.field("email", pa.string()),
         pa.field("name", pa.string()),
     ),
+    # --- video projects (OPTIONAL_TABLES: absent from versions that have no such rows) -----
+    # One row per video item (key = the item's key): what only videos have.
+    "videos": _table(
+        pa.field("item_key", pa.string(), nullable=False),
+        pa.field("frames_count", pa.int32()),
+        pa.field("fps", pa.float64()),  # frames per second, from the file's duration
+        pa.field("duration", pa.float64()),  # seconds
+        pa.field("custom_data", pa.string()),  # JSON
+    ),
+    # Annotation objects of a video: a class instance that figures on many frames belong to.
+    "objects": _table(
+        pa.field("item_key", pa.string(), nullable=False),
+        pa.field("class_name", pa.string()),
+        pa.field("author", pa.string()),
+        pa.field("created_at", _TS),
+        pa.field("updated_at", _TS),
+    ),
+    # One figure of an object on one frame, with exact geometry.
+    "figures": _table(
+        pa.field("item_key", pa.string(), nullable=False),
+        pa.field("object_key", pa.string(), nullable=False),
+        pa.field("frame_index", pa.int32()),
+        pa.field("class_name", pa.string()),
+        pa.field("geometry_type", pa.string()),  # GeometryType
+        pa.field("geometry", pa.string()),  # JSON, exact floats
+        pa.field("author", pa.string()),
+        pa.field("created_at", _TS),
+        pa.field("updated_at", _TS),
+    ),
+    # Tags of videos and of their objects, over a range of frames (null: the whole video).
+    "video_tags": _table(
+        pa.field("owner_type", pa.string(), nullable=False),  # OwnerType: item / object
+        pa.field("owner_key", pa.string(), nullable=False),
+        pa.field("name", pa.string()),
+        pa.field("value", pa.string()),  # JSON
+        pa.field("frame_from", pa.int32()),
+        pa.field("frame_to", pa.int32()),
+        pa.field("author", pa.string()),
+        pa.field("created_at", _TS),
+        pa.field("updated_at", _TS),
+    ),
 }
+
+#: Tables added without a format bump: a manifest leaves them out when they have no rows (so
+#: versions of other projects keep their bytes and content hash) and readers take a table a
+#: manifest lacks as empty, which is what every older version holds.
+OPTIONAL_TABLES: Final[frozenset[str]] = frozenset({"videos", "objects", "figures", "video_tags"})
 
 #: Table names in the order a capture writes and a restore reads them.
 TABLES: Final[tuple[str, ...]] = tuple(SCHEMAS)

@@ -53,7 +53,7 @@ from labelvault.snapshot.manifest import (
     empty_table_manifest,
 )
 from labelvault.snapshot.reader import SnapshotReader
-from labelvault.snapshot.schema import FORMAT_VERSION, TABLES, schema_for
+from labelvault.snapshot.schema import FORMAT_VERSION, OPTIONAL_TABLES, TABLES, schema_for
 from labelvault.storage.base import ObjectStore
 
 __all__ = ["SnapshotWriter", "chunk_key"]
@@ -194,6 +194,8 @@ class SnapshotWriter:
         tables: dict[str, TableManifest] = {}
         for name in TABLES:
             state = self._tables.get(name)
+            if state is None and name in OPTIONAL_TABLES:
+                continue
             if state is None:
                 tables[name] = empty_table_manifest()
             else:

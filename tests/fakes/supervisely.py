@@ -322,6 +322,10 @@ class FakeSupervisely:
             "projects.versions.list": self._versions_list,
             "projects.versions.update": self._versions_update,
         }
+        from tests.fakes.supervisely_video import attach  # it imports this module
+
+        #: the video endpoints and their data (``tests/fakes/supervisely_video.py``)
+        self.video = attach(self)
 
     # --- setup helpers (used by tests and the generator) --------------------------------------
 

@@ -292,11 +292,12 @@ def test_unknown_project(fake: FakeSupervisely) -> None:
         list(platform.iter_pages("999999"))
 
 
-@pytest.mark.parametrize("kind", ["videos", "volumes", "point_clouds", "future_kind"])
+@pytest.mark.parametrize("kind", ["point_clouds", "point_cloud_episodes", "future_kind"])
 def test_unsupported_project_type(fake: FakeSupervisely, kind: str) -> None:
     pid = add_plain_project(fake, kind=kind)
     platform = make_platform(fake)
-    with pytest.raises(UnsupportedProject, match=rf"is a '{kind}' project; .*images projects only"):
+    only = "images, videos and volumes projects only"
+    with pytest.raises(UnsupportedProject, match=rf"is a '{kind}' project; .*{only}"):
         platform.get_project(str(pid))
     with pytest.raises(UnsupportedProject):
         next(iter(platform.iter_pages(str(pid))))

@@ -10,7 +10,7 @@ import pytest
 
 from labelvault.errors import IntegrityError, SchemaMismatch, SnapshotError
 from labelvault.snapshot.reader import SnapshotReader
-from labelvault.snapshot.schema import TABLES, schema_for
+from labelvault.snapshot.schema import OPTIONAL_TABLES, TABLES, schema_for
 from labelvault.snapshot.writer import SnapshotWriter, chunk_key
 from labelvault.storage.base import ObjectStore
 from labelvault.storage.memory import MemoryStore
@@ -34,8 +34,8 @@ def _writer(store: ObjectStore | None = None, **options: Any) -> SnapshotWriter:
 
 
 def test_unknown_table_is_named() -> None:
-    with pytest.raises(SchemaMismatch, match=r"'figures'.*tables are"):
-        _writer().write("figures", _items("a"))
+    with pytest.raises(SchemaMismatch, match=r"'frames'.*tables are"):
+        _writer().write("frames", _items("a"))
 
 
 def test_missing_and_unexpected_columns_are_named() -> None:
@@ -150,7 +150,8 @@ def test_tables_interleave_with_their_own_order() -> None:
     reader = SnapshotReader(store, manifest)
     assert reader.read_table("items").column("key").to_pylist() == list("abcdefg")
     assert reader.read_table("annotations").num_rows == 2
-    assert manifest.row_counts == {**dict.fromkeys(TABLES, 0), "items": 7, "annotations": 2}
+    always = [t for t in TABLES if t not in OPTIONAL_TABLES]  # the others: listed with rows
+    assert manifest.row_counts == {**dict.fromkeys(always, 0), "items": 7, "annotations": 2}
 
 
 # --- lifecycle -----------------------------------------------------------------------------
@@ -183,8 +184,9 @@ def test_context_manager_aborts_on_error() -> None:
 def test_finish_lists_every_table_and_the_stats() -> None:
     store = MemoryStore()
     manifest = write_version(store, synthetic_project(range(50)), target_chunk_rows=8)
-    assert list(manifest.tables) == list(TABLES)
+    assert list(manifest.tables) == [t for t in TABLES if t not in OPTIONAL_TABLES]
     assert manifest.table("users").chunks == ()
+    assert manifest.table("figures").rows == 0  # an optional table it lacks reads as empty
     assert manifest.source.project_id == "42"
     assert manifest.bytes_written == manifest.data_bytes > 0
     assert manifest.bytes_reused == 0

@@ -1,4 +1,7 @@
-"""Supervisely: capture an images project into labelvault's tables, and restore one.
+"""Supervisely: capture an images, videos or volumes project into labelvault's tables, and
+restore one. What follows describes images; videos (:mod:`.video`) and volumes
+(:mod:`.volume`) share the project, datasets and items tables and keep their objects, figures
+and tags in tables of their own.
 
 Every call is ``POST <server>/public/api/v3/<method>`` with the ``x-api-key`` header (see
 ``reference/supervisely-api.md``). Capture reads, per project: ``projects.info`` (info,
@@ -35,7 +38,8 @@ duplicates kept) and figure tags, mapping every new id to the source row's key.
 Modules, one concern each: :mod:`.api` (the client and its error mapping), :mod:`.rows` (keys
 and row mapping), :mod:`.capture`, :mod:`.writes` (what a restore creates), :mod:`.restore`
 (the journaled order of a restore), :mod:`.reconcile` (what landed although the journal never
-heard back), :mod:`.platform` (the adapter that puts them together).
+heard back), :mod:`.video` and :mod:`.volume` (rows, capture and writes of those modalities),
+:mod:`.platform` (the adapter that puts them together).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ logger = logging.getLogger("labelvault.platforms.supervisely")
 #: Where the public API lives under the server's address.
 API_PATH = "/public/api/v3/"
 #: Project types labelvault captures; others raise ``UnsupportedProject``.
-SUPPORTED_KINDS = frozenset({"images"})
+SUPPORTED_KINDS = frozenset({"images", "videos", "volumes"})
 
 
 class SuperviselyApi:
@@ -51,7 +51,8 @@ class SuperviselyApi:
     restore_ignores: tuple[str, ...] = ()
 
     def get_project(self, project_id: str) -> ProjectInfo:
-        """Describe an images project; raises ``PlatformNotFound`` or ``UnsupportedProject``."""
+        """Describe an images, videos or volumes project; raises ``PlatformNotFound`` or
+        ``UnsupportedProject``."""
         return self._info(self._project_json(project_id), project_id)
 
     def __init__(
@@ -219,10 +220,9 @@ class SuperviselyApi:
     def _info(self, info: dict[str, Any], project_id: str) -> ProjectInfo:
         kind = str(info.get("type") or "unknown")
         if kind not in SUPPORTED_KINDS:
-            later = " (videos and volumes are planned)" if kind in ("videos", "volumes") else ""
             raise UnsupportedProject(
                 f"supervisely project {info.get('id')} ({info.get('name')!r}) is a {kind!r} "
-                f"project; labelvault captures images projects only{later}",
+                "project; labelvault captures images, videos and volumes projects only",
                 platform=self.name,
                 project=str(project_id),
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -18,7 +18,6 @@ from labelvault.http import (
 )
 from labelvault.platforms.base import TablePage
 from labelvault.platforms.streams import Row
-from labelvault.platforms.supervisely.api import SuperviselyApi
 from labelvault.platforms.supervisely.rows import (
     FIGURE_FIELDS,
     CaptureContext,
@@ -34,6 +33,7 @@ from labelvault.platforms.supervisely.rows import (
     tag_row,
     user_row,
 )
+from labelvault.platforms.supervisely.volume import VolumeCapture
 from labelvault.snapshot.schema import (
     GeometryType,
     OwnerType,
@@ -50,12 +50,14 @@ def _noting_authors(pages: list[TablePage], authors: set[str]) -> list[TablePage
     return pages
 
 
-class SuperviselyCapture(SuperviselyApi):
-    """Reads a project into labelvault's tables."""
+class SuperviselyCapture(VolumeCapture):
+    """Reads a project into labelvault's tables (videos through :mod:`.video`, volumes
+    through :mod:`.volume`)."""
 
     def iter_pages(self, project_id: str) -> Iterator[TablePage]:
         """Stream the project: ``project``, ``datasets``, then per batch of images its
-        ``items``, ``annotations`` and ``tags`` pages, then ``users`` (every login that
+        ``items``, ``annotations`` and ``tags`` pages (of videos: ``items``, ``videos``,
+        ``objects``, ``figures`` and ``video_tags``), then ``users`` (every login that
         labeled a figure or assigned a tag), each table in key order."""
         info = self._project_json(project_id)
         self._info(info, project_id)
@@ -71,17 +73,23 @@ class SuperviselyCapture(SuperviselyApi):
             yield table_page("datasets", rows)
 
         context = CaptureContext(classes=classes, tag_metas=tag_metas, project=project_id)
+        listing: Callable[[Dataset, str], Iterator[list[dict[str, Any]]]]
+        capture: Callable[[Dataset, list[dict[str, Any]], CaptureContext], list[TablePage]]
+        if info.get("type") == "videos":
+            listing, capture = self._video_batches, self._capture_video_batch
+        elif info.get("type") == "volumes":
+            listing, capture = self._volume_batches, self._capture_volume_batch
+        else:
+            listing, capture = self._image_batches, self._capture_batch
         jobs = (
-            (dataset, images)
-            for dataset in datasets
-            for images in self._image_batches(dataset, project_id)
+            (dataset, entities) for dataset in datasets for entities in listing(dataset, project_id)
         )
         authors: set[str] = set()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="supervisely") as pool:
             window: deque[Future[list[TablePage]]] = deque()
             try:
-                for dataset, images in jobs:
-                    window.append(pool.submit(self._capture_batch, dataset, images, context))
+                for dataset, entities in jobs:
+                    window.append(pool.submit(capture, dataset, entities, context))
                     if len(window) >= self.concurrency:
                         yield from _noting_authors(window.popleft().result(), authors)
                 while window:

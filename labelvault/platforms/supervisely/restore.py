@@ -1,17 +1,23 @@
 """Supervisely restore: the keyed order of :mod:`labelvault.platforms.keyed` over the writes of
-:mod:`.writes`, with :mod:`.reconcile` finding what landed unjournaled."""
+:mod:`.writes` (images), :mod:`.video` (videos) and :mod:`.volume` (volumes), with
+:mod:`.reconcile` finding what landed unjournaled."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+from labelvault.errors import ConfigurationError
 from labelvault.models import RestoreReport
 from labelvault.platforms.base import RestoreJournal, RestoreProgress, RestoreRequest, TableReader
-from labelvault.platforms.keyed import restore_keyed
-from labelvault.platforms.supervisely.reconcile import SuperviselyReconcile
+from labelvault.platforms.keyed import IMAGE_LAYOUT, ChildTable, restore_keyed
+from labelvault.platforms.streams import Row
+from labelvault.platforms.supervisely.video import VIDEO_LAYOUT
+from labelvault.platforms.supervisely.volume import VolumeRestore
 
 __all__ = ["SuperviselyRestore"]
 
 
-class SuperviselyRestore(SuperviselyReconcile):
+class SuperviselyRestore(VolumeRestore):
     """Restores a version as a new project (the platform protocol's ``restore``)."""
 
     def restore(
@@ -23,3 +29,35 @@ class SuperviselyRestore(SuperviselyReconcile):
     ) -> RestoreReport:
         """Restore the version's tables as a new project, or finish the journal's one."""
         return restore_keyed(self, tables, request, journal, progress)
+
+    def content_tables(self, source: Row) -> Sequence[ChildTable]:
+        """What follows each batch of items: figures and tags (images), or objects, figures
+        and tags (videos, volumes)."""
+        return VIDEO_LAYOUT if source.get("kind") in ("videos", "volumes") else IMAGE_LAYOUT
+
+    def add_items(
+        self, project_id: str, dataset_id: str | None, rows: Sequence[Row]
+    ) -> dict[str, str]:
+        """Images, videos or volumes (by the rows' kind), by hash or link; key → new id."""
+        if rows and rows[0].get("kind") == "video":
+            return self.add_videos(project_id, dataset_id, rows)
+        if rows and rows[0].get("kind") == "volume":
+            return self.add_volumes(project_id, dataset_id, rows)
+        return super().add_items(project_id, dataset_id, rows)
+
+    def add_rows(
+        self,
+        project_id: str,
+        table: str,
+        dataset_id: str | None,
+        rows: Sequence[Row],
+        owners: Mapping[str, str],
+    ) -> dict[str, str]:
+        """Create the rows of one child table of a video or volume batch; key → new id."""
+        if table == "objects":
+            return self.add_objects(project_id, dataset_id, rows, owners)
+        if table == "figures":
+            return self.add_figures(project_id, rows, owners)
+        if table == "video_tags":
+            return self.add_video_tags(project_id, rows, owners)
+        raise ConfigurationError(f"supervisely: no restore for rows of table {table!r}")
