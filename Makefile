@@ -23,12 +23,12 @@ bootstrap:  ## install uv when missing, then the locked environment
 demo: bootstrap  ## capture, version, diff and restore a project on a local folder store
 	$(UV) run python -m demo.run
 
-test: bootstrap  ## the import contracts, then every suite (real S3, Label Studio and Prefect servers)
+test: bootstrap  ## the import contracts, then every suite (real S3, Label Studio, Prefect, Supervisely SDK)
 	$(UV) run lint-imports
 	$(UV) run pytest -m "" -p no:cacheprovider
 
 test-fast: bootstrap  ## the offline suite only
-	$(UV) run pytest -m "not s3 and not labelstudio and not prefect_server and not slow"
+	$(UV) run pytest -m "not s3 and not labelstudio and not prefect_server and not supervisely_sdk and not slow"
 
 lint: bootstrap  ## ruff lint and format check
 	$(UV) run ruff check .
