@@ -15,8 +15,9 @@ spread over 10 datasets), and measures, each in a process of its own:
 
 Each is timed twice: the step alone (timed inside the process, after its imports) and the
 whole command (the wall time of the process, interpreter start and imports included). Peak
-RSS is the process's own (``getrusage(RUSAGE_SELF)`` as it ends). "vs SDK" is the SDK's time
-for the same step and measure divided by this row's time (above 1: faster than the SDK).
+RSS is the process's own (``VmHWM`` as it ends; see :func:`peak_rss_mb`). "vs SDK" is the
+SDK's time for the same step and measure divided by this row's time (above 1: faster than the
+SDK).
 
 Run: ``uv run python benchmarks/supervisely.py [--figures 100000]``; ``--figures 2000`` for a
 quick check.
@@ -52,7 +53,16 @@ TIMEOUT = 3600.0
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB."""
+    """This process's peak resident memory, in MB: ``VmHWM``, the high-water mark of its own
+    address space. Not ``ru_maxrss``: Linux carries that over ``exec`` from the address space
+    it replaces, so a child started by a big parent would report the parent's size."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

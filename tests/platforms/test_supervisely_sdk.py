@@ -14,6 +14,7 @@ compares the source with
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,8 @@ def test_sdk_restore_reads_the_archive_from_team_files(round_trips: RoundTrips) 
     assert archive["content"][:4] == b"\x28\xb5\x2f\xfd"  # zstd magic
     restore = round_trips.calls["restore"]
     assert restore.index("file-storage.download") < restore.index("projects.add")
+    # One download, the archive: versions.json was read through its fullStorageUrl.
+    assert restore.count("file-storage.download") == 1
 
 
 def _figure_count(dump: dict[str, Any]) -> int:
@@ -236,6 +239,31 @@ def test_sdk_annotation_read_back_fails_on_2d_cuboids(round_trips: RoundTrips) -
     }
     assert failed == with_cuboid
     assert len(failed) < len(source["annotations"])
+
+
+def test_sdk_annotation_read_back_floors_coordinates(round_trips: RoundTrips) -> None:
+    """``download_batch`` asks for exact coordinates and floors them itself: its view of a
+    polygon is the exact one, floored."""
+    source = round_trips.dumps[str(round_trips.rich.project_id)]
+    checked = 0
+    for key, annotation in source["annotations"].items():
+        if "error" in annotation:
+            continue
+        exact = sorted(
+            json.dumps(
+                [[math.floor(x), math.floor(y)] for x, y in row["geometry"]["points"]["exterior"]]
+            )
+            for row in source["figures"][key]
+            if row["geometry_type"] == "polygon"
+        )
+        read = sorted(
+            json.dumps(obj["points"]["exterior"])
+            for obj in annotation["objects"]
+            if obj["geometryType"] == "polygon"
+        )
+        assert read == exact, key
+        checked += len(read)
+    assert checked > 0
 
 
 def test_sdk_restore_equals_the_source_but_for_its_documented_losses(

@@ -12,7 +12,8 @@ Steps (``--args`` holds their parameters):
   → ``{"projects": {id: dump}}``.
 
 Every answer also carries ``seconds`` (the step alone, timed here, after ``import
-supervisely``), ``import_seconds`` and ``peak_rss_mb`` (this process's peak, import included).
+supervisely``), ``import_seconds`` and ``peak_rss_mb`` (this process's ``VmHWM``: its peak,
+import included).
 
 This file imports only the standard library and the SDK: it never runs in the project's venv.
 """
@@ -31,6 +32,20 @@ IMPORT_STARTED = time.monotonic()
 import supervisely as sly  # noqa: E402
 
 IMPORT_SECONDS = time.monotonic() - IMPORT_STARTED
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, in MB: ``VmHWM``, the high-water mark of its own
+    address space. Not ``ru_maxrss``: Linux carries that over ``exec`` from the address space
+    it replaces, so a child started by a big parent would report the parent's size."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _canon(value: Any) -> str:
@@ -192,7 +207,7 @@ def main() -> None:
         answer = {"projects": {str(pid): dump(api, pid) for pid in args["project_ids"]}}
     answer["seconds"] = time.monotonic() - started
     answer["import_seconds"] = IMPORT_SECONDS
-    answer["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    answer["peak_rss_mb"] = peak_rss_mb()
     with open(options.out, "w", encoding="utf-8") as handle:
         json.dump(answer, handle, ensure_ascii=False)
 

@@ -115,9 +115,9 @@ def run_driver(
 ) -> DriverRun:
     """Run ``sdk_driver.py <step>`` in the SDK venv; raises with its output when it fails.
 
-    ``args`` go to the driver as one JSON object. The peak RSS is the driver's own
-    (``getrusage(RUSAGE_SELF)`` as it exits: the whole command, import included), so it does
-    not depend on what other children this process ran before.
+    ``args`` go to the driver as one JSON object. The peak RSS is the driver's own (its
+    ``VmHWM`` as it exits: the whole command, import included), so it depends neither on this
+    process's size nor on what other children it ran before.
     """
     out = scratch / f"answer-{step}-{time.monotonic_ns()}.json"
     cmd = [
