@@ -10,8 +10,10 @@ export UV_SYSTEM_CERTS ?= 1
 # Label Studio deployments the benchmark measures: runserver (label-studio start, SQLite) and
 # postgres (gunicorn + PostgreSQL, needs PostgreSQL's server binaries).
 LABELSTUDIO_SERVERS ?= runserver postgres
+# Figures in the project the Supervisely benchmark measures.
+SUPERVISELY_FIGURES ?= 100000
 
-.PHONY: help bootstrap demo test test-fast check lint typecheck contracts format bench bench-labelstudio deploy
+.PHONY: help bootstrap demo test test-fast check lint typecheck contracts format bench bench-labelstudio bench-supervisely deploy
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,12 +25,12 @@ bootstrap:  ## install uv when missing, then the locked environment
 demo: bootstrap  ## capture, version, diff and restore a project on a local folder store
 	$(UV) run python -m demo.run
 
-test: bootstrap  ## the import contracts, then every suite (real S3, Label Studio and Prefect servers)
+test: bootstrap  ## the import contracts, then every suite (real S3, Label Studio, Prefect, Supervisely SDK)
 	$(UV) run lint-imports
 	$(UV) run pytest -m "" -p no:cacheprovider
 
 test-fast: bootstrap  ## the offline suite only
-	$(UV) run pytest -m "not s3 and not labelstudio and not prefect_server and not slow"
+	$(UV) run pytest -m "not s3 and not labelstudio and not prefect_server and not supervisely_sdk and not slow"
 
 lint: bootstrap  ## ruff lint and format check
 	$(UV) run ruff check .
@@ -54,3 +56,6 @@ bench: bootstrap  ## the format's benchmark table (write/read/size/memory/re-ver
 
 bench-labelstudio: bootstrap  ## capture and restore vs Label Studio's own export and import
 	$(UV) run python benchmarks/labelstudio.py --server $(LABELSTUDIO_SERVERS)
+
+bench-supervisely: bootstrap  ## capture and restore vs the Supervisely SDK's version create and restore
+	$(UV) run python benchmarks/supervisely.py --figures $(SUPERVISELY_FIGURES)

@@ -1,7 +1,8 @@
 """Suite-wide settings: isolated environment, and the real servers as session fixtures.
 
 Plain ``pytest`` runs the offline tests; ``-m s3``, ``-m labelstudio`` and
-``-m prefect_server`` select the suites that start real servers; ``make test`` runs everything.
+``-m prefect_server`` select the suites that start real servers, ``-m supervisely_sdk`` the one
+that runs the real Supervisely SDK; ``make test`` runs everything.
 """
 
 from __future__ import annotations
@@ -27,4 +28,5 @@ pytest_plugins = [
     "tests.servers.s3",
     "tests.servers.prefect",
     "tests.servers.labelstudio",
+    "tests.servers.supervisely_sdk",
 ]

@@ -35,6 +35,7 @@ import random
 import secrets
 import string
 import threading
+import urllib.parse
 import zlib
 from collections import UserDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -49,6 +50,8 @@ from labelvault.http.multipart import iter_multipart
 from tests.servers.asgi import serve_in_thread
 
 API_PREFIX = "/public/api/v3/"
+#: where the fake serves Team Files' ``fullStorageUrl`` (plain GET, as a storage bucket does)
+STORAGE_PREFIX = "/teams_storage/"
 SERVER_VERSION = "6.19.2"
 FAULT_KINDS = ("429", "500", "502", "503", "slow", "drop")
 #: fields the API answer has but the stored row lacks or holds differently
@@ -269,6 +272,8 @@ class FakeSupervisely:
         self.image_tags: dict[int, list[dict[str, Any]]] = {}
         self.figure_tags: dict[int, list[dict[str, Any]]] = {}
         self.versions: dict[int, dict[str, Any]] = {}
+        #: Team Files: (team id, path) → FileInfo JSON plus the file's bytes under "content"
+        self.team_files: dict[tuple[int, str], dict[str, Any]] = {}
         #: ids of workspaces hidden with ``workspaces.visibility.set``
         self.hidden_workspaces: set[int] = set()
         #: hash → media info, for every hash stored on the instance
@@ -321,6 +326,9 @@ class FakeSupervisely:
             "projects.versions.cancel-reservation": self._versions_cancel,
             "projects.versions.list": self._versions_list,
             "projects.versions.update": self._versions_update,
+            "file-storage.list": self._files_list,
+            "file-storage.bulk.upload": self._files_bulk_upload,
+            "file-storage.download": self._files_download,
         }
         from tests.fakes.supervisely_video import attach  # it imports this module
 
@@ -466,8 +474,18 @@ class FakeSupervisely:
         }
         return Reply.json(body, status=status, headers=headers)
 
-    def handle(self, method: str, raw: bytes, headers: dict[str, str]) -> Reply:
-        """Answer one API call (no faults; the front ends inject those)."""
+    def handle(
+        self,
+        method: str,
+        raw: bytes,
+        headers: dict[str, str],
+        query: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """Answer one API call (no faults; the front ends inject those).
+
+        ``query`` is the URL's query string: only multipart calls read it (the Team Files
+        upload takes ``?teamId=``), as ``body["__query__"]``.
+        """
         token = headers.get("x-api-key", "")
         user_id = self.tokens.get(token)
         if user_id is None:
@@ -478,7 +496,11 @@ class FakeSupervisely:
         content_type = headers.get("content-type", "")
         try:
             if content_type.startswith("multipart/form-data"):
-                body: Json = {"__multipart__": list(iter_multipart(raw, content_type))}
+                body: Json = {
+                    "__multipart__": list(iter_multipart(raw, content_type)),
+                    "__query__": dict(query or {}),
+                    "__host__": headers.get("host", ""),
+                }
             else:
                 body = json.loads(raw or b"{}")
         except ValueError:
@@ -510,6 +532,14 @@ class FakeSupervisely:
                 return Reply(200, b"\x89PNG fake pixels", "image/png")
         return Reply(404, b"<html><body>404 Not Found</body></html>", "text/html")
 
+    def get(self, path: str) -> Reply:
+        """``GET``/``HEAD``: links served by this fake, and Team Files' storage URLs."""
+        if path.startswith("/media/"):
+            return self.media(path)
+        if path.startswith(STORAGE_PREFIX):
+            return self.storage_file(path)
+        return Reply(404, b"<html><body>404 Not Found</body></html>", "text/html")
+
     # --- front end 1: in-process httpx transport ---------------------------------------------
 
     def transport(self) -> httpx.BaseTransport:
@@ -521,8 +551,11 @@ class FakeSupervisely:
             if request.method == "POST" and path.startswith(API_PREFIX):
                 method = path[len(API_PREFIX) :]
                 fault = self._decide_fault(method, raw)
+                query = dict(request.url.params)
                 if fault is not None and fault.landed:
-                    self.handle(method, raw, {k.lower(): v for k, v in request.headers.items()})
+                    self.handle(
+                        method, raw, {k.lower(): v for k, v in request.headers.items()}, query
+                    )
                 if fault is not None:
                     if fault.kind == "slow":
                         raise httpx.ReadTimeout("injected slow answer", request=request)
@@ -533,10 +566,10 @@ class FakeSupervisely:
                     reply = self.fault_reply(fault)
                 else:
                     reply = self.handle(
-                        method, raw, {k.lower(): v for k, v in request.headers.items()}
+                        method, raw, {k.lower(): v for k, v in request.headers.items()}, query
                     )
-            elif request.method in ("GET", "HEAD") and path.startswith("/media/"):
-                reply = self.media(path)
+            elif request.method in ("GET", "HEAD"):
+                reply = self.get(path)
             else:
                 reply = Reply(404, b"<html><body>404 Not Found</body></html>", "text/html")
             headers = {"content-type": reply.content_type, **reply.headers}
@@ -564,12 +597,13 @@ class FakeSupervisely:
         raw = b"".join(chunks)
         path: str = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        query = dict(urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         if scope["method"] == "POST" and path.startswith(API_PREFIX):
             method = path[len(API_PREFIX) :]
             fault = self._decide_fault(method, raw)
             handled = None
             if fault is not None and fault.landed:
-                handled = await anyio.to_thread.run_sync(self.handle, method, raw, headers)
+                handled = await anyio.to_thread.run_sync(self.handle, method, raw, headers, query)
             if fault is not None and fault.kind == "slow":
                 await anyio.sleep(self.faults.slow_seconds)
                 fault = None
@@ -591,9 +625,9 @@ class FakeSupervisely:
             elif handled is not None:
                 reply = handled
             else:
-                reply = await anyio.to_thread.run_sync(self.handle, method, raw, headers)
-        elif scope["method"] in ("GET", "HEAD") and path.startswith("/media/"):
-            reply = self.media(path)
+                reply = await anyio.to_thread.run_sync(self.handle, method, raw, headers, query)
+        elif scope["method"] in ("GET", "HEAD"):
+            reply = self.get(path)
         else:
             reply = Reply(404, b"<html><body>404 Not Found</body></html>", "text/html")
         response_headers = [(b"content-type", reply.content_type.encode())]
@@ -1580,6 +1614,128 @@ class FakeSupervisely:
         version.update(fields)
         return {"success": True}
 
+    # --- methods: Team Files -------------------------------------------------------------------
+
+    def _team(self, team_id: Any) -> int:
+        if not isinstance(team_id, int) or team_id not in self.teams:
+            raise ApiError(
+                404, "Entity not found", {"type": "NONEXISTENT_ENTITY", "message": "Team not found"}
+            )
+        return team_id
+
+    @staticmethod
+    def _file_json(entry: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in entry.items() if k != "content"}
+
+    def _files_list(self, user: dict[str, Any], body: Json) -> Json:
+        """``file-storage.list``: a bare array of FileInfo, not paginated.
+
+        ``path`` names a file or a directory; recursive listings answer the file itself or
+        everything under the directory, a non-recursive one only the directory's own files.
+        """
+        self._require(body, "teamId", "path")
+        team_id = self._team(body["teamId"])
+        path = str(body["path"])
+        directory = path if path.endswith("/") else path + "/"
+        out = []
+        for (team, file_path), entry in sorted(self.team_files.items()):
+            if team != team_id:
+                continue
+            if body.get("recursive", True):
+                if file_path == path or file_path.startswith(directory):
+                    out.append(self._file_json(entry))
+            elif file_path.rsplit("/", 1)[0] + "/" == directory:
+                out.append(self._file_json(entry))
+        return out
+
+    def _files_bulk_upload(self, user: dict[str, Any], body: Json) -> Json:
+        """``file-storage.bulk.upload?teamId=T``: repeated ``name``, ``path`` (the directory,
+        with a trailing slash), ``file`` parts; a file at the same path is replaced."""
+        parts = body.get("__multipart__") if isinstance(body, dict) else None
+        if parts is None:
+            raise ApiError(400, "Validation error", {"message": "expected multipart/form-data"})
+        try:
+            team_id = self._team(int(body["__query__"].get("teamId", "")))
+        except ValueError as exc:
+            raise ApiError(400, "Validation error", {"message": "teamId is required"}) from exc
+        pending: dict[str, str] = {}
+        created = []
+        for part in parts:
+            if part.name in ("name", "path"):
+                pending[part.name] = part.content.decode("utf-8")
+                continue
+            if part.name != "file":
+                raise ApiError(400, "Validation error", {"message": f"unknown part {part.name}"})
+            if set(pending) != {"name", "path"} or not pending["path"].endswith("/"):
+                raise ApiError(
+                    400,
+                    "Validation error",
+                    {"message": "each file needs a name and a directory path before it"},
+                )
+            created.append(
+                self._store_file(
+                    team_id,
+                    pending["path"] + pending["name"],
+                    part.content,
+                    mime=part.headers.get("content-type") or "application/octet-stream",
+                    user_id=user["id"],
+                    host=body.get("__host__") or "",
+                )
+            )
+            pending = {}
+        if pending or not created:
+            raise ApiError(400, "Validation error", {"message": "a name or path has no file"})
+        return created
+
+    def _store_file(
+        self, team_id: int, path: str, content: bytes, *, mime: str, user_id: int, host: str
+    ) -> dict[str, Any]:
+        file_id = self.next_id()
+        now = self.tick()
+        name = path.rsplit("/", 1)[-1]
+        storage_path = f"{STORAGE_PREFIX}{team_id}/{file_id}/{name}"
+        entry = {
+            "teamId": team_id,
+            "id": file_id,
+            "userId": user_id,
+            "name": name,
+            "hash": base64.b64encode(hashlib.sha256(content).digest()).decode("ascii"),
+            "path": path,
+            "storagePath": storage_path,
+            "meta": {
+                "ext": name.rsplit(".", 1)[-1] if "." in name else "",
+                "mime": mime,
+                "size": len(content),
+            },
+            "createdAt": now,
+            "updatedAt": now,
+            "fullStorageUrl": f"http://{host}{urllib.parse.quote(storage_path)}",
+            "isDir": False,
+            "content": content,
+        }
+        self.team_files[(team_id, path)] = entry
+        return self._file_json(entry)
+
+    def _files_download(self, user: dict[str, Any], body: Json) -> Json:
+        """``file-storage.download``: the file's raw bytes."""
+        self._require(body, "teamId", "path")
+        entry = self.team_files.get((self._team(body["teamId"]), str(body["path"])))
+        if entry is None:
+            raise ApiError(
+                404,
+                "Entity not found",
+                {"type": "NONEXISTENT_ENTITY", "message": f"File {body['path']} not found"},
+            )
+        return Reply(200, entry["content"], "application/octet-stream")
+
+    def storage_file(self, path: str) -> Reply:
+        """``GET`` on a Team Files ``fullStorageUrl``."""
+        with self.lock:
+            for entry in self.team_files.values():
+                if urllib.parse.quote(entry["storagePath"]) == path or entry["storagePath"] == path:
+                    return Reply(200, entry["content"], entry["meta"]["mime"])
+        return Reply(404, b"<html><body>404 Not Found</body></html>", "text/html")
+
     # --- methods: workspaces and project removal (previews) -----------------------------------
 
     def _workspaces_add(self, user: dict[str, Any], body: Json) -> Json:
@@ -1668,8 +1824,13 @@ def _geometry(rng: random.Random, shape: str, width: int, height: int) -> Json:
         return {"points": {"exterior": [_xy(rng, width, height) for _ in range(4)], "interior": []}}
     if shape == "point":
         return {"points": {"exterior": [_xy(rng, width, height)], "interior": []}}
-    if shape in ("bitmap", "alpha_mask"):
+    if shape == "bitmap":
         return {"bitmap": _bitmap(rng, 6, 5)}
+    if shape == "alpha_mask":
+        # Stored apart from the figure, and as the bitmap's own JSON (data and origin): the
+        # SDK uploads ``geometry.to_json()["bitmap"]`` through ``figures.bulk.upload.geometry``
+        # and puts what ``figures.bulk.download.geometry`` answers back under ``"bitmap"``.
+        return _bitmap(rng, 6, 5)
     if shape == "graph":
         return {
             "nodes": {
@@ -1682,15 +1843,13 @@ def _geometry(rng: random.Random, shape: str, width: int, height: int) -> Json:
             "faces": [[0, 1, 2, 3], [0, 4, 5, 1], [1, 5, 6, 2]],
         }
     if shape == "oriented_bbox":
+        # Two corners as a bare list (no exterior/interior), as ``OrientedBBox.to_json`` has it.
         (x1, y1), (x2, y2) = _xy(rng, width, height), _xy(rng, width, height)
         return {
-            "points": {
-                "exterior": [[min(x1, x2), min(y1, y2)], [max(x1, x2), max(y1, y2)]],
-                "interior": [],
-            },
+            "points": [[min(x1, x2), min(y1, y2)], [max(x1, x2), max(y1, y2)]],
             "angle": rng.uniform(-math.pi, math.pi),
         }
-    if shape == "multiPolygon":
+    if shape == "multipolygon":
         return {
             "parts": [
                 {"exterior": [_xy(rng, width, height) for _ in range(3)], "interior": []}
@@ -1710,7 +1869,7 @@ SHAPES = (
     "graph",
     "cuboid",
     "oriented_bbox",
-    "multiPolygon",  # a shape labelvault does not model: captured as UNKNOWN with the raw kept
+    "multipolygon",  # a shape labelvault does not model: captured as UNKNOWN with the raw kept
 )
 
 

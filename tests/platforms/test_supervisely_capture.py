@@ -157,7 +157,7 @@ def test_capture_content(fake: FakeSupervisely, rich: RichProject) -> None:
         else:  # exact sub-pixel floats, no rounding
             assert json.loads(row["geometry"]) == figure["geometry"]
     assert {json.loads(a["raw"])["geometryType"] for a in annotations} == set(SHAPES) | {"polygon"}
-    unknown = [a for a in annotations if json.loads(a["raw"])["geometryType"] == "multiPolygon"]
+    unknown = [a for a in annotations if json.loads(a["raw"])["geometryType"] == "multipolygon"]
     assert unknown
     assert {a["geometry_type"] for a in unknown} == {"unknown"}
     assert all(body["integerCoords"] is False for m, body in fake.calls if m == "figures.list")

@@ -1,0 +1,364 @@
+"""Supervisely: labelvault capture and restore next to the real SDK's version create and restore.
+
+Serves the fake Supervisely server (``tests/fakes/supervisely.py``, threaded, on 127.0.0.1),
+fills it with one image project of N figures (``--figures``, default 10^5: 10 figures per
+image, rectangles and polygons with sub-pixel coordinates, an image tag on every fifth image,
+spread over 10 datasets), and measures, each in a process of its own:
+
+- the bare listing: ``datasets.list``, then per dataset ``images.list`` (token mode, 1000 a
+  page) and ``figures.list`` (page mode, 1000 a page, exact coordinates), with plain httpx;
+- labelvault capture (``Vault.capture`` into a local folder store) and restore of that
+  version (``Vault.restore``, a new project);
+- the SDK's ``api.project.version.create`` (its columnar snapshot, uploaded to Team Files)
+  and ``api.project.version.restore`` (a new project), in the SDK's own venv
+  (``tests/servers/supervisely_sdk.py`` installs it on first use).
+
+Each is timed twice: the step alone (timed inside the process, after its imports) and the
+whole command (the wall time of the process, interpreter start and imports included). Peak
+RSS is the process's own (``VmHWM`` as it ends; see :func:`peak_rss_mb`). "vs SDK" is the
+SDK's time for the same step and measure divided by this row's time (above 1: faster than the
+SDK).
+
+Run: ``uv run python benchmarks/supervisely.py [--figures 100000]``; ``--figures 2000`` for a
+quick check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PER_IMAGE = 10
+DATASETS = 10
+WIDTH, HEIGHT = 1920, 1080
+TOKEN_ENV = "LABELVAULT_BENCH_SLY_TOKEN"
+#: a 10^5-figure run of the SDK takes minutes on two busy cores; this only stops a hang
+TIMEOUT = 3600.0
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, in MB: ``VmHWM``, the high-water mark of its own
+    address space. Not ``ru_maxrss``: Linux carries that over ``exec`` from the address space
+    it replaces, so a child started by a big parent would report the parent's size."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- the children: each step in a process of its own ----------------------------------------
+
+
+def child_listing(url: str, project_id: int) -> dict[str, Any]:
+    """Page through the project with plain httpx, as a client with no SDK would."""
+    import httpx
+
+    started = time.monotonic()
+    figures = images = 0
+    headers = {"x-api-key": os.environ[TOKEN_ENV]}
+    with httpx.Client(base_url=f"{url}/public/api/v3/", headers=headers, timeout=600) as client:
+
+        def post(method: str, body: dict[str, Any]) -> Any:
+            response = client.post(method, json=body)
+            response.raise_for_status()
+            return response.json()
+
+        datasets = post("datasets.list", {"projectId": project_id, "recursive": True})
+        assert datasets["pagesCount"] == 1, datasets["pagesCount"]
+        for dataset in datasets["entities"]:
+            after = None
+            while True:
+                body: dict[str, Any] = {
+                    "datasetId": dataset["id"],
+                    "pagination_mode": "token",
+                    "per_page": 1000,
+                }
+                if after:
+                    body["after"] = after
+                page = post("images.list", body)
+                images += len(page["entities"])
+                after = page["after"]
+                if not after:
+                    break
+            number = 1
+            while True:
+                page = post(
+                    "figures.list",
+                    {
+                        "datasetId": dataset["id"],
+                        "integerCoords": False,
+                        "page": number,
+                        "per_page": 1000,
+                    },
+                )
+                figures += len(page["entities"])
+                if number >= page["pagesCount"]:
+                    break
+                number += 1
+    return {
+        "seconds": time.monotonic() - started,
+        "figures": figures,
+        "images": images,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def child_capture(url: str, project_id: int, store_root: str) -> dict[str, Any]:
+    from labelvault.platforms.supervisely import SuperviselyPlatform
+    from labelvault.storage.local import LocalStore
+    from labelvault.vault import Vault
+
+    started = time.monotonic()
+    with (
+        SuperviselyPlatform(url, os.environ[TOKEN_ENV]) as platform,
+        Vault(LocalStore(store_root)) as vault,
+    ):
+        result = vault.capture(platform, str(project_id))
+    return {
+        "seconds": time.monotonic() - started,
+        "figures": result.rows.get("annotations", 0),
+        "version": result.version.number,
+        "bytes": result.bytes_written,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def child_restore(url: str, project_id: int, store_root: str) -> dict[str, Any]:
+    from labelvault.capture import project_ref
+    from labelvault.models import RestoreOptions
+    from labelvault.platforms.supervisely import SuperviselyPlatform
+    from labelvault.storage.local import LocalStore
+    from labelvault.vault import Vault
+
+    started = time.monotonic()
+    with (
+        SuperviselyPlatform(url, os.environ[TOKEN_ENV]) as platform,
+        Vault(LocalStore(store_root)) as vault,
+    ):
+        _, report = vault.restore(
+            platform,
+            project_ref(platform, str(project_id)),
+            None,
+            restore_id=uuid.uuid4().hex,
+            options=RestoreOptions(project_name=f"labelvault restore {uuid.uuid4().hex[:6]}"),
+        )
+    return {
+        "seconds": time.monotonic() - started,
+        "figures": report.created.get("annotations", 0),
+        "project_id": int(report.project.project_id),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+# --- the parent -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One step in its own process: the step's own seconds, the whole command's, peak RSS."""
+
+    step: float
+    whole: float
+    rss: float
+    answer: dict[str, Any]
+
+
+def run_child(*args: object, token: str) -> Measured:
+    env = dict(os.environ, **{TOKEN_ENV: token})
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=TIMEOUT,
+    )
+    whole = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"child {args[0]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return Measured(answer["seconds"], whole, answer["peak_rss_mb"], answer)
+
+
+def fill(fake: Any, figures: int, seed: int = 0) -> int:
+    """An image project of ``figures`` figures in the fake; returns its id."""
+    rng = random.Random(seed)
+    with fake.lock:
+        project = fake.create_project(
+            name="benchmark", workspace_id=fake.workspace_id, description="bench"
+        )
+        pid = int(project["id"])
+        meta = fake.set_meta(
+            pid,
+            {
+                "classes": [
+                    {"title": "box", "shape": "rectangle"},
+                    {"title": "area", "shape": "polygon"},
+                ],
+                "tags": [{"name": "quality", "value_type": "any_string"}],
+            },
+        )
+        box, area = meta["classes"]
+        (quality,) = meta["tags"]
+        datasets = [fake.create_dataset(pid, f"part {n:02d}")["id"] for n in range(DATASETS)]
+        images = math.ceil(figures / PER_IMAGE)
+        made = 0
+        for n in range(images):
+            media = fake.register_hash(width=WIDTH, height=HEIGHT, seed=f"bench:{n}")
+            image = fake.create_image(datasets[n % DATASETS], f"img_{n:07d}.jpg", media_hash=media)
+            if n % 5 == 0:
+                fake.add_image_tag(image["id"], quality["id"], "good")
+            for k in range(min(PER_IMAGE, figures - made)):
+
+                def xy() -> list[float]:
+                    return [rng.uniform(0, WIDTH), rng.uniform(0, HEIGHT)]
+
+                if k % 2 == 0:
+                    (x1, y1), (x2, y2) = xy(), xy()
+                    points = [[min(x1, x2), min(y1, y2)], [max(x1, x2), max(y1, y2)]]
+                    cls, shape = box, "rectangle"
+                else:
+                    points = [xy() for _ in range(6)]
+                    cls, shape = area, "polygon"
+                fake.create_figure(
+                    image["id"], cls["id"], shape, {"points": {"exterior": points, "interior": []}}
+                )
+                made += 1
+    return pid
+
+
+def figures_of(fake: Any, project_id: int) -> int:
+    with fake.lock:
+        return sum(1 for f in fake.figures.values() if f["projectId"] == project_id)
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        cells = [row[0].ljust(widths[0])]
+        cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        print("| " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--figures", type=int, default=100_000)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, url, project, *rest = args.child
+        if kind == "listing":
+            result = child_listing(url, int(project))
+        elif kind == "capture":
+            result = child_capture(url, int(project), rest[0])
+        else:
+            result = child_restore(url, int(project), rest[0])
+        print(json.dumps(result))
+        return
+
+    from tests.fakes.supervisely import FakeSupervisely
+    from tests.servers.supervisely_sdk import SDK_VERSION, ensure_installed, run_driver
+
+    started = time.monotonic()
+    venv = ensure_installed()
+    fake = FakeSupervisely()
+    pid = fill(fake, args.figures)
+    count = figures_of(fake, pid)
+    images = math.ceil(count / PER_IMAGE)
+    print(
+        f"fake server: {count:,} figures on {images:,} images in {DATASETS} datasets, made in "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    results: dict[str, Measured] = {}
+    with tempfile.TemporaryDirectory(prefix="labelvault-bench-sly-") as tmp, fake.serve() as url:
+        store = str(Path(tmp) / "store")
+        token = fake.token
+
+        def sdk(step: str, **step_args: Any) -> Measured:
+            run = run_driver(
+                venv,
+                step,
+                url=url,
+                token=token,
+                scratch=Path(tmp) / "sdk",
+                timeout=TIMEOUT,
+                **step_args,
+            )
+            return Measured(run.answer["seconds"], run.wall, run.peak_rss_mb, run.answer)
+
+        results["listing"] = run_child("listing", url, pid, token=token)
+        assert results["listing"].answer["figures"] == count, results["listing"].answer
+        results["capture"] = run_child("capture", url, pid, store, token=token)
+        assert results["capture"].answer["figures"] == count, results["capture"].answer
+        results["restore"] = run_child("restore", url, pid, store, token=token)
+        restored = results["restore"].answer["project_id"]
+        assert figures_of(fake, restored) == count, "labelvault restored another figure count"
+        results["create"] = sdk("create", project_id=pid, title="benchmark")
+        version_id = results["create"].answer["version_id"]
+        results["sdk restore"] = sdk("restore", project_id=pid, version_id=version_id)
+        restored = results["sdk restore"].answer["project_id"]
+        assert figures_of(fake, restored) == count, "the SDK restored another figure count"
+
+    rows = []
+    lines = (
+        ("bare listing (httpx: datasets, images, figures pages)", "listing", "create"),
+        ("labelvault capture", "capture", "create"),
+        (f"SDK {SDK_VERSION} version.create", "create", "create"),
+        ("labelvault restore", "restore", "sdk restore"),
+        (f"SDK {SDK_VERSION} version.restore", "sdk restore", "sdk restore"),
+    )
+    for label, name, versus in lines:
+        run, sdk_run = results[name], results[versus]
+        for measure, seconds, sdk_seconds in (
+            ("step alone", run.step, sdk_run.step),
+            ("whole command", run.whole, sdk_run.whole),
+        ):
+            rows.append(
+                [
+                    f"{label}, {measure}",
+                    f"{seconds:.2f}",
+                    f"{count / seconds:,.0f}",
+                    f"{run.rss:.0f}",
+                    f"{sdk_seconds / seconds:.2f}x",
+                ]
+            )
+    print()
+    print(
+        f"Supervisely image project, {count:,} figures ({PER_IMAGE} per image, sub-pixel "
+        f"rectangles and polygons), fake server on 127.0.0.1; {os.cpu_count()} cores"
+    )
+    print_table(["tool / step", "seconds", "figures/s", "peak RSS MB", "vs SDK"], rows)
+    print()
+    print(
+        "peak RSS: the process's own, whole command (the same process for both rows); "
+        f"labelvault wrote {results['capture'].answer['bytes'] / 1e6:.1f} MB to its store"
+    )
+    print(f"(total {time.monotonic() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
