@@ -11,7 +11,7 @@ export UV_SYSTEM_CERTS ?= 1
 # postgres (gunicorn + PostgreSQL, needs PostgreSQL's server binaries).
 LABELSTUDIO_SERVERS ?= runserver postgres
 
-.PHONY: help bootstrap demo test test-fast check lint typecheck contracts format bench bench-labelstudio deploy
+.PHONY: help bootstrap demo test test-fast check lint typecheck contracts format bench bench-labelstudio deploy up down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ format: bootstrap  ## apply ruff's fixes and formatting
 
 deploy: bootstrap  ## prepare the Prefect server in PREFECT_API_URL and deploy prefect.yaml
 	$(UV) run python -m deployments.setup
+
+up: bootstrap  ## a local stack: Prefect server + UI, worker, webhook bridge, Label Studio + sample project
+	$(UV) run python -m devstack up
+
+down: bootstrap  ## stop what make up started (by the pid files in .stack/)
+	$(UV) run python -m devstack down
 
 bench: bootstrap  ## the format's benchmark table (write/read/size/memory/re-version/diff)
 	$(UV) run python benchmarks/format.py
