@@ -11,7 +11,7 @@ export UV_SYSTEM_CERTS ?= 1
 # postgres (gunicorn + PostgreSQL, needs PostgreSQL's server binaries).
 LABELSTUDIO_SERVERS ?= runserver postgres
 
-.PHONY: help bootstrap demo test test-fast check lint typecheck contracts format bench bench-labelstudio deploy up down
+.PHONY: help bootstrap demo test test-fast check lint typecheck contracts format bench bench-labelstudio deploy up down status
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ up: bootstrap  ## a local stack: Prefect server + UI, worker, webhook bridge, La
 
 down: bootstrap  ## stop what make up started (by the pid files in .stack/)
 	$(UV) run python -m devstack down
+
+status: bootstrap  ## whether make up's stack runs, and where
+	@$(UV) run python -m devstack status
 
 bench: bootstrap  ## the format's benchmark table (write/read/size/memory/re-version/diff)
 	$(UV) run python benchmarks/format.py

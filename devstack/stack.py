@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -566,15 +567,29 @@ def describe(record: Mapping[str, Any]) -> str:
             "bridge, the bridge emits labelvault.project.changed, the version-on-change",
             "automation starts a run on the worker, and about half a minute later the Prefect UI",
             "shows the run with the new version's summary and its diff as artifacts.",
+            'The CLI on the same servers and store: eval "$(uv run python -m devstack env)",',
+            f"then uv run labelvault --platform labelstudio versions {record['project_id']}.",
             "`make down` stops the stack.",
         ]
     )
 
 
+def shell_env(record: Mapping[str, Any]) -> str:
+    """``export`` lines that point Prefect's and labelvault's CLIs at the stack."""
+    values = {
+        "PREFECT_API_URL": record["prefect_api_url"],
+        "PREFECT_HOME": str(Path(record["state_dir"]) / "prefect"),
+        "LABELVAULT_LABELSTUDIO_URL": record["labelstudio_url"],
+        "LABELVAULT_LABELSTUDIO_TOKEN": record["labelstudio_token"],
+        "LABELVAULT_STORE_URL": record["store"],
+    }
+    return "\n".join(f"export {name}={shlex.quote(str(value))}" for name, value in values.items())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m devstack up|down|status``."""
+    """``python -m devstack up|down|status|env``."""
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "env"))
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -593,6 +608,11 @@ def main(argv: list[str] | None = None) -> int:
             return down(state, out)
         running, stopped = status(state)
         record = state.read()
+        if args.command == "env":
+            if not (running and not stopped and record and "prefect_ui" in record):
+                raise StackError("the stack is not up; run `make up` first")
+            out(shell_env(record))
+            return 0
         if args.command == "status":
             if running and not stopped and record and "prefect_ui" in record:
                 out("the stack is up:\n" + describe(record))

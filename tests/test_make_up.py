@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ from labelvault.storage import LocalStore
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.prefect_server, pytest.mark.timeout(1200)]
 
+LABELVAULT = (sys.executable, "-m", "labelvault")
 #: A cold machine installs Label Studio first (a few minutes on two busy cores).
 UP_TIMEOUT = 900.0
 VERSION_TIMEOUT = 240.0
@@ -128,6 +130,27 @@ def test_make_up_versions_an_annotation_and_make_down_stops_everything(tmp_path:
         assert latest is not None
         assert latest.number == baseline.number + 1
         assert latest.title == "on change"
+
+        # The CLI finds the same servers and store through `python -m devstack env`.
+        exports = devstack(state_dir, "env")
+        assert exports.returncode == 0, exports.stderr
+        cli_env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "LABELVAULT_"))
+        }
+        for line in exports.stdout.splitlines():
+            name, _, value = line.removeprefix("export ").partition("=")
+            cli_env[name] = shlex.split(value)[0]
+        listed = subprocess.run(
+            [*LABELVAULT, "--platform", "labelstudio", "--json", "versions", ref.project_id],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert listed.returncode == 0, listed.stderr
+        numbers = [v["number"] for v in json.loads(listed.stdout)["versions"]]
+        assert numbers == [baseline.number, latest.number]
 
         runs: list[dict[str, Any]] = []
         with httpx.Client(base_url=record["prefect_api_url"], timeout=30) as api:
