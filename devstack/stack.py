@@ -218,31 +218,33 @@ class State:
 # --- stopping --------------------------------------------------------------------------------
 
 
-def stop(recorded: Recorded, *, grace: float = STOP_GRACE) -> str:
-    """Stop a recorded process, its process group and its descendants; say what happened."""
+def stop(recorded: Recorded, *, grace: float = STOP_GRACE) -> tuple[bool, str]:
+    """Stop a recorded process, its process group and its descendants; whether nothing of
+    them runs afterwards, and a line that says what happened."""
     process = recorded.process()
     if process is None:
-        return f"{recorded.name}: not running (pid {recorded.pid} is gone or another process)"
+        return True, f"{recorded.name}: not running (pid {recorded.pid} is gone or another process)"
     try:
         family = [process, *process.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return f"{recorded.name}: exited"
-    _signal(recorded.pid, family, signal.SIGTERM)
+        return True, f"{recorded.name}: exited"
+    _signal(process, family, signal.SIGTERM)
     _, alive = psutil.wait_procs(family, timeout=grace)
     if alive:
-        _signal(recorded.pid, alive, signal.SIGKILL)
+        _signal(process, alive, signal.SIGKILL)
         _, alive = psutil.wait_procs(alive, timeout=grace)
     if alive:
-        return f"{recorded.name}: pid {[p.pid for p in alive]} did not stop"
-    return f"{recorded.name}: stopped (pid {recorded.pid})"
+        return False, f"{recorded.name}: pid {[p.pid for p in alive]} did not stop"
+    return True, f"{recorded.name}: stopped (pid {recorded.pid})"
 
 
-def _signal(leader: int, family: list[psutil.Process], signum: int) -> None:
-    """Signal the group ``leader`` leads (every spawned process leads its own), and each of
-    ``family`` that left it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if os.getpgid(leader) == leader:
-            os.killpg(leader, signum)
+def _signal(leader: psutil.Process, family: list[psutil.Process], signum: int) -> None:
+    """Signal the process group ``leader`` leads (each process ``up`` spawns leads its own),
+    while the leader is still that process, and each of ``family`` (psutil refuses a pid that
+    another process has taken since)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError, psutil.Error):
+        if leader.is_running() and os.getpgid(leader.pid) == leader.pid:
+            os.killpg(leader.pid, signum)
     for member in family:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             member.send_signal(signum)
@@ -256,8 +258,8 @@ def down(state: State, out: Callable[[str], None] = print) -> int:
         return 0
     failed = False
     for entry in recorded:
-        line = stop(entry)
-        failed |= "did not stop" in line
+        stopped, line = stop(entry)
+        failed |= not stopped
         out(line)
     if failed:
         return 1
@@ -345,7 +347,8 @@ def _stopped_on_failure(state: State, out: Callable[[str], None]) -> Iterator[No
         yield
     except BaseException:
         for entry in state.recorded():
-            stop(entry)
+            _, line = stop(entry)
+            out(line)
         state.clear()
         out(f"make up failed; logs in {state.logs}")
         raise
