@@ -13,7 +13,7 @@ LABELSTUDIO_SERVERS ?= runserver postgres
 # Figures in the project the Supervisely benchmark measures.
 SUPERVISELY_FIGURES ?= 100000
 
-.PHONY: help bootstrap demo test test-fast check lint typecheck contracts format bench bench-labelstudio bench-supervisely deploy
+.PHONY: help bootstrap demo test test-fast check lint typecheck contracts format bench bench-labelstudio bench-supervisely deploy up down status
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,15 @@ format: bootstrap  ## apply ruff's fixes and formatting
 
 deploy: bootstrap  ## prepare the Prefect server in PREFECT_API_URL and deploy prefect.yaml
 	$(UV) run python -m deployments.setup
+
+up: bootstrap  ## a local stack: Prefect server + UI, worker, webhook bridge, Label Studio + sample project
+	$(UV) run python -m devstack up
+
+down: bootstrap  ## stop what make up started (by the pid files in .stack/)
+	$(UV) run python -m devstack down
+
+status: bootstrap  ## whether make up's stack runs, and where
+	@$(UV) run python -m devstack status
 
 bench: bootstrap  ## the format's benchmark table (write/read/size/memory/re-version/diff)
 	$(UV) run python benchmarks/format.py

@@ -42,6 +42,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from devstack.labelstudio import (  # noqa: E402
+    LS_VERSION,
+    LabelStudio,
+    start_server,
+    start_wsgi_server,
+)
 from labelvault.models import RestoreOptions, VersionOrigin  # noqa: E402
 from labelvault.platforms.labelstudio import (  # noqa: E402
     LabelStudioOptions,
@@ -52,12 +58,6 @@ from labelvault.snapshot.manifest import load_manifest, write_manifest  # noqa: 
 from labelvault.snapshot.reader import SnapshotReader  # noqa: E402
 from labelvault.snapshot.writer import SnapshotWriter  # noqa: E402
 from labelvault.storage.local import LocalStore  # noqa: E402
-from tests.servers.labelstudio import (  # noqa: E402
-    LS_VERSION,
-    LabelStudio,
-    start_server,
-    start_wsgi_server,
-)
 from tests.servers.postgres import start_postgres  # noqa: E402
 
 CONFIG = (

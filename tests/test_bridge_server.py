@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.process import free_port, log_tail, spawn_logged, stop_process, wait_until
 from labelvault.errors import ConfigurationError
 from labelvault.webhooks import SECRET_HEADER, serve
-from tests.servers.process import free_port, log_tail, spawn_logged, stop_process, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 LABELVAULT = (sys.executable, "-m", "labelvault")

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from devstack.process import free_port
 from labelvault.cli import app
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import instance_from_url
 from labelvault.storage import LocalStore
 from labelvault.vault import Vault
 from tests.fakes.supervisely import FakeSupervisely, RichProject, generate_rich_project
-from tests.servers.process import free_port
 
 HASH = re.compile(r"content hash\s+([0-9a-f]{64})")
 

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.process import free_port, log_tail, stop_process, wait_until
 from labelvault.catalog import Catalog
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import instance_from_url
@@ -22,7 +23,6 @@ from labelvault.storage import LocalStore
 from labelvault.vault import Vault
 from tests.servers.labelstudio import LabelStudio, ProjectFactory
 from tests.servers.prefect import PrefectServer
-from tests.servers.process import free_port, log_tail, stop_process, wait_until
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.prefect_server]
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from devstack.process import wait_until
 from labelvault.catalog import Catalog, lease_key
 from labelvault.models import ProjectRef, instance_from_url
 from labelvault.storage import LocalStore
 from tests.platforms.test_labelstudio_fidelity import _leftovers
 from tests.servers.labelstudio import LabelStudio, ProjectFactory
-from tests.servers.process import wait_until
 
 pytestmark = pytest.mark.labelstudio
 

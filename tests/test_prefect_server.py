@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.process import log_tail
 from labelvault.capture import project_ref
 from labelvault.catalog import Catalog
 from labelvault.platforms.supervisely import SuperviselyPlatform
@@ -28,7 +29,6 @@ from labelvault.webhooks import SECRET_HEADER, EventSink, create_app
 from tests.fakes.supervisely import FakeSupervisely, RichProject, generate_rich_project
 from tests.servers.asgi import serve_in_thread
 from tests.servers.prefect import PrefectServer
-from tests.servers.process import log_tail
 
 pytestmark = pytest.mark.prefect_server
 

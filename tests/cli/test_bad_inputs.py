@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from devstack.process import free_port
 from labelvault.catalog import Catalog
 from labelvault.cli import app
 from labelvault.cli.boundary import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 from labelvault.errors import RestoreError
 from labelvault.vault import Vault
 from tests.fakes.supervisely import FakeSupervisely, generate_rich_project
-from tests.servers.process import free_port
 
 #: A token that must never be printed, in the environment and on the command line.
 SECRET = "SECRET-xyz-0d1e2a7c"

@@ -16,6 +16,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
+from devstack.process import free_port
 from labelvault.errors import (
     AuthenticationError,
     PaginationError,
@@ -36,7 +37,6 @@ from labelvault.snapshot.reader import SnapshotReader
 from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage.memory import MemoryStore
 from tests.servers.labelstudio import LabelStudio, ProjectFactory
-from tests.servers.process import free_port
 
 pytestmark = pytest.mark.labelstudio
 

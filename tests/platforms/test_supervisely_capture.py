@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.process import free_port
 from labelvault.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -33,7 +34,6 @@ from tests.fakes.supervisely import (
     generate_rich_project,
     keys_in_order,
 )
-from tests.servers.process import free_port
 
 FAST = RequestSettings(backoff_jitter=0)
 

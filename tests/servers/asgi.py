@@ -9,7 +9,7 @@ from typing import Any
 
 import uvicorn
 
-from tests.servers.process import free_port, wait_until
+from devstack.process import free_port, wait_until
 
 
 @contextmanager

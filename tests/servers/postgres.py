@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers.process import free_port, log_tail, spawn_logged, stop_process, wait_until
+from devstack.process import free_port, log_tail, spawn_logged, stop_process, wait_until
 
 SYSTEM_USER = "postgres"
 SUPERUSER = "postgres"

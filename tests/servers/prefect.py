@@ -1,12 +1,12 @@
 """Session fixture: a real Prefect server on 127.0.0.1, and process workers started on demand.
 
-The server gets its own ``PREFECT_HOME`` (a fresh SQLite database), telemetry off. Tests talk to
-it over its REST API the way the UI does, and run the ``prefect`` CLI with :attr:`env`.
+The server (started by :mod:`devstack.prefect`) gets its own ``PREFECT_HOME`` (a fresh SQLite
+database), telemetry off. Tests talk to it over its REST API the way the UI does, and run the
+``prefect`` CLI with :attr:`env`.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,29 +17,18 @@ import httpx
 import pytest
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
-from tests.servers.process import free_port, log_tail, spawn_logged, stop_process, wait_until
+from devstack.prefect import (
+    PREFECT,
+    REPO,
+    prefect_env,
+    spawn_server,
+    spawn_worker,
+    wait_for_server,
+    wait_for_worker,
+)
+from devstack.process import free_port, log_tail, stop_process
 
-PREFECT = str(Path(sys.executable).with_name("prefect"))
-REPO = Path(__file__).resolve().parents[2]
-
-
-def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
-    """The environment for a Prefect process that must stay on this machine and this home."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("PREFECT_") or key == "PREFECT_TEST_MODE"
-    }
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        DO_NOT_TRACK="1",
-        PREFECT_LOGGING_LEVEL="INFO",
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90",
-    )
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return env
+__all__ = ["PrefectServer"]
 
 
 @dataclass
@@ -95,30 +84,9 @@ class PrefectServer:
     def start_worker(self, pool: str, *, env: dict[str, str] | None = None) -> Path:
         """Start a process worker on ``pool``; returns its log file. Stopped at session end."""
         log = self.home / f"worker-{pool}-{len(self.workers)}.log"
-        handle = log.open("wb")
-        process = subprocess.Popen(
-            [PREFECT, "worker", "start", "--pool", pool, "--type", "process"],
-            cwd=REPO,
-            env={
-                **self.env,
-                "PREFECT_WORKER_QUERY_SECONDS": "1",
-                # The deployments' pull step runs the flows from this checkout.
-                "LABELVAULT_CODE_DIR": str(REPO),
-                **(env or {}),
-            },
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        handle.close()
+        process = spawn_worker({**self.env, **(env or {})}, log=log, pool=pool)
         self.workers.append(process)
-        wait_until(
-            lambda: "started" in log.read_text(errors="replace").lower(),
-            timeout=60,
-            what=f"prefect worker on {pool}",
-            process=process,
-            log=log,
-        )
+        wait_for_worker(process, log=log)
         return log
 
     def stop_workers(self) -> None:
@@ -152,13 +120,6 @@ class _RetryBusy(httpx.HTTPTransport):
         return response
 
 
-def _healthy(api_url: str) -> bool:
-    try:
-        return httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """A Prefect server on a free loopback port with a fresh database."""
@@ -167,28 +128,10 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
     api_url = f"http://127.0.0.1:{port}/api"
     env = prefect_env(home, api_url)
     log = home / "server.log"
-    server_env = {
-        **env,
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_UI_ENABLED": "false",
-    }
-    server_env.pop("PREFECT_API_URL")
-    process = spawn_logged(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        log=log,
-        cwd=home,
-        env=server_env,
-    )
+    process = spawn_server(home, port, ui=False, log=log)
     server = PrefectServer(home=home, api_url=api_url, env=env, log=log)
     try:
-        wait_until(
-            lambda: _healthy(api_url),
-            timeout=120,
-            what="prefect server",
-            process=process,
-            log=log,
-        )
+        wait_for_server(process, api_url, log=log, timeout=120)
         yield server
     finally:
         server.stop_workers()

@@ -24,8 +24,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from devstack.process import free_port, log_tail, spawn_logged, stop_process, wait_until
 from labelvault.storage.s3 import S3Store
-from tests.servers.process import free_port, log_tail, spawn_logged, stop_process, wait_until
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 # The install helpers Label Studio's venv uses: the same lock, uv lookup and error report.
-from tests.servers.labelstudio import _file_lock, _run, _uv
+from devstack.venvs import file_lock, run_step, uv_command
 
 SDK_VERSION = "6.74.51"
 SDK_REQUIREMENT = f"supervisely[versioning]=={SDK_VERSION}"
@@ -48,18 +48,18 @@ def ensure_installed(cache: Path | None = None) -> Path:
     cache = cache or cache_dir()
     venv = cache / "venv"
     marker = venv / ".labelvault-installed"
-    with _file_lock(cache / "install.lock"):
+    with file_lock(cache / "install.lock"):
         if marker.is_file() and marker.read_text().strip() == SDK_REQUIREMENT:
             return venv
         if venv.exists():
             shutil.rmtree(venv)
-        uv = _uv()
-        _run(
+        uv = uv_command()
+        run_step(
             [*uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
             what="uv venv",
             timeout=INSTALL_TIMEOUT,
         )
-        _run(
+        run_step(
             [
                 *uv,
                 "pip",

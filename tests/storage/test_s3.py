@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from botocore.stub import Stubber
 
+from devstack.process import free_port
 from labelvault.errors import (
     AlreadyExists,
     BucketNotFound,
@@ -29,7 +30,6 @@ from labelvault.errors import (
     is_transient,
 )
 from labelvault.storage.s3 import DEFAULT_PART_SIZE, MIN_PART_SIZE, S3Store
-from tests.servers.process import free_port
 from tests.servers.s3 import S3Server, S3StoreFactory
 from tests.storage.conformance import (
     MiB,

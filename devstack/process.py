@@ -1,4 +1,5 @@
-"""Helpers shared by the real-server fixtures: free ports, readiness polling, stopping by PID."""
+"""Helpers shared by the local stack and the real-server fixtures: free ports, readiness
+polling, stopping by PID."""
 
 from __future__ import annotations
 
