@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from devstack.process import wait_until
 from labelvault.catalog import Catalog, lease_key
 from labelvault.models import ProjectRef, instance_from_url
 from labelvault.storage import LocalStore
+from labelvault.verify import verify_project
 from tests.platforms.test_labelstudio_fidelity import _leftovers
 from tests.servers.labelstudio import LabelStudio, ProjectFactory
 
@@ -110,6 +112,7 @@ def test_killed_captures_leave_nothing_and_the_next_one_succeeds(
 
     rng = random.Random(20261202)
     killed_with_lease = 0
+    committed_before_kill = 0
     for _ in range(KILLS):
         process = subprocess.Popen(
             _command(project_id), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -124,15 +127,24 @@ def test_killed_captures_leave_nothing_and_the_next_one_succeeds(
         )
         if process.poll() is not None:  # it finished first: not a kill; start over clean
             process.wait()
+            shutil.rmtree(store_path, ignore_errors=True)
             continue
         process.kill()
         process.wait()
         store = LocalStore(str(store_path))
         try:
-            assert Catalog(store).latest(ref) is None  # nothing half-done is visible
+            # The kill can land after the commit: then the version must be whole. Anything
+            # else visible would be a half-done version.
+            latest = Catalog(store).latest(ref)
+            if latest is not None:
+                report = verify_project(store, ref, latest.number, deep=True)
+                assert [d for d in report.damage if d.kind != "lease"] == []
+                committed_before_kill += 1
             killed_with_lease += store.exists(lease_key(ref))
         finally:
             store.close()
+        if latest is not None:
+            shutil.rmtree(store_path, ignore_errors=True)
 
     final = subprocess.run(
         [
@@ -157,4 +169,7 @@ def test_killed_captures_leave_nothing_and_the_next_one_succeeds(
     assert (views, exports) == before[:2]
     if mode == "list":  # reading the task listing makes no file on the server
         assert files == before[2]
-    print(f"{mode}: {KILLS} kills, {killed_with_lease} left a lease, leftovers {views, exports}")
+    print(
+        f"{mode}: {KILLS} kills, {killed_with_lease} left a lease, "
+        f"{committed_before_kill} landed after the commit, leftovers {views, exports}"
+    )
