@@ -29,6 +29,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -43,7 +44,7 @@ import psutil
 from pydantic import SecretStr
 
 from devstack import labelstudio, prefect
-from devstack.process import free_port, log_tail, spawn_logged, wait_until
+from devstack.process import log_tail, spawn_logged, wait_until
 from labelvault.connect import open_platform
 from labelvault.models import ProjectRef, instance_from_url
 from labelvault.settings import PlatformConnection
@@ -60,6 +61,7 @@ DEFAULT_PORTS = {"prefect-server": 4200, "labelstudio": 8080, "bridge": 8765}
 RUN_DIRS = ("prefect", "labelstudio", "store", "logs", "pids")
 CONNECTION = "labelstudio"
 STOP_GRACE = 20.0
+CREATE_TIME_TOLERANCE = 2.0
 BRIDGE_START_TIMEOUT = 60.0
 SETUP_TIMEOUT = 600.0
 
@@ -111,8 +113,10 @@ class Recorded:
         """The live process, when ``pid`` is still the one ``up`` started; else None."""
         try:
             process = psutil.Process(self.pid)
+            # Two seconds: the boot time psutil adds to a process's start is re-read from
+            # /proc/stat on each call and can move by a whole second when the clock is slewed.
             same = (
-                abs(process.create_time() - self.create_time) < 1.0
+                abs(process.create_time() - self.create_time) < CREATE_TIME_TOLERANCE
                 and process.cmdline() == self.cmdline
                 and process.status() != psutil.STATUS_ZOMBIE
             )
@@ -148,6 +152,12 @@ class State:
     @property
     def store(self) -> Path:
         return self.root / "store"
+
+    def log_of(self, name: str) -> Path:
+        """The log of the process ``name`` (Label Studio keeps its own beside its data)."""
+        if name == "labelstudio":
+            return self.root / "labelstudio" / "server.log"
+        return self.logs / f"{name}.log"
 
     def pid_file(self, name: str) -> Path:
         return self.pids / f"{name}.pid"
@@ -279,30 +289,33 @@ class Ports:
 
 
 def pick_ports(requested: Mapping[str, int | None], out: Callable[[str], None]) -> Ports:
-    """The ports to use: the requested or default one when it is free, any free one for 0."""
+    """The ports to use: the requested or default one when it is free, any free one for 0;
+    three different ports (each is held while the next is picked)."""
     chosen: dict[str, int] = {}
-    for name, default in DEFAULT_PORTS.items():
-        wanted = requested.get(name)
-        port = default if wanted is None else wanted
-        if port == 0:
-            port = free_port()
-        elif not _port_free(port):
-            fallback = free_port()
-            out(f"{name}: port {port} is taken, using {fallback}")
-            port = fallback
-        chosen[name] = port
+    with contextlib.ExitStack() as held:
+        for name, default in DEFAULT_PORTS.items():
+            wanted = requested.get(name)
+            port = default if wanted is None else wanted
+            sock = _bind(port) if port else None
+            if sock is None:
+                sock = _bind(0)
+                assert sock is not None  # port 0 always binds
+                if port:
+                    out(f"{name}: port {port} is taken, using {sock.getsockname()[1]}")
+            held.enter_context(sock)
+            chosen[name] = int(sock.getsockname()[1])
     return Ports(chosen["prefect-server"], chosen["labelstudio"], chosen["bridge"])
 
 
-def _port_free(port: int) -> bool:
-    import socket  # noqa: PLC0415 - only this check needs it
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+def _bind(port: int) -> socket.socket | None:
+    """A socket bound to 127.0.0.1:``port`` (not listening), or None when it is taken."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
 
 
 def _without_settings(env: Mapping[str, str]) -> dict[str, str]:
@@ -367,6 +380,19 @@ def _spawn_bridge(
             "LABELVAULT_LABELSTUDIO_URL": ls.base_url,
             "LABELVAULT_LABELSTUDIO_TOKEN": ls.token,
         },
+    )
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself listens on 127.0.0.1:``port`` (not another server that
+    took the port first)."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return False
+    return any(
+        conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
+        for conn in connections
     )
 
 
@@ -495,11 +521,11 @@ def up(state: State, ports: Ports, out: Callable[[str], None] = print) -> dict[s
         _baseline(connection, project_id, state.store)
 
         env = _without_settings(prefect.prefect_env(state.prefect_home, api_url))
-        worker_log = state.logs / "worker.log"
+        worker_log = state.log_of("worker")
         worker = prefect.spawn_worker(env, log=worker_log, code_dir=REPO, query_seconds=2.0)
         state.record_process(record, "worker", worker.pid)
         secret = secrets.token_urlsafe(24)
-        bridge_log = state.logs / "bridge.log"
+        bridge_log = state.log_of("bridge")
         bridge = _spawn_bridge(env, ports.bridge, bridge_log, secret, ls)
         state.record_process(record, "bridge", bridge.pid)
 
@@ -519,13 +545,14 @@ def up(state: State, ports: Ports, out: Callable[[str], None] = print) -> dict[s
             connection, project_id, f"{bridge_url}/webhooks/labelstudio/{CONNECTION}", secret
         )
         wait_until(
-            lambda: _answers(f"{bridge_url}/health"),
+            lambda: _listens(bridge.pid, ports.bridge) and _answers(f"{bridge_url}/health"),
             timeout=BRIDGE_START_TIMEOUT,
             what="the webhook bridge",
             process=bridge,
             log=bridge_log,
         )
         prefect.wait_for_worker(worker, log=worker_log)
+        check_running(state)
 
         ref = ProjectRef(
             platform="labelstudio",
@@ -550,6 +577,17 @@ def up(state: State, ports: Ports, out: Callable[[str], None] = print) -> dict[s
         )
         state.write(record)
     return record
+
+
+def check_running(state: State) -> None:
+    """Fail (with its log) when a process ``up`` started has stopped before ``up`` ends."""
+    _, stopped = status(state)
+    if stopped:
+        tails = "\n".join(
+            f"--- {entry.name}\n{log_tail(state.log_of(entry.name))}" for entry in stopped
+        )
+        names = ", ".join(entry.name for entry in stopped)
+        raise StackError(f"{names} stopped while the stack was starting:\n{tails}")
 
 
 def describe(record: Mapping[str, Any]) -> str:

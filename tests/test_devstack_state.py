@@ -6,6 +6,7 @@ The processes here are ``sleep``s this test starts; the whole stack is
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from devstack.stack import State, down, main
+from devstack.stack import StackError, State, check_running, down, main, pick_ports, status
 
 
 @pytest.fixture
@@ -104,3 +105,54 @@ def test_up_refuses_a_stack_that_is_partly_up(
     assert "make down" in err
     assert sleeper.poll() is None
     assert (tmp_path / "pids" / "worker.pid").is_file()
+
+
+def test_a_start_time_a_second_off_is_still_the_process(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    """psutil adds the boot time read from /proc/stat, which can move by a whole second."""
+    state = State(tmp_path)
+    started = psutil.Process(sleeper.pid).create_time()
+    record(state, "worker", sleeper.pid, create_time=started + 1.0)
+    running, stopped = status(state)
+    assert [entry.name for entry in running] == ["worker"]
+    assert stopped == []
+
+
+def test_free_ports_are_three_different_ports() -> None:
+    for _ in range(20):
+        ports = pick_ports({"prefect-server": 0, "labelstudio": 0, "bridge": 0}, print)
+        assert len({ports.prefect, ports.labelstudio, ports.bridge}) == 3
+
+
+def test_a_taken_port_is_replaced_by_one_no_other_server_gets() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        said: list[str] = []
+        ports = pick_ports({"prefect-server": port, "labelstudio": 0, "bridge": 0}, said.append)
+    assert ports.prefect != port
+    assert len({ports.prefect, ports.labelstudio, ports.bridge}) == 3
+    assert f"prefect-server: port {port} is taken, using {ports.prefect}" in lines(said)
+
+
+def test_a_process_that_stopped_while_starting_fails_up_with_its_log(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    state = State(tmp_path)
+    state.fresh()
+    exiting = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    record(state, "bridge", exiting.pid)
+    record(state, "worker", sleeper.pid)
+    state.log_of("bridge").write_text("bind failed: address in use\n")
+    assert exiting.stdin is not None
+    exiting.stdin.close()
+    exiting.wait(timeout=30)
+    with pytest.raises(StackError) as raised:
+        check_running(state)
+    assert "bridge stopped while the stack was starting" in str(raised.value)
+    assert "bind failed: address in use" in str(raised.value)
+    assert "worker" not in str(raised.value).split(":", 1)[0]

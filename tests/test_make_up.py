@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from devstack.process import log_tail, wait_until
-from devstack.stack import REPO
+from devstack.stack import CREATE_TIME_TOLERANCE, NAMES, REPO, State
 from labelvault.catalog import Catalog
 from labelvault.models import ProjectRef
 from labelvault.storage import LocalStore
@@ -51,12 +51,18 @@ def devstack(
     )
 
 
+def stack_logs(state_dir: Path) -> str:
+    """The tails of the stack's process logs, for a failure message."""
+    state = State(state_dir)
+    return "".join(f"\n--- {name}\n{log_tail(state.log_of(name))}" for name in NAMES)
+
+
 def gone(pid: int, create_time: float) -> bool:
     """Whether the process is no more: no such pid, another process by now, or a zombie (which
     runs nothing; whoever adopted it reaps it)."""
     try:
         process = psutil.Process(pid)
-        other = abs(process.create_time() - create_time) > 1.0
+        other = abs(process.create_time() - create_time) >= CREATE_TIME_TOLERANCE
         return other or process.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
@@ -84,7 +90,7 @@ def test_make_up_versions_an_annotation_and_make_down_stops_everything(tmp_path:
         assert pids == {name: entry["pid"] for name, entry in record["processes"].items()}
 
         again = devstack(state_dir, "up", "--free-ports")
-        assert again.returncode == 0, again.stderr
+        assert again.returncode == 0, again.stderr + stack_logs(state_dir)
         assert "already up" in again.stdout
 
         with httpx.Client(base_url=record["prefect_ui"]) as ui:
