@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from labelvault.snapshot.manifest import Manifest
 from labelvault.snapshot.schema import OPTIONAL_TABLES, GeometryType
 from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage.memory import MemoryStore
+from labelvault.vault import Vault
 from tests.fakes.supervisely import (
     FakeSupervisely,
     FaultPlan,
@@ -504,3 +507,33 @@ def test_allow_failures_lists_the_figure_that_failed(
     assert len(rows(again, "figures")) == len(rows(source, "figures")) - 1
     assert fingerprint_multisets(again)["objects"] == fingerprint_multisets(source)["objects"]
     assert fingerprint_multisets(again)["video_tags"] == fingerprint_multisets(source)["video_tags"]
+
+
+def readme_queries(*tables: str) -> list[str]:
+    """The SQL of the README's ``labelvault query`` examples that read any of ``tables``."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    found = re.findall(r'labelvault query \d+ "([^"]+)"', readme)
+    return [sql for sql in found if any(f"FROM {table}" in sql for table in tables)]
+
+
+def test_the_readme_s_video_queries_count_what_the_server_holds(
+    fake: FakeSupervisely, rich: RichVideoProject
+) -> None:
+    per_frame, per_class = readme_queries("figures", "objects")
+    with Vault(MemoryStore()) as vault:
+        ref = vault.capture(platform_for(fake), str(rich.project_id)).version.project
+        frames = vault.query(ref, per_frame).to_pylist()
+        per_class_rows = vault.query(ref, per_class).to_pylist()
+
+    videos = fake.video.videos
+    figures = [f for f in fake.video.figures.values() if f["projectId"] == rich.project_id]
+    expected_frames = Counter((videos[f["entityId"]]["name"], f["meta"]["frame"]) for f in figures)
+    assert {(r["video"], r["frame"]): r["figures"] for r in frames} == dict(expected_frames)
+    assert [(r["video"], r["frame"]) for r in frames] == sorted(expected_frames)
+    assert max(expected_frames.values()) > 1
+
+    classes = {c["id"]: c["title"] for c in fake.metas[rich.project_id]["classes"]}
+    objects = [o for o in fake.video.objects.values() if o["projectId"] == rich.project_id]
+    expected_classes = Counter(classes[o["classId"]] for o in objects)
+    assert {r["class_name"]: r["objects"] for r in per_class_rows} == dict(expected_classes)
+    assert len(expected_classes) > 1
