@@ -1,7 +1,8 @@
 """Format 3's stored layout, and versions written by older formats read, queried and diffed.
 
 ``fixtures/format2`` holds two versions written by the format-2 writer (see its README): a base
-and a version on it with a delta.
+and a version on it with a delta; ``fixtures/format2-supervisely`` the same for a rich
+Supervisely project, which is restored.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from labelvault.diff import diff
+from labelvault.http import RequestSettings
+from labelvault.models import ProjectRef
+from labelvault.platforms.supervisely import SuperviselyPlatform
 from labelvault.query import connect, table_dataset
 from labelvault.snapshot.delta import DeltaPolicy
 from labelvault.snapshot.layout import (
@@ -33,10 +37,13 @@ from labelvault.snapshot.schema import FORMAT_VERSION, TABLES, canonical_json, s
 from labelvault.storage.base import ObjectStore
 from labelvault.storage.local import LocalStore
 from labelvault.storage.memory import MemoryStore
+from labelvault.vault import Vault
+from tests.fakes.supervisely import FakeSupervisely, generate_rich_project
 from tests.snapshot.helpers import PREFIX, write_version
 from tests.strategies import synthetic_project
 
 FIXTURE = Path(__file__).parent / "fixtures" / "format2"
+FIXTURE_SUPERVISELY = Path(__file__).parent / "fixtures" / "format2-supervisely"
 FIRST_IDS = list(range(40))
 SECOND_IDS = [i for i in FIRST_IDS if i != 5] + [41]
 
@@ -257,3 +264,48 @@ def test_an_annotation_takes_less_room_than_gzipped_json() -> None:
     manifest = write_version(store, synthetic_project(range(2000), annotations_per_item=10))
     annotations = SnapshotReader(store, manifest).read_table("annotations")
     assert manifest.table("annotations").bytes < _json_gzip_bytes(annotations)
+
+
+def test_format_2_supervisely_versions_restore_to_their_content(tmp_path: Path) -> None:
+    """Versions an older labelvault wrote, one with a delta, restore without loss today."""
+    shutil.copytree(FIXTURE_SUPERVISELY, tmp_path / "store")
+    fake = FakeSupervisely(default_per_page=3)
+    generate_rich_project(fake)  # the images the versions reference
+    platform = SuperviselyPlatform(
+        "http://sly.test",
+        fake.token,
+        settings=RequestSettings(backoff_jitter=0),
+        transport=fake.transport(),
+        sleep=lambda seconds: None,
+    )
+    source = ProjectRef(platform="supervisely", instance="sly.test:80", project_id="5007")
+    with Vault(LocalStore(tmp_path / "store")) as vault:
+        first, second = (vault.version(source, number) for number in (1, 2))
+        assert vault.manifest(first).format_version == 2
+        old = vault.manifest(second)
+        assert old.format_version == 2
+        assert old.table("annotations").delta
+        assert old.table("annotations").displaced
+
+        for version in (first, second):
+            _, report = vault.restore(
+                platform, source, version.number, restore_id=f"from-format-2-{version.number}"
+            )
+            restored = vault.capture(platform, report.project.project_id)
+            assert restored.version.content_hash == version.content_hash
+            assert restored.manifest is not None
+            assert restored.manifest.format_version == FORMAT_VERSION
+
+        _, _, changes = vault.diff(source, 1, 2)
+        annotations, tags = changes.tables["annotations"], changes.tables["tags"]
+        assert (annotations.added, annotations.removed, annotations.changed) == (1, 1, 0)
+        # the deleted figure's tags went with it
+        [deleted] = annotations.removed_keys
+        assert (tags.added, tags.changed) == (0, 0)
+        assert tags.removed == len(tags.removed_keys) > 0
+        assert all(key.startswith(f"{deleted}!") for key in tags.removed_keys)
+        assert all(
+            not (table.added or table.removed or table.changed)
+            for name, table in changes.tables.items()
+            if name not in ("annotations", "tags")
+        )
