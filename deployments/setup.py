@@ -9,7 +9,9 @@
    the Labelvault Store block ``default``;
 4. ``prefect --no-prompt deploy`` of every deployment in ``prefect.yaml`` it can deploy: the
    nightly one needs ``LABELVAULT_NIGHTLY_PROJECT_ID`` (and ``LABELVAULT_NIGHTLY_CONNECTION``,
-   default ``supervisely``); without it, it is left out and the script says so.
+   default ``LABELVAULT_DEFAULT_CONNECTION``); without it, it is left out and the script says
+   so. The run forms offer ``LABELVAULT_DEFAULT_CONNECTION`` as their connection: by default
+   the one platform whose URL and token are set, else ``supervisely``.
 
 Run it as ``make deploy`` (or ``python -m deployments.setup``) with ``PREFECT_API_URL`` set.
 """
@@ -101,6 +103,18 @@ def deployment_names(path: Path = REPO / "prefect.yaml") -> list[str]:
     return [str(entry["name"]) for entry in document.get("deployments") or []]
 
 
+def default_connection(environ: dict[str, str]) -> str:
+    """The connection the run forms offer first: the one platform whose URL and token are set
+    (its block is saved under the platform's name), else ``supervisely``."""
+    configured = [
+        platform
+        for platform in PLATFORMS
+        if environ.get(f"LABELVAULT_{platform.upper()}_URL")
+        and environ.get(f"LABELVAULT_{platform.upper()}_TOKEN")
+    ]
+    return configured[0] if len(configured) == 1 else PLATFORMS[0]
+
+
 def plan_deployments(environ: dict[str, str]) -> tuple[list[str], dict[str, str], list[str]]:
     """Which deployments to deploy, the environment to deploy them with, and notes to print.
 
@@ -108,7 +122,8 @@ def plan_deployments(environ: dict[str, str]) -> tuple[list[str], dict[str, str]
     left out (a template string must never become a project id); set but malformed, setup stops.
     """
     env = dict(environ)
-    env.setdefault("LABELVAULT_NIGHTLY_CONNECTION", "supervisely")
+    env.setdefault("LABELVAULT_DEFAULT_CONNECTION", default_connection(environ))
+    env.setdefault("LABELVAULT_NIGHTLY_CONNECTION", env["LABELVAULT_DEFAULT_CONNECTION"])
     names = deployment_names()
     notes: list[str] = []
     project_id = environ.get("LABELVAULT_NIGHTLY_PROJECT_ID", "").strip()

@@ -161,6 +161,9 @@ def test_make_up_versions_an_annotation_and_make_down_stops_everything(tmp_path:
         runs: list[dict[str, Any]] = []
         with httpx.Client(base_url=record["prefect_api_url"], timeout=30) as api:
             deployment = api.get("/deployments/name/version_on_change/version-on-change").json()
+            # A Label Studio-only stack: the run forms offer its connection, not an absent one.
+            form = api.get("/deployments/name/create_version/create-version").json()
+            assert form["parameters"]["connection"] == "labelstudio"
 
             def run_finished() -> bool:
                 runs[:] = api.post(
