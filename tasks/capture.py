@@ -51,7 +51,15 @@ def wait_quiet(
         )
     finally:
         platform.close()
-    logger.info("project %s is quiet (last change %s)", project_id, info.updated_at)
+    if info.updated_at is None:
+        # Label Studio's project time does not move with its tasks: the wait was the quiet time.
+        logger.info(
+            "project %s: waited %.0f s (the platform gives no change time)",
+            project_id,
+            quiet_seconds,
+        )
+    else:
+        logger.info("project %s is quiet (last change %s)", project_id, info.updated_at.isoformat())
 
 
 @task(
