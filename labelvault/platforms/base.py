@@ -9,7 +9,7 @@ of bounded batches, and restore consumes readers that stream.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
@@ -24,7 +24,10 @@ from labelvault.models import (
 )
 
 __all__ = [
+    "HEAD_PARTITION",
     "PLATFORMS",
+    "Partition",
+    "PartitionedPlatform",
     "Platform",
     "ProjectInfo",
     "RestoreJournal",
@@ -50,6 +53,24 @@ class TablePage:
 
     table: str
     batch: pa.RecordBatch
+
+
+#: The key of the partition that holds a project's own rows (project, datasets …).
+HEAD_PARTITION = "head"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A part of a project captured on its own (see :class:`PartitionedPlatform`)."""
+
+    #: Stable within a plan; :data:`HEAD_PARTITION` for the project's own rows.
+    key: str
+    #: What a person calls it (a dataset's path).
+    label: str
+    #: Items it holds, as far as the platform says (for progress and scheduling).
+    weight: int = 0
+    #: Plain values the platform needs to read it again (JSON-able, no client, no secret).
+    spec: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -162,6 +183,26 @@ class Platform(Protocol):
     def delete_project(self, project_id: str) -> None:
         """Delete a project (a preview being replaced or expired); one that is already gone
         counts as deleted."""
+        ...
+
+
+@runtime_checkable
+class PartitionedPlatform(Platform, Protocol):
+    """A platform that splits a capture into partitions read on their own, side by side.
+
+    The partitions of a plan come in key order: in every table, the rows of one partition
+    sort after those of the partitions before it, except in :attr:`shared_tables`, whose rows
+    several partitions may hold (the same row under the same key).
+    """
+
+    shared_tables: frozenset[str]
+
+    def capture_plan(self, project_id: str) -> list[Partition]:
+        """The project's partitions, in key order."""
+        ...
+
+    def iter_partition(self, project_id: str, partition: Partition) -> Iterator[TablePage]:
+        """One partition's pages, each table in strictly increasing key order."""
         ...
 
 
