@@ -9,20 +9,37 @@ collects them) and the reservation is cancelled, or expires if the process died.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labelvault.catalog import Catalog, Reservation, VersionInfo, default_holder
 from labelvault.catalog.reading import DAMAGE
 from labelvault.models import ProjectRef
-from labelvault.platforms.base import Platform, ProjectInfo
+from labelvault.platforms.base import (
+    HEAD_PARTITION,
+    Partition,
+    PartitionedPlatform,
+    Platform,
+    ProjectInfo,
+)
 from labelvault.snapshot.manifest import Manifest, SnapshotSource, write_manifest
+from labelvault.snapshot.merge import merge_parts
 from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage import ObjectStore
 
 __all__ = ["CaptureProgress", "CaptureResult", "capture_version", "project_ref"]
+
+#: How often a partitioned capture reports progress and checks its lease.
+_POLL_SECONDS = 0.5
+
+
+class CaptureStopped(Exception):
+    """A partition stopped because another one failed (the other's error is raised)."""
 
 
 @dataclass(frozen=True)
@@ -114,8 +131,13 @@ def capture_version(
     description: str = "",
     tags: Sequence[str] = (),
     progress: Callable[[CaptureProgress], None] | None = None,
+    parallel: int = 1,
 ) -> CaptureResult:
-    """Capture ``project_id`` into a new version, or return the latest if nothing changed."""
+    """Capture ``project_id`` into a new version, or return the latest if nothing changed.
+
+    With ``parallel`` above 1 and a platform that plans partitions, the partitions are read
+    side by side by that many threads and merged (see :func:`_write_partitioned`).
+    """
     started = time.monotonic()
     info = platform.get_project(project_id)
     ref = project_ref(platform, project_id)
@@ -123,30 +145,18 @@ def capture_version(
     if isinstance(reserved, VersionInfo):
         return CaptureResult(version=reserved, created=False, project=info)
 
-    reservation: Reservation = reserved
-    try:
-        previous = previous_manifest(catalog, ref)
-    except BaseException:
-        catalog.cancel(reservation)
-        raise
-    writer = SnapshotWriter(
-        store,
-        ref.prefix,
-        source=SnapshotSource(**ref.model_dump(), source_updated_at=info.updated_at),
-        previous=previous,
-    )
+    lease = _Lease(catalog, reserved)
+    source = SnapshotSource(**ref.model_dump(), source_updated_at=info.updated_at)
     items_total = info.counts.get("items")
     try:
-        renew_at = time.monotonic() + catalog.lease_seconds / 3
-        for page in platform.iter_pages(project_id):
-            writer.write(page.table, page.batch)
-            if progress is not None:
-                progress(CaptureProgress(rows=writer.rows, items_total=items_total))
-            if time.monotonic() >= renew_at:
-                reservation = catalog.renew(reservation)
-                renew_at = time.monotonic() + catalog.lease_seconds / 3
+        job = _Job(platform, project_id, store, ref, source, lease, progress, items_total)
+        if parallel > 1 and isinstance(platform, PartitionedPlatform):
+            manifest = _write_partitioned(job, platform, parallel)
+        else:
+            manifest = _write_serial(job)
+        reservation = lease.reservation
         # The manifest names its version, so a record pointing at it from elsewhere is caught.
-        manifest = writer.finish().model_copy(update={"version_number": reservation.version_number})
+        manifest = manifest.model_copy(update={"version_number": reservation.version_number})
         manifest_key = write_manifest(store, ref.prefix, manifest)
         committed = catalog.commit(
             reservation,
@@ -160,8 +170,7 @@ def capture_version(
             manifest_sha256=hashlib.sha256(manifest.to_json()).hexdigest(),
         )
     except BaseException:
-        writer.abort()
-        catalog.cancel(reservation)
+        catalog.cancel(lease.reservation)
         raise
     return CaptureResult(
         version=committed.version,
@@ -172,6 +181,107 @@ def capture_version(
         bytes_written=manifest.bytes_written,
         bytes_reused=manifest.bytes_reused,
         seconds=time.monotonic() - started,
+    )
+
+
+class _Lease:
+    """The reservation of a capture, renewed when a third of its lease has passed."""
+
+    def __init__(self, catalog: Catalog, reservation: Reservation) -> None:
+        self.catalog = catalog
+        self.reservation = reservation
+        self._due = time.monotonic() + catalog.lease_seconds / 3
+
+    def keep(self) -> None:
+        """Renew the reservation if it is due."""
+        if time.monotonic() >= self._due:
+            self.reservation = self.catalog.renew(self.reservation)
+            self._due = time.monotonic() + self.catalog.lease_seconds / 3
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One capture's settings, as the ways of writing its snapshot need them."""
+
+    platform: Platform
+    project_id: str
+    store: ObjectStore
+    ref: ProjectRef
+    source: SnapshotSource
+    lease: _Lease
+    progress: Callable[[CaptureProgress], None] | None
+    items_total: int | None
+
+    def report(self, rows: dict[str, int]) -> None:
+        if self.progress is not None:
+            self.progress(CaptureProgress(rows=rows, items_total=self.items_total))
+
+
+def _write_serial(job: _Job) -> Manifest:
+    """The snapshot, page by page in one stream, as a delta against the latest version."""
+    previous = previous_manifest(job.lease.catalog, job.ref)
+    writer = SnapshotWriter(job.store, job.ref.prefix, source=job.source, previous=previous)
+    with writer:
+        for page in job.platform.iter_pages(job.project_id):
+            writer.write(page.table, page.batch)
+            job.report(writer.rows)
+            job.lease.keep()
+        return writer.finish()
+
+
+def _write_partitioned(job: _Job, platform: PartitionedPlatform, parallel: int) -> Manifest:
+    """The snapshot, each partition of the platform's plan written on its own by one of
+    ``parallel`` threads, then merged in key order (see :mod:`labelvault.snapshot.merge`).
+
+    The project's own rows (the head partition) are stored as a delta against the latest
+    version, like a serial capture's; the other partitions as bases, whose content-defined
+    chunk boundaries put rows unchanged since the last version in chunks the store already
+    holds. The first failure stops the other partitions and is raised.
+    """
+    plan = platform.capture_plan(job.project_id)
+    previous = previous_manifest(job.lease.catalog, job.ref)
+    rows: dict[str, dict[str, int]] = {}
+    stop = threading.Event()
+
+    def capture_part(partition: Partition) -> Manifest:
+        writer = SnapshotWriter(
+            job.store,
+            job.ref.prefix,
+            source=job.source,
+            previous=previous if partition.key == HEAD_PARTITION else None,
+        )
+        with writer:
+            for page in platform.iter_partition(job.project_id, partition):
+                if stop.is_set():
+                    raise CaptureStopped(f"partition {partition.label!r} stopped")
+                writer.write(page.table, page.batch)
+                rows[partition.key] = writer.rows
+            return writer.finish()
+
+    def report() -> None:
+        total: Counter[str] = Counter()
+        for counts in list(rows.values()):
+            total.update(counts)
+        job.report(dict(total))
+
+    with ThreadPoolExecutor(parallel, thread_name_prefix="partition") as pool:
+        futures = [pool.submit(capture_part, partition) for partition in plan]
+        try:
+            pending: set[Future[Manifest]] = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=_POLL_SECONDS, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    future.result()
+                report()
+                job.lease.keep()
+        except BaseException:
+            stop.set()
+            for future in futures:
+                future.cancel()
+            raise
+    parts = [future.result() for future in futures]
+    return merge_parts(
+        job.store, job.ref.prefix, parts, source=job.source, shared=platform.shared_tables
     )
 
 
@@ -225,6 +335,7 @@ def capture_until_current(
     tags: Sequence[str] = (),
     progress: Callable[[CaptureProgress], None] | None = None,
     max_rounds: int = 3,
+    parallel: int = 1,
 ) -> CaptureResult:
     """Capture, then capture again while the project changed during the previous capture.
 
@@ -251,6 +362,7 @@ def capture_until_current(
             description=description,
             tags=tags,
             progress=progress,
+            parallel=parallel,
         )
         bytes_written += result.bytes_written
         if result.created:

@@ -110,8 +110,10 @@ class Vault:
         description: str = "",
         tags: Sequence[str] = (),
         progress: Callable[[CaptureProgress], None] | None = None,
+        parallel: int = 1,
     ) -> CaptureResult:
-        """Capture a project into a new version (or return the latest when unchanged)."""
+        """Capture a project into a new version (or return the latest when unchanged);
+        ``parallel`` threads read the partitions of a platform that plans them."""
         return capture_until_current(
             platform,
             project_id,
@@ -121,6 +123,7 @@ class Vault:
             description=description,
             tags=tags,
             progress=progress,
+            parallel=parallel,
         )
 
     def diff(

@@ -496,3 +496,19 @@ def test_webhooks_serve_refuses_a_short_secret(cli: Cli) -> None:
         code=2,
     )
     assert "at least 16 characters" in result.stderr
+
+
+def test_create_in_parallel_gives_the_version_a_serial_create_gives(
+    cli: Cli, tmp_path: Path
+) -> None:
+    serial = cli.capture()
+    split = cli.run(
+        "create", cli.project, "--parallel", "3", LABELVAULT_STORE_URL=str(tmp_path / "split")
+    )
+    found = HASH.search(split.stdout)
+    assert found is not None, split.stdout
+    assert found.group(1) == serial
+    assert "created version 1" in split.stdout
+
+    refused = cli.run("create", cli.project, "--parallel", "0", code=2)
+    assert "--parallel" in refused.stderr

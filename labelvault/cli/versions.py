@@ -57,6 +57,16 @@ def create(
         bool,
         typer.Option("--preview", help="Also preview the version on its platform (reused)."),
     ] = False,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            "--parallel",
+            min=1,
+            max=64,
+            help="Read this many partitions (Supervisely: datasets) side by side; 1 reads the "
+            "project in one stream and stores a delta against the last version.",
+        ),
+    ] = 1,
 ) -> None:
     """Capture a project into a new version (nothing is written when it did not change)."""
     st = state(ctx)
@@ -75,6 +85,7 @@ def create(
                     progress=lambda update: bar.update(
                         update.rows.get("items", 0), update.items_total
                     ),
+                    parallel=parallel,
                 )
                 bar.finish(result.rows.get("items", 0))
             if preview:

@@ -7,6 +7,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from labelvault.errors import (
@@ -16,7 +17,7 @@ from labelvault.errors import (
 from labelvault.http import (
     iter_multipart,
 )
-from labelvault.platforms.base import TablePage
+from labelvault.platforms.base import HEAD_PARTITION, Partition, TablePage
 from labelvault.platforms.streams import Row
 from labelvault.platforms.supervisely.rows import (
     FIGURE_FIELDS,
@@ -42,6 +43,22 @@ from labelvault.snapshot.schema import (
 logger = logging.getLogger("labelvault.platforms.supervisely")
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """A project as a capture (or one partition of it) starts reading it."""
+
+    project_id: str
+    info: dict[str, Any]
+    meta: dict[str, Any]
+    datasets: list[Dataset]
+    context: CaptureContext
+
+
+def _items_count(info: dict[str, Any]) -> int:
+    count = info.get("imagesCount", info.get("itemsCount", 0))
+    return count if isinstance(count, int) else 0
+
+
 def _noting_authors(pages: list[TablePage], authors: set[str]) -> list[TablePage]:
     """``pages``, after adding the logins their ``author`` columns name to ``authors``."""
     for page in pages:
@@ -54,30 +71,86 @@ class SuperviselyCapture(VolumeCapture):
     """Reads a project into labelvault's tables (videos through :mod:`.video`, volumes
     through :mod:`.volume`)."""
 
+    #: Tables several partitions may hold the same row of: a login labels in many datasets.
+    shared_tables = frozenset({"users"})
+
     def iter_pages(self, project_id: str) -> Iterator[TablePage]:
         """Stream the project: ``project``, ``datasets``, then per batch of images its
         ``items``, ``annotations`` and ``tags`` pages (of videos: ``items``, ``videos``,
         ``objects``, ``figures`` and ``video_tags``), then ``users`` (every login that
         labeled a figure or assigned a tag), each table in key order."""
+        reading = self._reading(project_id)
+        yield from self._head_pages(reading)
+        yield from self._dataset_pages(reading, reading.datasets)
+
+    def capture_plan(self, project_id: str) -> list[Partition]:
+        """The project's partitions in key order: its ``project`` and ``datasets`` rows, then
+        each dataset's items and what hangs off them (a dataset's rows sort before its
+        children's: ``#`` before ``/``)."""
+        reading = self._reading(project_id)
+        head = Partition(key=HEAD_PARTITION, label="project and datasets")
+        return [
+            head,
+            *(
+                Partition(
+                    key=dataset.key,
+                    label=dataset.path,
+                    weight=_items_count(dataset.info),
+                    spec={"dataset_id": int(dataset.info["id"])},
+                )
+                for dataset in reading.datasets
+            ),
+        ]
+
+    def iter_partition(self, project_id: str, partition: Partition) -> Iterator[TablePage]:
+        """The pages of one partition of :meth:`capture_plan`, each table in key order."""
+        reading = self._reading(project_id)
+        if partition.key == HEAD_PARTITION:
+            yield from self._head_pages(reading)
+            return
+        chosen = [dataset for dataset in reading.datasets if dataset.key == partition.key]
+        if not chosen:
+            raise RequestRejected(
+                f"supervisely: dataset {partition.label!r} of project {project_id} is gone "
+                "since the capture was planned; capture again",
+                platform=self.name,
+                project=project_id,
+            )
+        yield from self._dataset_pages(reading, chosen)
+
+    def _reading(self, project_id: str) -> _Reading:
+        """What every part of a capture reads first: the project, its meta, its datasets."""
         info = self._project_json(project_id)
         self._info(info, project_id)
         pid = int(info["id"])
         meta = self._call("projects.meta", {"id": pid}, project=project_id)
         classes = {c.get("id"): c for c in meta.get("classes", [])}
         tag_metas = {t.get("id"): t for t in meta.get("tags", [])}
-        yield table_page("project", [project_row(info, meta, tag_metas)])
+        return _Reading(
+            project_id=project_id,
+            info=info,
+            meta=meta,
+            datasets=self._datasets(pid, project_id),
+            context=CaptureContext(classes=classes, tag_metas=tag_metas, project=project_id),
+        )
 
-        datasets = self._datasets(pid, project_id)
+    def _head_pages(self, reading: _Reading) -> Iterator[TablePage]:
+        yield table_page(
+            "project", [project_row(reading.info, reading.meta, reading.context.tag_metas)]
+        )
+        datasets = reading.datasets
         for start in range(0, len(datasets), self.batch_size):
             rows = [dataset_row(ds) for ds in datasets[start : start + self.batch_size]]
             yield table_page("datasets", rows)
 
-        context = CaptureContext(classes=classes, tag_metas=tag_metas, project=project_id)
+    def _dataset_pages(self, reading: _Reading, datasets: Sequence[Dataset]) -> Iterator[TablePage]:
+        """Items and what hangs off them, of ``datasets`` in key order, then their ``users``."""
+        project_id = reading.project_id
         listing: Callable[[Dataset, str], Iterator[list[dict[str, Any]]]]
         capture: Callable[[Dataset, list[dict[str, Any]], CaptureContext], list[TablePage]]
-        if info.get("type") == "videos":
+        if reading.info.get("type") == "videos":
             listing, capture = self._video_batches, self._capture_video_batch
-        elif info.get("type") == "volumes":
+        elif reading.info.get("type") == "volumes":
             listing, capture = self._volume_batches, self._capture_volume_batch
         else:
             listing, capture = self._image_batches, self._capture_batch
@@ -85,6 +158,7 @@ class SuperviselyCapture(VolumeCapture):
             (dataset, entities) for dataset in datasets for entities in listing(dataset, project_id)
         )
         authors: set[str] = set()
+        context = reading.context
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="supervisely") as pool:
             window: deque[Future[list[TablePage]]] = deque()
             try:
