@@ -62,6 +62,7 @@ RUN_DIRS = ("prefect", "labelstudio", "store", "logs", "pids")
 CONNECTION = "labelstudio"
 STOP_GRACE = 20.0
 CREATE_TIME_TOLERANCE = 2.0
+CMDLINE_WAIT = 5.0
 BRIDGE_START_TIMEOUT = 60.0
 SETUP_TIMEOUT = 600.0
 
@@ -106,8 +107,20 @@ class Recorded:
 
     @classmethod
     def of(cls, name: str, pid: int) -> Recorded:
+        """The identity of a process just started: its start time and command line.
+
+        Right after ``exec`` the kernel shows an empty command line until the new program's
+        arguments are in place; it is read again until it is there.
+        """
         process = psutil.Process(pid)
-        return cls(name, pid, process.create_time(), process.cmdline())
+        deadline = time.monotonic() + CMDLINE_WAIT
+        cmdline = process.cmdline()
+        while not cmdline and time.monotonic() < deadline:
+            time.sleep(0.01)
+            cmdline = process.cmdline()
+        if not cmdline:
+            raise StackError(f"{name} (pid {pid}) shows no command line; it did not start")
+        return cls(name, pid, process.create_time(), cmdline)
 
     def process(self) -> psutil.Process | None:
         """The live process, when ``pid`` is still the one ``up`` started; else None."""

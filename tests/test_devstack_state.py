@@ -15,7 +15,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from devstack.stack import StackError, State, check_running, down, main, pick_ports, status
+from devstack.stack import (
+    Recorded,
+    StackError,
+    State,
+    check_running,
+    down,
+    main,
+    pick_ports,
+    status,
+)
 
 
 @pytest.fixture
@@ -156,3 +165,30 @@ def test_a_process_that_stopped_while_starting_fails_up_with_its_log(
     assert "bridge stopped while the stack was starting" in str(raised.value)
     assert "bind failed: address in use" in str(raised.value)
     assert "worker" not in str(raised.value).split(":", 1)[0]
+
+
+def test_a_command_line_read_before_exec_finished_is_read_again(
+    sleeper: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Just after exec the kernel shows an empty command line for a moment."""
+    real = psutil.Process.cmdline
+    calls: list[int] = []
+
+    def cmdline(self: psutil.Process) -> list[str]:
+        calls.append(self.pid)
+        return [] if len(calls) < 3 else real(self)
+
+    monkeypatch.setattr(psutil.Process, "cmdline", cmdline)
+    recorded = Recorded.of("worker", sleeper.pid)
+    assert recorded.cmdline == real(psutil.Process(sleeper.pid))
+    assert len(calls) == 3
+    assert recorded.process() is not None
+
+
+def test_a_process_that_never_shows_a_command_line_is_not_recorded(
+    sleeper: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(psutil.Process, "cmdline", lambda self: [])
+    monkeypatch.setattr("devstack.stack.CMDLINE_WAIT", 0.05)
+    with pytest.raises(StackError, match="shows no command line"):
+        Recorded.of("worker", sleeper.pid)
