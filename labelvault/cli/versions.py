@@ -63,7 +63,8 @@ def create(
             "--parallel",
             min=1,
             max=64,
-            help="Read this many partitions (Supervisely: datasets) side by side; 1 reads the "
+            help="Read this many partitions (Supervisely: datasets; Label Studio: task id ranges) "
+            "side by side; 1 reads the "
             "project in one stream and stores a delta against the last version.",
         ),
     ] = 1,

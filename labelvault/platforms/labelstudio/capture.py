@@ -14,8 +14,8 @@ from labelvault.errors import (
     PaginationError,
 )
 from labelvault.http.pagination import PageNumberPaginator, PageRequest, paginate
-from labelvault.platforms.base import TablePage
-from labelvault.platforms.labelstudio.exports import LabelStudioExports
+from labelvault.platforms.base import HEAD_PARTITION, Partition, TablePage
+from labelvault.platforms.labelstudio.exports import LabelStudioExports, id_filter
 from labelvault.platforms.labelstudio.rows import (
     PLATFORM,
     Users,
@@ -28,9 +28,15 @@ from labelvault.platforms.labelstudio.rows import (
 
 logger = logging.getLogger("labelvault.platforms.labelstudio")
 
+#: The one partition of an export-mode capture: the project read as a serial capture reads it.
+WHOLE_PARTITION = "whole"
+
 
 class LabelStudioCapture(LabelStudioExports):
     """Reads a project into labelvault's tables."""
+
+    #: Tables several partitions may hold the same row of: a user annotates many tasks.
+    shared_tables = frozenset({"users"})
 
     def iter_pages(self, project_id: str) -> Iterator[TablePage]:
         """Stream the project: its row, then items and annotations page by page, then users."""
@@ -45,6 +51,84 @@ class LabelStudioCapture(LabelStudioExports):
             converted = (task_rows(task, users) for task in tasks)
         else:
             raise ConfigurationError(f"unknown capture mode {self.options.capture_mode!r}")
+        yield from self._converted_pages(converted, users, project_id)
+
+    def capture_plan(self, project_id: str) -> list[Partition]:
+        """The project's row, then task id ranges of about ``export_partition_tasks`` tasks
+        each (list mode; the first and last range are open, so a task added meanwhile still
+        falls in one). Export mode reads the project in one partition."""
+        number = self._project_number(project_id)
+        if self.options.capture_mode != "list":
+            return [Partition(key=WHOLE_PARTITION, label="the whole project (export mode)")]
+        head = Partition(key=HEAD_PARTITION, label="project")
+        first, total = self._edge_task(number, project_id, "tasks:id")
+        if first is None:
+            return [head, Partition(key=f"{0:012d}", label="tasks", spec={})]
+        last, _ = self._edge_task(number, project_id, "-tasks:id")
+        last = first if last is None else last
+        size = self.options.export_partition_tasks or total or 1
+        count = max(1, min(-(-total // size), last - first + 1))
+        step = -(-(last - first + 1) // count)
+        lows = list(range(first, last + 1, step))
+        partitions = [head]
+        for index, low in enumerate(lows):
+            high = lows[index + 1] - 1 if index + 1 < len(lows) else None
+            partitions.append(
+                Partition(
+                    key=f"{low:012d}",
+                    label=f"tasks {low}…{'' if high is None else high}",
+                    weight=total // len(lows),
+                    spec={"low": low if index else None, "high": high},
+                )
+            )
+        return partitions
+
+    def iter_partition(self, project_id: str, partition: Partition) -> Iterator[TablePage]:
+        """One partition of :meth:`capture_plan`: the project's row, a task id range with the
+        users it names, or (export mode) everything."""
+        if partition.key == WHOLE_PARTITION:
+            yield from self.iter_pages(project_id)
+            return
+        number = self._project_number(project_id)
+        if partition.key == HEAD_PARTITION:
+            project = self._get_json(f"/api/projects/{number}", project_id)
+            yield TablePage("project", record_batch("project", [project_row(project)]))
+            return
+        low, high = partition.spec.get("low"), partition.spec.get("high")
+        where = None if low is None and high is None else id_filter(low, high)
+        users = Users(self._list_users(project_id), self._fetch_user)
+        tasks = in_order(self._list_tasks(number, project_id, where), number, project_id)
+        converted = (task_rows(task, users) for task in tasks)
+        yield from self._converted_pages(converted, users, project_id)
+
+    def _edge_task(self, number: int, project_id: str, ordering: str) -> tuple[int | None, int]:
+        """The id of the first task in ``ordering``, and the project's task count."""
+        payload = self.api.request_json(
+            "GET",
+            "/api/tasks",
+            params={
+                "project": number,
+                "page": 1,
+                "page_size": 1,
+                "query": json.dumps({"ordering": [ordering]}),
+            },
+            project=project_id,
+        )
+        tasks = payload.get("tasks") or []
+        total = payload.get("total")
+        task_id = tasks[0].get("id") if tasks else None
+        return (
+            task_id if isinstance(task_id, int) else None,
+            total if isinstance(total, int) else len(tasks),
+        )
+
+    def _converted_pages(
+        self,
+        converted: Iterator[tuple[dict[str, Any], list[dict[str, Any]]]],
+        users: Users,
+        project_id: str,
+    ) -> Iterator[TablePage]:
+        """Items and annotations page by page, then the users they name."""
         items: list[dict[str, Any]] = []
         annotations: list[dict[str, Any]] = []
         for item, item_rows in converted:
@@ -76,19 +160,21 @@ class LabelStudioCapture(LabelStudioExports):
             )
         return [user_row(users.by_id[user_id]) for user_id in sorted(users.referenced)]
 
-    def _task_request(self, number: int) -> PageRequest:
+    def _task_request(self, number: int, where: dict[str, Any] | None = None) -> PageRequest:
+        query: dict[str, Any] = {"ordering": ["tasks:id"]}
+        if where is not None:
+            query["filters"] = {"conjunction": "and", "items": [where]}
         return PageRequest(
             "GET",
             "/api/tasks",
-            params={
-                "project": number,
-                "fields": "all",
-                "query": json.dumps({"ordering": ["tasks:id"]}),
-            },
+            params={"project": number, "fields": "all", "query": json.dumps(query)},
         )
 
-    def _list_tasks(self, number: int, project_id: str) -> Iterator[dict[str, Any]]:
-        """Tasks from ``/api/tasks?fields=all``, page by page, until ``total`` were seen."""
+    def _list_tasks(
+        self, number: int, project_id: str, where: dict[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Tasks from ``/api/tasks?fields=all`` (those ``where`` selects), page by page, until
+        ``total`` were seen."""
         page_size = self.options.page_size
         concurrency = max(1, self.options.list_concurrency)
         paginator = PageNumberPaginator(
@@ -101,7 +187,7 @@ class LabelStudioCapture(LabelStudioExports):
             per_page_key=None,
             in_body=False,
         )
-        pages = paginate(self.api, self._task_request(number), paginator)
+        pages = paginate(self.api, self._task_request(number, where), paginator)
         first = next(pages)
         yield from first
         if concurrency == 1 or first.total is None or first.total <= len(first):
@@ -111,7 +197,7 @@ class LabelStudioCapture(LabelStudioExports):
         total = first.total
         count = len(first)
         last_page = -(-total // page_size)
-        request = self._task_request(number)
+        request = self._task_request(number, where)
 
         def fetch(page_number: int) -> dict[str, Any]:
             params = {**request.params, "page": page_number, "page_size": page_size}
