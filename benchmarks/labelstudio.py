@@ -9,6 +9,8 @@ and one prediction each) by bulk import, and prints one table per server:
 - labelvault capture (``iter_pages`` run to the end, in a child process, with its peak RSS),
   in export mode (the default, then with several range exports built at once) and in list
   mode;
+- ``labelvault create --parallel N`` for N = 1, 2, 4, 8: the project as eight task id ranges
+  read by N threads, merged and committed into a fresh store;
 - the bare bulk import (one request) and labelvault restore (from a snapshot on disk).
 
 Servers (``--server``): ``runserver`` is ``label-studio start`` (Django's development server,
@@ -58,6 +60,7 @@ from labelvault.snapshot.manifest import load_manifest, write_manifest  # noqa: 
 from labelvault.snapshot.reader import SnapshotReader  # noqa: E402
 from labelvault.snapshot.writer import SnapshotWriter  # noqa: E402
 from labelvault.storage.local import LocalStore  # noqa: E402
+from labelvault.vault import Vault  # noqa: E402
 from tests.servers.postgres import start_postgres  # noqa: E402
 
 CONFIG = (
@@ -130,6 +133,25 @@ def _capture_child(
         if writer is not None:
             manifest_key = write_manifest(store, "bench", writer.finish())
         return time.monotonic() - started, rows, _peak_rss_mb(), manifest_key
+
+
+#: Partitioned captures measured: threads reading task id ranges side by side.
+PARALLEL = (1, 2, 4, 8)
+
+
+def _create_child(url: str, token: str, project: str, parallel: int, store_root: str) -> Any:
+    """``labelvault create --parallel N`` into a fresh local store: plan, partitions, merge,
+    commit; each partition a task id range of an eighth of the project."""
+    with LabelStudioPlatform(url, token) as probe:
+        total = probe.get_project(project).counts.get("items", 0)
+    options = LabelStudioOptions(export_partition_tasks=max(1, -(-total // max(PARALLEL))))
+    with (
+        LabelStudioPlatform(url, token, options=options) as ls,
+        Vault(LocalStore(store_root)) as vault,
+    ):
+        started = time.monotonic()
+        result = vault.capture(ls, project, parallel=parallel)
+        return time.monotonic() - started, result.rows, _peak_rss_mb()
 
 
 def _restore_child(url: str, token: str, store_root: str, manifest_key: str) -> Any:
@@ -325,6 +347,17 @@ def _bench_server(kind: str, count: int, repeat: int) -> None:
             measure("listing", server, lambda: (_listing(client, project_id), None))
             measure("labelvault capture list", server, capture, {"capture_mode": "list"}, None)
             measure("labelvault capture write", server, capture, {}, store_root)
+            for parallel in PARALLEL:
+
+                def create(parallel: int = parallel) -> tuple[float, float]:
+                    root = str(Path(tmp) / f"store-parallel-{parallel}-{uuid.uuid4().hex}")
+                    seconds, rows, rss = _in_child(
+                        _create_child, url, token, project, parallel, root
+                    )
+                    assert rows["items"] == count, rows
+                    return seconds, rss
+
+                measure(f"labelvault parallel {parallel}", server, create)
             manifest_key = manifests[store_root]
 
             def restore() -> tuple[float, float]:
@@ -360,6 +393,13 @@ def _bench_server(kind: str, count: int, repeat: int) -> None:
         ("bare listing /api/tasks?fields=all, page_size 1000", "listing"),
         ("labelvault capture, list mode: iter_pages to the end", "labelvault capture list"),
         ("labelvault capture + snapshot write to a local store", "labelvault capture write"),
+        *(
+            (
+                f"labelvault create --parallel {n} (8 task id ranges), list mode, committed",
+                f"labelvault parallel {n}",
+            )
+            for n in PARALLEL
+        ),
         (f"bare bulk import, one request ({n})", "import"),
         (f"labelvault restore from the local snapshot ({n})", "labelvault restore"),
     ]
@@ -392,6 +432,11 @@ def _bench_server(kind: str, count: int, repeat: int) -> None:
         print(
             f"{label} / same-content export, speed: "
             f"{best['export full'].wall / best[label].wall:.2f}x"
+        )
+    for n in PARALLEL:
+        print(
+            f"create --parallel {n} / Label Studio export, speed: "
+            f"{best['export'].wall / best[f'labelvault parallel {n}'].wall:.2f}x"
         )
     print(
         "restore / bare bulk import, speed: "

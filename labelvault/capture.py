@@ -22,6 +22,7 @@ from labelvault.catalog.reading import DAMAGE
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import (
     HEAD_PARTITION,
+    WHOLE_PARTITION,
     Partition,
     PartitionedPlatform,
     Platform,
@@ -32,7 +33,16 @@ from labelvault.snapshot.merge import merge_parts
 from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage import ObjectStore
 
-__all__ = ["CaptureProgress", "CaptureResult", "capture_version", "project_ref"]
+__all__ = [
+    "CaptureProgress",
+    "CaptureResult",
+    "CaptureStart",
+    "capture_partition",
+    "capture_version",
+    "commit_capture",
+    "project_ref",
+    "start_capture",
+]
 
 #: How often a partitioned capture reports progress and checks its lease.
 _POLL_SECONDS = 0.5
@@ -136,136 +146,230 @@ def capture_version(
     """Capture ``project_id`` into a new version, or return the latest if nothing changed.
 
     With ``parallel`` above 1 and a platform that plans partitions, the partitions are read
-    side by side by that many threads and merged (see :func:`_write_partitioned`).
+    side by side by that many threads and merged; otherwise the project is read in one
+    stream. Both are :func:`start_capture` → :func:`capture_partition` per partition →
+    :func:`commit_capture`, the steps a Prefect flow runs as tasks.
     """
     started = time.monotonic()
+    begun = start_capture(platform, project_id, catalog=catalog, parallel=parallel)
+    if isinstance(begun, CaptureResult):
+        return begun
+    lease = _Lease(catalog, begun)
+    try:
+        if len(begun.partitions) == 1:
+            [only] = begun.partitions
+            parts = [
+                capture_partition(
+                    platform,
+                    begun,
+                    only,
+                    store=store,
+                    catalog=catalog,
+                    progress=lambda rows: begun.report(progress, rows),
+                    keep=lease.keep,
+                )
+            ]
+        else:
+            parts = _capture_side_by_side(
+                platform, begun, store, lease, parallel=parallel, progress=progress
+            )
+        return commit_capture(
+            lease.current,
+            parts,
+            store=store,
+            catalog=catalog,
+            title=title,
+            description=description,
+            tags=tags,
+            started=started,
+        )
+    except BaseException:
+        catalog.cancel(lease.current.reservation)
+        raise
+
+
+@dataclass(frozen=True)
+class CaptureStart:
+    """A capture that holds the reservation of its version and has planned its partitions:
+    what the partitions and the commit need, as plain values (a task can pass it on)."""
+
+    project: ProjectInfo
+    ref: ProjectRef
+    reservation: Reservation
+    source: SnapshotSource
+    partitions: tuple[Partition, ...]
+    #: Tables whose rows several partitions may hold (see :mod:`labelvault.snapshot.merge`).
+    shared_tables: frozenset[str] = frozenset()
+
+    def report(
+        self, progress: Callable[[CaptureProgress], None] | None, rows: dict[str, int]
+    ) -> None:
+        """Tell ``progress`` the rows written so far."""
+        if progress is not None:
+            progress(CaptureProgress(rows=rows, items_total=self.project.counts.get("items")))
+
+
+def start_capture(
+    platform: Platform, project_id: str, *, catalog: Catalog, parallel: int = 1
+) -> CaptureStart | CaptureResult:
+    """Reserve the next version and plan the capture; or, when the platform says nothing
+    changed since the latest version, that version (as a result that created nothing)."""
     info = platform.get_project(project_id)
     ref = project_ref(platform, project_id)
     reserved = catalog.reserve(ref, source_updated_at=info.updated_at, holder=default_holder())
     if isinstance(reserved, VersionInfo):
         return CaptureResult(version=reserved, created=False, project=info)
-
-    lease = _Lease(catalog, reserved)
-    source = SnapshotSource(**ref.model_dump(), source_updated_at=info.updated_at)
-    items_total = info.counts.get("items")
     try:
-        job = _Job(platform, project_id, store, ref, source, lease, progress, items_total)
         if parallel > 1 and isinstance(platform, PartitionedPlatform):
-            manifest = _write_partitioned(job, platform, parallel)
+            partitions = tuple(platform.capture_plan(project_id))
         else:
-            manifest = _write_serial(job)
-        reservation = lease.reservation
-        # The manifest names its version, so a record pointing at it from elsewhere is caught.
-        manifest = manifest.model_copy(update={"version_number": reservation.version_number})
-        manifest_key = write_manifest(store, ref.prefix, manifest)
-        committed = catalog.commit(
-            reservation,
-            manifest_key=manifest_key,
-            content_hash=manifest.content_hash,
-            title=title,
-            description=description,
-            tags=tags,
-            source_updated_at=info.updated_at,
-            stats={f"rows.{table}": count for table, count in manifest.row_counts.items()},
-            manifest_sha256=hashlib.sha256(manifest.to_json()).hexdigest(),
-        )
+            partitions = (Partition(key=WHOLE_PARTITION, label="the whole project"),)
     except BaseException:
-        catalog.cancel(lease.reservation)
+        catalog.cancel(reserved)
         raise
+    return CaptureStart(
+        project=info,
+        ref=ref,
+        reservation=reserved,
+        source=SnapshotSource(**ref.model_dump(), source_updated_at=info.updated_at),
+        partitions=partitions,
+        shared_tables=frozenset(getattr(platform, "shared_tables", ())),
+    )
+
+
+def capture_partition(
+    platform: Platform,
+    start: CaptureStart,
+    partition: Partition,
+    *,
+    store: ObjectStore,
+    catalog: Catalog,
+    progress: Callable[[dict[str, int]], None] | None = None,
+    keep: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Manifest:
+    """Write one partition of ``start``'s plan into chunks; its manifest (not stored).
+
+    The head partition, and a plan's only partition, are stored as a delta against the
+    latest version; the others as bases. ``progress`` hears the rows written so far, ``keep``
+    is called after every page (to renew the lease), and a set ``stop`` ends the partition.
+    """
+    alone = len(start.partitions) == 1
+    previous = None
+    if alone or partition.key == HEAD_PARTITION:
+        previous = previous_manifest(catalog, start.ref)
+    if partition.key == WHOLE_PARTITION:
+        pages = platform.iter_pages(start.ref.project_id)
+    elif isinstance(platform, PartitionedPlatform):
+        pages = platform.iter_partition(start.ref.project_id, partition)
+    else:
+        raise CaptureStopped(f"{platform.name} does not capture by partition")
+    writer = SnapshotWriter(store, start.ref.prefix, source=start.source, previous=previous)
+    with writer:
+        for page in pages:
+            if stop is not None and stop.is_set():
+                raise CaptureStopped(f"partition {partition.label!r} stopped")
+            writer.write(page.table, page.batch)
+            if progress is not None:
+                progress(writer.rows)
+            if keep is not None:
+                keep()
+        return writer.finish()
+
+
+def commit_capture(
+    start: CaptureStart,
+    parts: Sequence[Manifest],
+    *,
+    store: ObjectStore,
+    catalog: Catalog,
+    title: str = "",
+    description: str = "",
+    tags: Sequence[str] = (),
+    started: float | None = None,
+) -> CaptureResult:
+    """Merge the partitions' manifests (in plan order), store the manifest and commit the
+    version; an unchanged content returns the latest version. The caller cancels the
+    reservation when this fails."""
+    if len(parts) > 1:
+        manifest = merge_parts(
+            store, start.ref.prefix, parts, source=start.source, shared=start.shared_tables
+        )
+    else:
+        [manifest] = parts
+    reservation = start.reservation
+    # The manifest names its version, so a record pointing at it from elsewhere is caught.
+    manifest = manifest.model_copy(update={"version_number": reservation.version_number})
+    manifest_key = write_manifest(store, start.ref.prefix, manifest)
+    committed = catalog.commit(
+        reservation,
+        manifest_key=manifest_key,
+        content_hash=manifest.content_hash,
+        title=title,
+        description=description,
+        tags=tags,
+        source_updated_at=start.project.updated_at,
+        stats={f"rows.{table}": count for table, count in manifest.row_counts.items()},
+        manifest_sha256=hashlib.sha256(manifest.to_json()).hexdigest(),
+    )
     return CaptureResult(
         version=committed.version,
         created=committed.created,
-        project=info,
+        project=start.project,
         manifest=manifest,
         rows=manifest.row_counts,
         bytes_written=manifest.bytes_written,
         bytes_reused=manifest.bytes_reused,
-        seconds=time.monotonic() - started,
+        seconds=0.0 if started is None else time.monotonic() - started,
     )
 
 
 class _Lease:
-    """The reservation of a capture, renewed when a third of its lease has passed."""
+    """A capture's reservation, renewed when a third of its lease has passed."""
 
-    def __init__(self, catalog: Catalog, reservation: Reservation) -> None:
+    def __init__(self, catalog: Catalog, start: CaptureStart) -> None:
         self.catalog = catalog
-        self.reservation = reservation
+        self.current = start
         self._due = time.monotonic() + catalog.lease_seconds / 3
 
     def keep(self) -> None:
         """Renew the reservation if it is due."""
         if time.monotonic() >= self._due:
-            self.reservation = self.catalog.renew(self.reservation)
+            renewed = self.catalog.renew(self.current.reservation)
+            self.current = replace(self.current, reservation=renewed)
             self._due = time.monotonic() + self.catalog.lease_seconds / 3
 
 
-@dataclass(frozen=True)
-class _Job:
-    """One capture's settings, as the ways of writing its snapshot need them."""
-
-    platform: Platform
-    project_id: str
-    store: ObjectStore
-    ref: ProjectRef
-    source: SnapshotSource
-    lease: _Lease
-    progress: Callable[[CaptureProgress], None] | None
-    items_total: int | None
-
-    def report(self, rows: dict[str, int]) -> None:
-        if self.progress is not None:
-            self.progress(CaptureProgress(rows=rows, items_total=self.items_total))
-
-
-def _write_serial(job: _Job) -> Manifest:
-    """The snapshot, page by page in one stream, as a delta against the latest version."""
-    previous = previous_manifest(job.lease.catalog, job.ref)
-    writer = SnapshotWriter(job.store, job.ref.prefix, source=job.source, previous=previous)
-    with writer:
-        for page in job.platform.iter_pages(job.project_id):
-            writer.write(page.table, page.batch)
-            job.report(writer.rows)
-            job.lease.keep()
-        return writer.finish()
-
-
-def _write_partitioned(job: _Job, platform: PartitionedPlatform, parallel: int) -> Manifest:
-    """The snapshot, each partition of the platform's plan written on its own by one of
-    ``parallel`` threads, then merged in key order (see :mod:`labelvault.snapshot.merge`).
-
-    The project's own rows (the head partition) are stored as a delta against the latest
-    version, like a serial capture's; the other partitions as bases, whose content-defined
-    chunk boundaries put rows unchanged since the last version in chunks the store already
-    holds. The first failure stops the other partitions and is raised.
-    """
-    plan = platform.capture_plan(job.project_id)
-    previous = previous_manifest(job.lease.catalog, job.ref)
+def _capture_side_by_side(
+    platform: Platform,
+    start: CaptureStart,
+    store: ObjectStore,
+    lease: _Lease,
+    *,
+    parallel: int,
+    progress: Callable[[CaptureProgress], None] | None,
+) -> list[Manifest]:
+    """The partitions of ``start``'s plan, each written by one of ``parallel`` threads, in
+    plan order. The first failure stops the other partitions and is raised."""
     rows: dict[str, dict[str, int]] = {}
     stop = threading.Event()
 
     def capture_part(partition: Partition) -> Manifest:
-        writer = SnapshotWriter(
-            job.store,
-            job.ref.prefix,
-            source=job.source,
-            previous=previous if partition.key == HEAD_PARTITION else None,
+        def note(counts: dict[str, int]) -> None:
+            rows[partition.key] = counts
+
+        return capture_partition(
+            platform, start, partition, store=store, catalog=lease.catalog, progress=note, stop=stop
         )
-        with writer:
-            for page in platform.iter_partition(job.project_id, partition):
-                if stop.is_set():
-                    raise CaptureStopped(f"partition {partition.label!r} stopped")
-                writer.write(page.table, page.batch)
-                rows[partition.key] = writer.rows
-            return writer.finish()
 
     def report() -> None:
         total: Counter[str] = Counter()
         for counts in list(rows.values()):
             total.update(counts)
-        job.report(dict(total))
+        start.report(progress, dict(total))
 
     with ThreadPoolExecutor(parallel, thread_name_prefix="partition") as pool:
-        futures = [pool.submit(capture_part, partition) for partition in plan]
+        futures = [pool.submit(capture_part, partition) for partition in start.partitions]
         try:
             pending: set[Future[Manifest]] = set(futures)
             while pending:
@@ -273,16 +377,13 @@ def _write_partitioned(job: _Job, platform: PartitionedPlatform, parallel: int) 
                 for future in done:
                     future.result()
                 report()
-                job.lease.keep()
+                lease.keep()
         except BaseException:
             stop.set()
             for future in futures:
                 future.cancel()
             raise
-    parts = [future.result() for future in futures]
-    return merge_parts(
-        job.store, job.ref.prefix, parts, source=job.source, shared=platform.shared_tables
-    )
+    return [future.result() for future in futures]
 
 
 def previous_manifest(catalog: Catalog, ref: ProjectRef) -> Manifest | None:

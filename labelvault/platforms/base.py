@@ -26,6 +26,7 @@ from labelvault.models import (
 __all__ = [
     "HEAD_PARTITION",
     "PLATFORMS",
+    "WHOLE_PARTITION",
     "Partition",
     "PartitionedPlatform",
     "Platform",
@@ -57,6 +58,8 @@ class TablePage:
 
 #: The key of the partition that holds a project's own rows (project, datasets …).
 HEAD_PARTITION = "head"
+#: The key of a partition that is the whole project, read as :meth:`Platform.iter_pages` reads it.
+WHOLE_PARTITION = "whole"
 
 
 @dataclass(frozen=True)

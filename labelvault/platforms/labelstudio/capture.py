@@ -14,7 +14,7 @@ from labelvault.errors import (
     PaginationError,
 )
 from labelvault.http.pagination import PageNumberPaginator, PageRequest, paginate
-from labelvault.platforms.base import HEAD_PARTITION, Partition, TablePage
+from labelvault.platforms.base import HEAD_PARTITION, WHOLE_PARTITION, Partition, TablePage
 from labelvault.platforms.labelstudio.exports import LabelStudioExports, id_filter
 from labelvault.platforms.labelstudio.rows import (
     PLATFORM,
@@ -27,9 +27,6 @@ from labelvault.platforms.labelstudio.rows import (
 )
 
 logger = logging.getLogger("labelvault.platforms.labelstudio")
-
-#: The one partition of an export-mode capture: the project read as a serial capture reads it.
-WHOLE_PARTITION = "whole"
 
 
 class LabelStudioCapture(LabelStudioExports):
