@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from pydantic import Field
 
 from tasks.artifacts import publish_version_summary
 from tasks.blocks import load_connection, load_store, project_label
-from tasks.capture import capture, wait_quiet
+from tasks.capture import capture, capture_in_partitions, wait_quiet
 from tasks.common import (
     FLOW_TIMEOUT_SECONDS,
     ProgressArtifact,
@@ -43,6 +44,7 @@ def create_version(
     quiet_seconds: Annotated[float, titled("Quiet period (seconds)")] = 0.0,
     max_wait_seconds: Annotated[float, titled("Longest quiet wait (seconds)")] = 600.0,
     project_wait_seconds: ProjectWaitSeconds = DEFAULT_WAIT_SECONDS,
+    partitions: Annotated[int, titled("Partitions read at once"), Field(ge=1, le=64)] = 1,
 ) -> dict[str, Any]:
     """Capture a project into a new version; nothing new when it did not change.
 
@@ -63,6 +65,10 @@ def create_version(
             capture anyway.
         project_wait_seconds: How long to wait while another run works on the same project
             before failing (the run says in its log and state that it waits).
+        partitions: Above 1, the project is planned in partitions (Supervisely: datasets;
+            Label Studio: task id ranges), captured by that many tasks at once, each retried
+            on its own, then merged and committed. 1 reads it in one task, stored as a
+            delta against the last version.
     """
     with library_logs_in_run():
         project = project_key(project_id)
@@ -76,15 +82,27 @@ def create_version(
             )
         progress = ProgressArtifact.create(f"Capturing {platform.platform} project {project}")
         with project_slot(platform.platform, project, timeout_seconds=project_wait_seconds):
-            summary = capture.with_options(tags={platform_tag(platform.platform)})(
-                platform,
-                store,
-                project,
-                title=title,
-                description=description,
-                tags=tags or [],
-                progress_id=progress,
-            )
+            if partitions > 1:
+                summary = capture_in_partitions(
+                    platform,
+                    store,
+                    project,
+                    partitions=partitions,
+                    title=title,
+                    description=description,
+                    tags=tags or [],
+                )
+                ProgressArtifact(progress).done()
+            else:
+                summary = capture.with_options(tags={platform_tag(platform.platform)})(
+                    platform,
+                    store,
+                    project,
+                    title=title,
+                    description=description,
+                    tags=tags or [],
+                    progress_id=progress,
+                )
         logger.info("%s: %s", summary["project"], summary["reason"])
         publish_version_summary(summary, store)
         return summary

@@ -34,6 +34,7 @@ from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage import ObjectStore
 
 __all__ = [
+    "CaptureLease",
     "CaptureProgress",
     "CaptureResult",
     "CaptureStart",
@@ -154,7 +155,7 @@ def capture_version(
     begun = start_capture(platform, project_id, catalog=catalog, parallel=parallel)
     if isinstance(begun, CaptureResult):
         return begun
-    lease = _Lease(catalog, begun)
+    lease = CaptureLease(catalog, begun)
     try:
         if len(begun.partitions) == 1:
             [only] = begun.partitions
@@ -324,8 +325,9 @@ def commit_capture(
     )
 
 
-class _Lease:
-    """A capture's reservation, renewed when a third of its lease has passed."""
+class CaptureLease:
+    """A capture's reservation, renewed when a third of its lease has passed: whoever waits
+    for the partitions calls :meth:`keep`, and commits :attr:`current`."""
 
     def __init__(self, catalog: Catalog, start: CaptureStart) -> None:
         self.catalog = catalog
@@ -344,7 +346,7 @@ def _capture_side_by_side(
     platform: Platform,
     start: CaptureStart,
     store: ObjectStore,
-    lease: _Lease,
+    lease: CaptureLease,
     *,
     parallel: int,
     progress: Callable[[CaptureProgress], None] | None,

@@ -8,17 +8,32 @@ from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, wait
 
-from labelvault.capture import wait_for_quiet
+from labelvault.capture import (
+    CaptureLease,
+    CaptureResult,
+    CaptureStart,
+    capture_partition,
+    commit_capture,
+    start_capture,
+    wait_for_quiet,
+)
 from labelvault.connect import open_platform, open_store_from
+from labelvault.platforms.base import Partition
 from labelvault.settings import PlatformConnection, StoreSettings
+from labelvault.snapshot.manifest import Manifest
 from labelvault.vault import Vault
 from tasks.common import (
     CAPTURE_TIMEOUT_SECONDS,
     RETRY_TRANSIENT,
     ProgressArtifact,
+    platform_tag,
     retry_transient,
 )
+
+#: How often a flow waiting for its partitions looks at them and renews its reservation.
+PARTITION_POLL_SECONDS = 1.0
 
 
 @task(
@@ -102,3 +117,126 @@ def capture(
     if artifact is not None:
         artifact.done()
     return result.summary()
+
+
+# --- a capture in partitions: plan, partitions side by side, commit -------------------------
+
+
+@task(
+    name="plan-capture",
+    cache_policy=NO_CACHE,
+    retry_condition_fn=retry_transient,
+    **RETRY_TRANSIENT,
+)
+def plan_capture(
+    connection: PlatformConnection, store: StoreSettings, project_id: str, *, partitions: int
+) -> CaptureStart | dict[str, Any]:
+    """Reserve the next version and plan its partitions; the latest version's summary when
+    the platform says nothing changed."""
+    platform = open_platform(connection)
+    try:
+        with Vault(open_store_from(store)) as vault:
+            begun = start_capture(platform, project_id, catalog=vault.catalog, parallel=partitions)
+    finally:
+        platform.close()
+    if isinstance(begun, CaptureResult):
+        return begun.summary()
+    get_run_logger().info(
+        "%d partitions: %s",
+        len(begun.partitions),
+        ", ".join(partition.label for partition in begun.partitions),
+    )
+    return begun
+
+
+@task(
+    name="capture-partition",
+    task_run_name="capture {partition.label}",
+    cache_policy=NO_CACHE,
+    retry_condition_fn=retry_transient,
+    timeout_seconds=CAPTURE_TIMEOUT_SECONDS,
+    **RETRY_TRANSIENT,
+)
+def capture_one_partition(
+    connection: PlatformConnection, store: StoreSettings, start: CaptureStart, partition: Partition
+) -> Manifest:
+    """Write one partition into chunks; its manifest (small: chunk list and sums)."""
+    platform = open_platform(connection)
+    try:
+        with Vault(open_store_from(store)) as vault:
+            return capture_partition(
+                platform, start, partition, store=vault.store, catalog=vault.catalog
+            )
+    finally:
+        platform.close()
+
+
+@task(name="commit-version", cache_policy=NO_CACHE)
+def commit_version(
+    store: StoreSettings,
+    start: CaptureStart,
+    parts: list[Manifest],
+    *,
+    title: str = "",
+    description: str = "",
+    tags: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Merge the partitions in plan order and commit the version; its summary."""
+    with Vault(open_store_from(store)) as vault:
+        result = commit_capture(
+            start,
+            parts,
+            store=vault.store,
+            catalog=vault.catalog,
+            title=title,
+            description=description,
+            tags=tags,
+        )
+    return result.summary()
+
+
+def capture_in_partitions(
+    connection: PlatformConnection,
+    store: StoreSettings,
+    project_id: str,
+    *,
+    partitions: int,
+    title: str = "",
+    description: str = "",
+    tags: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Run in a flow: plan, at most ``partitions`` partition tasks at a time, then commit.
+
+    The flow renews the reservation while the partitions run and cancels it when one fails
+    for good (after its retries); each task carries the platform's tag, so the platform's
+    concurrency limit caps them across all runs.
+    """
+    tag = {platform_tag(connection.platform)}
+    begun = plan_capture.with_options(tags=tag)(
+        connection, store, project_id, partitions=partitions
+    )
+    if isinstance(begun, dict):
+        return begun
+    partition_task = capture_one_partition.with_options(tags=tag)
+    with Vault(open_store_from(store)) as vault:
+        lease = CaptureLease(vault.catalog, begun)
+        try:
+            queue = list(begun.partitions)
+            running: dict[PrefectFuture[Manifest], str] = {}
+            parts: dict[str, Manifest] = {}
+            while queue or running:
+                while queue and len(running) < partitions:
+                    partition = queue.pop(0)
+                    future = partition_task.submit(connection, store, begun, partition)
+                    running[future] = partition.key
+                done = wait(list(running), timeout=PARTITION_POLL_SECONDS).done
+                for future in done:
+                    parts[running.pop(future)] = future.result()
+                lease.keep()
+            ordered = [parts[partition.key] for partition in begun.partitions]
+            return commit_version(
+                store, lease.current, ordered, title=title, description=description, tags=tags
+            )
+        except BaseException:
+            vault.catalog.cancel(lease.current.reservation)
+            raise

@@ -15,6 +15,9 @@ from flows.restore_version import restore_version
 from labelvault.catalog import lease_key
 from labelvault.errors import RequestRejected, RestoreError
 from labelvault.models import RestoreOptions
+from labelvault.platforms.supervisely import SuperviselyPlatform
+from labelvault.storage.memory import MemoryStore
+from labelvault.vault import Vault
 from tests.flows.conftest import FlowWorld
 
 
@@ -139,3 +142,47 @@ def test_partial_restore_by_class(world: FlowWorld) -> None:
     kinds = {artifact.type: artifact for artifact in artifacts}
     assert kinds["progress"].data == 100.0
     assert "Restored version 1" in str(kinds["markdown"].data)
+
+
+def _task_run_names(flow_run_id: Any) -> list[str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return sorted(run.name for run in runs)
+
+
+def test_create_in_partitions_shows_its_stages_and_is_the_serial_version(
+    world: FlowWorld,
+) -> None:
+    platform = SuperviselyPlatform(world.url, world.fake.token)
+    with platform, Vault(MemoryStore()) as serial:
+        expected = serial.capture(platform, world.project_id)
+        plan = platform.capture_plan(world.project_id)
+
+    state = create_version(project_id=world.project_id, partitions=3, return_state=True)
+    summary = state.result()
+    assert summary["created"] is True
+    assert summary["content_hash"] == expected.version.content_hash
+    assert summary["rows"] == expected.rows
+
+    names = _task_run_names(state.state_details.flow_run_id)
+    captured = [name for name in names if name.startswith("capture ")]
+    assert sorted(captured) == sorted(f"capture {partition.label}" for partition in plan)
+    assert any(name.startswith("plan-capture") for name in names)
+    assert any(name.startswith("commit-version") for name in names)
+
+    again = create_version(project_id=world.project_id, partitions=3)
+    assert again["created"] is False
+    assert again["version"] == 1
+
+
+def test_a_failed_partition_fails_the_run_and_leaves_no_version(world: FlowWorld) -> None:
+    world.fake.fail_next("images.list", 400, body={"error": "bad request", "details": {}})
+    state = create_version(project_id=world.project_id, partitions=2, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(RequestRejected):
+        state.result()
+    assert world.catalog().list(world.ref()) == []
+    assert not world.store.exists(lease_key(world.ref()))
+    assert list(world.store.list(f"{world.ref().prefix}/manifests/")) == []
