@@ -19,6 +19,7 @@ from typing import Any
 
 from labelvault.catalog import Catalog, Reservation, VersionInfo, default_holder
 from labelvault.catalog.reading import DAMAGE
+from labelvault.errors import IntegrityError
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import (
     HEAD_PARTITION,
@@ -288,10 +289,17 @@ def commit_capture(
     description: str = "",
     tags: Sequence[str] = (),
     started: float | None = None,
+    check_chunks: bool = False,
 ) -> CaptureResult:
     """Merge the partitions' manifests (in plan order), store the manifest and commit the
     version; an unchanged content returns the latest version. The caller cancels the
-    reservation when this fails."""
+    reservation when this fails.
+
+    ``check_chunks``: first make sure every chunk the parts name is still stored (parts kept
+    from an earlier attempt may be older than retention's grace period).
+    """
+    if check_chunks:
+        _check_chunks(store, parts)
     if len(parts) > 1:
         manifest = merge_parts(
             store, start.ref.prefix, parts, source=start.source, shared=start.shared_tables
@@ -323,6 +331,17 @@ def commit_capture(
         bytes_reused=manifest.bytes_reused,
         seconds=0.0 if started is None else time.monotonic() - started,
     )
+
+
+def _check_chunks(store: ObjectStore, parts: Sequence[Manifest]) -> None:
+    for part in parts:
+        for entry in part.tables.values():
+            for chunk in entry.all_chunks:
+                if not store.exists(chunk.key):
+                    raise IntegrityError(
+                        f"chunk {chunk.key} of a captured partition is gone (collected since "
+                        "it was written); capture the project again"
+                    )
 
 
 class CaptureLease:

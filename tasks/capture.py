@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
 from prefect.futures import PrefectFuture, wait
 
 from labelvault.capture import (
@@ -34,6 +38,8 @@ from tasks.common import (
 
 #: How often a flow waiting for its partitions looks at them and renews its reservation.
 PARTITION_POLL_SECONDS = 1.0
+#: How long a captured partition stays reusable by a retry of its run.
+PARTITION_RESULT_LIFETIME = timedelta(days=1)
 
 
 @task(
@@ -149,12 +155,33 @@ def plan_capture(
     return begun
 
 
+def partition_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """A partition's result is reused by a retry of the same flow run (while the project's
+    time has not moved): retrying a failed run captures only the partitions it lacks."""
+    start, partition = parameters["start"], parameters["partition"]
+    run = context.task_run.flow_run_id
+    if run is None:
+        return None
+    spec = json.dumps(dict(partition.spec), sort_keys=True, default=str)
+    return ":".join(
+        [
+            "capture-partition",
+            str(run),
+            start.ref.prefix,
+            str(start.source.source_updated_at),
+            partition.key,
+            hashlib.sha256(spec.encode()).hexdigest()[:16],
+        ]
+    )
+
+
 @task(
     name="capture-partition",
     task_run_name="capture {partition.label}",
-    cache_policy=NO_CACHE,
+    cache_key_fn=partition_cache_key,
+    cache_expiration=PARTITION_RESULT_LIFETIME,
+    persist_result=True,
     retry_condition_fn=retry_transient,
-    timeout_seconds=CAPTURE_TIMEOUT_SECONDS,
     **RETRY_TRANSIENT,
 )
 def capture_one_partition(
@@ -191,6 +218,7 @@ def commit_version(
             title=title,
             description=description,
             tags=tags,
+            check_chunks=True,
         )
     return result.summary()
 

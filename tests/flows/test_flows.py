@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -186,3 +187,27 @@ def test_a_failed_partition_fails_the_run_and_leaves_no_version(world: FlowWorld
     assert world.catalog().list(world.ref()) == []
     assert not world.store.exists(lease_key(world.ref()))
     assert list(world.store.list(f"{world.ref().prefix}/manifests/")) == []
+
+
+def test_a_retried_run_captures_only_the_partitions_it_lacks(world: FlowWorld) -> None:
+    """The first attempt loses one partition for good; the run's retry reuses the others."""
+    platform = SuperviselyPlatform(world.url, world.fake.token)
+    with platform, Vault(MemoryStore()) as serial:
+        expected = serial.capture(platform, world.project_id).version.content_hash
+    datasets = set(world.rich.dataset_ids)
+    world.fake.calls.clear()
+    world.fake.fail_next("images.list", 400, body={"error": "bad request", "details": {}})
+
+    retried = create_version.with_options(retries=1, retry_delay_seconds=0)
+    state = retried(project_id=world.project_id, partitions=len(datasets) + 1, return_state=True)
+    summary = state.result()
+    assert summary["created"] is True
+    assert summary["content_hash"] == expected
+
+    listed = Counter(
+        body["datasetId"] for method, body in world.fake.calls if method == "images.list"
+    )
+    assert [method for method, _ in world.fake.fault_log] == ["images.list"]
+    # every dataset was listed once over both attempts (the failed listing answered nothing):
+    # the retry captured only the partition that had failed
+    assert listed == dict.fromkeys(datasets, 1)
