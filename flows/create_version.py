@@ -45,6 +45,7 @@ def create_version(
     max_wait_seconds: Annotated[float, titled("Longest quiet wait (seconds)")] = 600.0,
     project_wait_seconds: ProjectWaitSeconds = DEFAULT_WAIT_SECONDS,
     partitions: Annotated[int, titled("Partitions read at once"), Field(ge=1, le=64)] = 1,
+    dask_cluster: Annotated[str, titled("Dask cluster for partitions")] = "",
 ) -> dict[str, Any]:
     """Capture a project into a new version; nothing new when it did not change.
 
@@ -69,6 +70,10 @@ def create_version(
             Label Studio: task id ranges), captured by that many tasks at once, each retried
             on its own, then merged and committed. 1 reads it in one task, stored as a
             delta against the last version.
+        dask_cluster: With partitions, run the partition tasks on Dask: a scheduler's
+            address (tcp://host:8786; its workers need labelvault installed and reach the
+            platform and the store themselves), or "local" for a cluster of that many worker
+            processes started for this run. Empty: in this run's own threads.
     """
     with library_logs_in_run():
         project = project_key(project_id)
@@ -88,6 +93,7 @@ def create_version(
                     store,
                     project,
                     partitions=partitions,
+                    dask=dask_cluster.strip(),
                     title=title,
                     description=description,
                     tags=tags or [],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -13,6 +14,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.futures import PrefectFuture, wait
+from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner
 
 from labelvault.capture import (
     CaptureLease,
@@ -24,6 +27,7 @@ from labelvault.capture import (
     wait_for_quiet,
 )
 from labelvault.connect import open_platform, open_store_from
+from labelvault.errors import ConfigurationError
 from labelvault.platforms.base import Partition
 from labelvault.settings import PlatformConnection, StoreSettings
 from labelvault.snapshot.manifest import Manifest
@@ -159,8 +163,8 @@ def partition_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> 
     """A partition's result is reused by a retry of the same flow run (while the project's
     time has not moved): retrying a failed run captures only the partitions it lacks."""
     start, partition = parameters["start"], parameters["partition"]
-    run = context.task_run.flow_run_id
-    if run is None:
+    run = parameters.get("run_id") or context.task_run.flow_run_id
+    if not run:
         return None
     spec = json.dumps(dict(partition.spec), sort_keys=True, default=str)
     return ":".join(
@@ -185,9 +189,14 @@ def partition_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> 
     **RETRY_TRANSIENT,
 )
 def capture_one_partition(
-    connection: PlatformConnection, store: StoreSettings, start: CaptureStart, partition: Partition
+    connection: PlatformConnection,
+    store: StoreSettings,
+    start: CaptureStart,
+    partition: Partition,
+    run_id: str = "",
 ) -> Manifest:
-    """Write one partition into chunks; its manifest (small: chunk list and sums)."""
+    """Write one partition into chunks; its manifest (small: chunk list and sums).
+    ``run_id``: the flow run it belongs to, whose retries reuse it."""
     platform = open_platform(connection)
     try:
         with Vault(open_store_from(store)) as vault:
@@ -223,22 +232,46 @@ def commit_version(
     return result.summary()
 
 
+def partition_runner(dask: str, workers: int) -> TaskRunner[Any] | None:
+    """Where partition tasks run: ``""`` in the flow's own threads (None), ``"local"`` on a
+    Dask cluster of ``workers`` processes started for the run, else on the Dask scheduler at
+    that address (``tcp://host:8786``); its workers need labelvault and the store's settings
+    reach them as values, never as open clients."""
+    if not dask:
+        return None
+    from prefect_dask.task_runners import DaskTaskRunner  # noqa: PLC0415 - only Dask needs it
+
+    if dask == "local":
+        return DaskTaskRunner(
+            cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True}
+        )
+    if not dask.startswith(("tcp://", "tls://", "ws://", "wss://", "inproc://")):
+        raise ConfigurationError(
+            f"Dask cluster {dask!r} is not an address; give tcp://host:8786, 'local' for a "
+            "cluster of this run's own, or leave it empty"
+        )
+    return DaskTaskRunner(address=dask)
+
+
 def capture_in_partitions(
     connection: PlatformConnection,
     store: StoreSettings,
     project_id: str,
     *,
     partitions: int,
+    dask: str = "",
     title: str = "",
     description: str = "",
     tags: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Run in a flow: plan, at most ``partitions`` partition tasks at a time, then commit.
+    """Run in a flow: plan, at most ``partitions`` partition tasks at a time (in the flow's
+    threads, or on Dask: see :func:`partition_runner`), then commit.
 
     The flow renews the reservation while the partitions run and cancels it when one fails
     for good (after its retries); each task carries the platform's tag, so the platform's
     concurrency limit caps them across all runs.
     """
+    runner = partition_runner(dask, partitions)
     tag = {platform_tag(connection.platform)}
     begun = plan_capture.with_options(tags=tag)(
         connection, store, project_id, partitions=partitions
@@ -246,17 +279,33 @@ def capture_in_partitions(
     if isinstance(begun, dict):
         return begun
     partition_task = capture_one_partition.with_options(tags=tag)
-    with Vault(open_store_from(store)) as vault:
+    run_id = str(flow_run.get_id() or "")
+    with Vault(open_store_from(store)) as vault, contextlib.ExitStack() as stack:
         lease = CaptureLease(vault.catalog, begun)
         try:
+            if runner is not None:
+                stack.enter_context(runner)
+
+            def submit(partition: Partition) -> PrefectFuture[Manifest]:
+                arguments = {
+                    "connection": connection,
+                    "store": store,
+                    "start": begun,
+                    "partition": partition,
+                    "run_id": run_id,
+                }
+                if runner is None:
+                    return partition_task.submit(connection, store, begun, partition, run_id)
+                future: PrefectFuture[Manifest] = runner.submit(partition_task, arguments)
+                return future
+
             queue = list(begun.partitions)
             running: dict[PrefectFuture[Manifest], str] = {}
             parts: dict[str, Manifest] = {}
             while queue or running:
                 while queue and len(running) < partitions:
                     partition = queue.pop(0)
-                    future = partition_task.submit(connection, store, begun, partition)
-                    running[future] = partition.key
+                    running[submit(partition)] = partition.key
                 done = wait(list(running), timeout=PARTITION_POLL_SECONDS).done
                 for future in done:
                     parts[running.pop(future)] = future.result()

@@ -14,7 +14,7 @@ from flows.diff_versions import diff_versions
 from flows.expire_versions import expire_versions
 from flows.restore_version import restore_version
 from labelvault.catalog import lease_key
-from labelvault.errors import RequestRejected, RestoreError
+from labelvault.errors import ConfigurationError, RequestRejected, RestoreError
 from labelvault.models import RestoreOptions
 from labelvault.platforms.supervisely import SuperviselyPlatform
 from labelvault.storage.memory import MemoryStore
@@ -211,3 +211,26 @@ def test_a_retried_run_captures_only_the_partitions_it_lacks(world: FlowWorld) -
     # every dataset was listed once over both attempts (the failed listing answered nothing):
     # the retry captured only the partition that had failed
     assert listed == dict.fromkeys(datasets, 1)
+
+
+@pytest.mark.timeout(600)
+def test_partitions_on_a_local_dask_cluster_give_the_serial_version(world: FlowWorld) -> None:
+    """Two Dask worker processes capture the partitions: they get settings, not clients."""
+    platform = SuperviselyPlatform(world.url, world.fake.token)
+    with platform, Vault(MemoryStore()) as serial:
+        expected = serial.capture(platform, world.project_id).version.content_hash
+    summary = create_version(project_id=world.project_id, partitions=2, dask_cluster="local")
+    assert summary["created"] is True
+    assert summary["content_hash"] == expected
+
+
+def test_a_dask_cluster_that_is_not_an_address_is_refused_in_one_line(world: FlowWorld) -> None:
+    state = create_version(
+        project_id=world.project_id, partitions=2, dask_cluster="my-cluster", return_state=True
+    )
+    assert state.is_failed()
+    with pytest.raises(ConfigurationError, match="is not an address") as raised:
+        state.result()
+    assert "\n" not in str(raised.value)
+    assert world.catalog().list(world.ref()) == []
+    assert not world.store.exists(lease_key(world.ref()))
