@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from pydantic import SecretStr
 
 from flows.create_version import create_version
 from flows.diff_versions import diff_versions
@@ -19,7 +21,9 @@ from labelvault.models import RestoreOptions
 from labelvault.platforms.supervisely import SuperviselyPlatform
 from labelvault.storage.memory import MemoryStore
 from labelvault.vault import Vault
+from tasks.blocks import StoreBlock
 from tests.flows.conftest import FlowWorld
+from tests.servers.s3 import S3Server
 
 
 def add_rectangle(world: FlowWorld, image_id: int | None = None) -> None:
@@ -234,3 +238,28 @@ def test_a_dask_cluster_that_is_not_an_address_is_refused_in_one_line(world: Flo
     assert "\n" not in str(raised.value)
     assert world.catalog().list(world.ref()) == []
     assert not world.store.exists(lease_key(world.ref()))
+
+
+@pytest.mark.s3
+@pytest.mark.timeout(600)
+def test_serial_threaded_and_dask_captures_on_s3_give_one_content_hash(
+    world: FlowWorld, s3_server: S3Server
+) -> None:
+    hashes = {}
+    for name, options in {
+        "serial": {},
+        "threads": {"partitions": 3},
+        "dask": {"partitions": 2, "dask_cluster": "local"},
+    }.items():
+        StoreBlock(
+            url=f"s3://{s3_server.bucket}/flows-{name}-{secrets.token_hex(4)}",
+            s3_endpoint_url=s3_server.endpoint,
+            s3_region=s3_server.region,
+            s3_access_key=s3_server.access_key,
+            s3_secret_key=SecretStr(s3_server.secret_key),
+            s3_addressing_style="path",
+        ).save(f"s3-{name}", overwrite=True)
+        summary = create_version(project_id=world.project_id, storage=f"s3-{name}", **options)
+        assert summary["created"] is True, name
+        hashes[name] = summary["content_hash"]
+    assert len(set(hashes.values())) == 1, hashes
