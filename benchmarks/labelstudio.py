@@ -7,8 +7,8 @@ and one prediction each) by bulk import, and prints one table per server:
 - Label Studio's snapshot export (``POST /api/projects/{id}/exports/`` + download);
 - the bare paginated listing ``/api/tasks?fields=all`` (page size 1000);
 - labelvault capture (``iter_pages`` run to the end, in a child process, with its peak RSS),
-  in export mode (the default, then with several range exports built at once) and in list
-  mode;
+  in export mode (with one or several range exports built at once) and in list mode (the
+  default);
 - ``labelvault create --parallel N`` for N = 1, 2, 4, 8: the project as eight task id ranges
   read by N threads, merged and committed into a fresh store;
 - the bare bulk import (one request) and labelvault restore (from a snapshot on disk).
@@ -263,13 +263,21 @@ def _server_rss_mb(server: LabelStudio) -> float:
 
 #: The capture variants measured on each server: (label, options, which servers).
 CAPTURES: tuple[tuple[str, dict[str, Any], tuple[str, ...]], ...] = (
-    ("labelvault capture (2 exports at once, default)", {}, ("runserver", "postgres")),
     (
-        "labelvault capture, 1 export at a time",
-        {"export_concurrency": 1},
+        "labelvault capture, export mode, 2 exports at once",
+        {"capture_mode": "export"},
         ("runserver", "postgres"),
     ),
-    ("labelvault capture, 3 exports at once", {"export_concurrency": 3}, ("postgres",)),
+    (
+        "labelvault capture, export mode, 1 export at a time",
+        {"capture_mode": "export", "export_concurrency": 1},
+        ("runserver", "postgres"),
+    ),
+    (
+        "labelvault capture, export mode, 3 exports at once",
+        {"capture_mode": "export", "export_concurrency": 3},
+        ("postgres",),
+    ),
 )
 
 
