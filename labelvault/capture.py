@@ -39,6 +39,7 @@ __all__ = [
     "CaptureProgress",
     "CaptureResult",
     "CaptureStart",
+    "PartitionProgress",
     "capture_partition",
     "capture_version",
     "commit_capture",
@@ -55,11 +56,25 @@ class CaptureStopped(Exception):
 
 
 @dataclass(frozen=True)
+class PartitionProgress:
+    """How far one partition of a partitioned capture is."""
+
+    label: str
+    #: Items written so far.
+    items: int
+    #: Items it holds, as far as the platform said when it was planned (0: unknown).
+    weight: int
+    done: bool = False
+
+
+@dataclass(frozen=True)
 class CaptureProgress:
-    """Rows written so far, per table, and the item total the platform announced."""
+    """Rows written so far, per table, and the item total the platform announced; in a
+    partitioned capture, each started partition's progress too (in plan order)."""
 
     rows: dict[str, int]
     items_total: int | None
+    partitions: tuple[PartitionProgress, ...] = ()
 
     @property
     def fraction(self) -> float | None:
@@ -204,11 +219,15 @@ class CaptureStart:
     shared_tables: frozenset[str] = frozenset()
 
     def report(
-        self, progress: Callable[[CaptureProgress], None] | None, rows: dict[str, int]
+        self,
+        progress: Callable[[CaptureProgress], None] | None,
+        rows: dict[str, int],
+        partitions: tuple[PartitionProgress, ...] = (),
     ) -> None:
         """Tell ``progress`` the rows written so far."""
         if progress is not None:
-            progress(CaptureProgress(rows=rows, items_total=self.project.counts.get("items")))
+            items_total = self.project.counts.get("items")
+            progress(CaptureProgress(rows=rows, items_total=items_total, partitions=partitions))
 
 
 def start_capture(
@@ -373,21 +392,35 @@ def _capture_side_by_side(
     """The partitions of ``start``'s plan, each written by one of ``parallel`` threads, in
     plan order. The first failure stops the other partitions and is raised."""
     rows: dict[str, dict[str, int]] = {}
+    finished: set[str] = set()
     stop = threading.Event()
 
     def capture_part(partition: Partition) -> Manifest:
         def note(counts: dict[str, int]) -> None:
             rows[partition.key] = counts
 
-        return capture_partition(
+        rows[partition.key] = {}
+        manifest = capture_partition(
             platform, start, partition, store=store, catalog=lease.catalog, progress=note, stop=stop
         )
+        finished.add(partition.key)
+        return manifest
 
     def report() -> None:
         total: Counter[str] = Counter()
         for counts in list(rows.values()):
             total.update(counts)
-        start.report(progress, dict(total))
+        started = [
+            PartitionProgress(
+                label=partition.label,
+                items=rows[partition.key].get("items", 0),
+                weight=partition.weight,
+                done=partition.key in finished,
+            )
+            for partition in start.partitions
+            if partition.key in rows and partition.key != HEAD_PARTITION
+        ]
+        start.report(progress, dict(total), tuple(started))
 
     with ThreadPoolExecutor(parallel, thread_name_prefix="partition") as pool:
         futures = [pool.submit(capture_part, partition) for partition in start.partitions]

@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from labelvault.capture import CaptureProgress
 from labelvault.catalog import Catalog
 from labelvault.errors import SnapshotError
 from labelvault.http import RequestSettings
@@ -204,3 +205,19 @@ def test_a_shared_row_is_kept_once_and_must_be_the_same_row() -> None:
     other = _part(store, "users", {"b": "another b"})
     with pytest.raises(SnapshotError, match="different rows of table 'users' under key 'b'"):
         merge_parts(store, PREFIX, [first, other], source=SOURCE, shared={"users"})
+
+
+def test_progress_names_each_partition_and_its_items() -> None:
+    fake = FakeSupervisely(default_per_page=3)
+    project = str(_images(fake))
+    platform = platform_for(fake)
+    plan = platform.capture_plan(project)
+    updates: list[CaptureProgress] = []
+    with Vault(MemoryStore()) as vault:
+        result = vault.capture(platform, project, parallel=2, progress=updates.append)
+    last = updates[-1]
+    assert [part.label for part in last.partitions] == [p.label for p in plan[1:]]
+    assert all(part.done for part in last.partitions)
+    assert sum(part.items for part in last.partitions) == result.rows["items"]
+    assert [part.weight for part in last.partitions] == [part.items for part in last.partitions]
+    assert last.rows["items"] == result.rows["items"]

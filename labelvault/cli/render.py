@@ -221,9 +221,25 @@ class Bar:
         self.unit = unit
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._parts: dict[str, TaskID] = {}
 
     def update(self, completed: int, total: int | None = None) -> None:
         """Show ``completed`` of ``total`` (``None``: unknown)."""
+        self._start(total)
+        assert self._progress is not None
+        assert self._task is not None
+        self._progress.update(self._task, completed=completed, total=total)
+
+    def update_part(self, label: str, completed: int, total: int | None, done: bool) -> None:
+        """Show one part's own bar below the overall one while it runs (hidden once done)."""
+        self._start(None)
+        assert self._progress is not None
+        task = self._parts.get(label)
+        if task is None:
+            task = self._parts[label] = self._progress.add_task(f"  {label}", total=total)
+        self._progress.update(task, completed=completed, total=total or None, visible=not done)
+
+    def _start(self, total: int | None) -> None:
         if self._progress is None:
             self._progress = Progress(
                 TextColumn("{task.description}"),
@@ -235,8 +251,6 @@ class Bar:
             )
             self._progress.start()
             self._task = self._progress.add_task(self.description, total=total)
-        assert self._task is not None
-        self._progress.update(self._task, completed=completed, total=total)
 
     def finish(self, completed: int) -> None:
         """Show the final count (only if the bar is shown)."""

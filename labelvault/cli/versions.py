@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from labelvault.capture import CaptureResult
+from labelvault.capture import CaptureProgress, CaptureResult
 from labelvault.catalog import VersionInfo
 from labelvault.cli import inputs
 from labelvault.cli.app import (
@@ -83,9 +83,7 @@ def create(
                     title=title or "",
                     description=description or "",
                     tags=tag or (),
-                    progress=lambda update: bar.update(
-                        update.rows.get("items", 0), update.items_total
-                    ),
+                    progress=lambda update: _show_capture(bar, update),
                     parallel=parallel,
                 )
                 bar.finish(result.rows.get("items", 0))
@@ -106,6 +104,13 @@ def create(
 
 
 app.command("capture", hidden=True, help="Another name for create.")(create)
+
+
+def _show_capture(bar: Bar, update: CaptureProgress) -> None:
+    """The overall bar, and one per partition while it runs."""
+    bar.update(update.rows.get("items", 0), update.items_total)
+    for part in update.partitions:
+        bar.update_part(part.label, part.items, part.weight or None, part.done)
 
 
 def _print_capture(out: Console, result: CaptureResult) -> None:
