@@ -16,6 +16,7 @@ source with
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,8 @@ class RoundTrips:
     calls: dict[str, list[str]]
 
     def dump(self, project_id: int) -> dict[str, Any]:
-        return self.dumps[str(project_id)]
+        found: dict[str, Any] = self.dumps[str(project_id)]
+        return found
 
     @property
     def section(self) -> str:
@@ -261,3 +263,51 @@ def test_labelvault_restore_read_back_by_the_sdk_equals_the_source(trips: RoundT
     restored = trips.dump(trips.labelvault_restored)
     assert differences(source, restored) == set()
     assert restored == source
+
+
+def _nrrd(data: bytes) -> tuple[dict[str, str], tuple[int, ...], bytes]:
+    """An NRRD's header fields, sizes and voxels (raw or gzip, one byte a voxel)."""
+    head, _, body = data.partition(b"\n\n")
+    fields = dict(
+        line.split(": ", 1) for line in head.decode().splitlines()[1:] if not line.startswith("#")
+    )
+    assert fields["type"] == "uint8"
+    voxels = gzip.decompress(body) if fields["encoding"] == "gzip" else body
+    return fields, tuple(int(n) for n in fields["sizes"].split()), voxels
+
+
+def _masks(fake: FakeSupervisely, project_id: int) -> dict[tuple[str, str], bytes]:
+    """The 3D masks' bytes of a volume project by (dataset name, volume name)."""
+    out = {}
+    for figure_id, figure in fake.video.figures.items():
+        if figure["projectId"] == project_id and figure["geometryType"] == "mask_3d":
+            volume = fake.video.volumes[figure["entityId"]]
+            key = (fake.datasets[volume["datasetId"]]["name"], volume["name"])
+            assert key not in out  # one mask a volume in the rich project
+            out[key] = fake.video.masks[figure_id]
+    return out
+
+
+def test_sdk_restore_reorients_3d_masks_to_ras(volume: RoundTrips) -> None:
+    """The mask difference is the SDK's re-orientation: a left-posterior-superior mask comes
+    back in right-anterior-superior space with its voxels flipped along x and y; labelvault's
+    restore gives back the very bytes."""
+    source = _masks(volume.fake, volume.project_id)
+    restored = _masks(volume.fake, volume.sdk_restored)
+    assert source.keys() == restored.keys()
+    assert len(source) == 4
+    for key, data in source.items():
+        fields, (x, y, z), voxels = _nrrd(data)
+        assert fields["space"] == "left-posterior-superior"
+        out_fields, sizes, out = _nrrd(restored[key])
+        assert out_fields["space"] == "right-anterior-superior"
+        assert sizes == (x, y, z)
+        assert out != voxels
+        flipped = bytes(
+            voxels[(x - 1 - i) + x * ((y - 1 - j) + y * k)]
+            for k in range(z)
+            for j in range(y)
+            for i in range(x)
+        )
+        assert out == flipped
+    assert _masks(volume.fake, volume.labelvault_restored) == source
