@@ -767,7 +767,10 @@ class VideoState:
             if not entities or not all(e in self.videos or e in self.volumes for e in entities):
                 return images(user, body)
             rows = self.figures.where("entityId", entities)
-            page = self.fake._page("figures.list", body, [json.loads(json.dumps(r)) for r in rows])
+            page = self.fake._page("figures.list", body, rows)
+            # Copies of the page's rows only: copying every row for each page made reading
+            # a dataset's figures quadratic in their number.
+            page["entities"] = [json.loads(json.dumps(r)) for r in page["entities"]]
             if body.get("fields"):
                 # ``entityId`` always: the SDK asks for ``imageId`` and reads ``entityId``.
                 wanted = set(body["fields"]) | {"id", "entityId"}
