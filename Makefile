@@ -10,8 +10,10 @@ export UV_SYSTEM_CERTS ?= 1
 # Label Studio deployments the benchmark measures: runserver (label-studio start, SQLite) and
 # postgres (gunicorn + PostgreSQL, needs PostgreSQL's server binaries).
 LABELSTUDIO_SERVERS ?= runserver postgres
-# Figures in the project the Supervisely benchmark measures.
+# Figures in the image, video and volume projects the Supervisely benchmark measures.
 SUPERVISELY_FIGURES ?= 100000
+SUPERVISELY_VIDEO_FIGURES ?= 20000
+SUPERVISELY_VOLUME_FIGURES ?= 10000
 
 .PHONY: help bootstrap demo test test-fast check lint typecheck contracts format bench bench-labelstudio bench-supervisely deploy up down status
 
@@ -67,4 +69,5 @@ bench-labelstudio: bootstrap  ## capture and restore vs Label Studio's own expor
 	$(UV) run python benchmarks/labelstudio.py --server $(LABELSTUDIO_SERVERS)
 
 bench-supervisely: bootstrap  ## capture and restore vs the Supervisely SDK's version create and restore
-	$(UV) run python benchmarks/supervisely.py --figures $(SUPERVISELY_FIGURES)
+	$(UV) run python benchmarks/supervisely.py --figures $(SUPERVISELY_FIGURES) \
+		--video-figures $(SUPERVISELY_VIDEO_FIGURES) --volume-figures $(SUPERVISELY_VOLUME_FIGURES)

@@ -13,13 +13,22 @@ spread over 10 datasets), and measures, each in a process of its own:
   and ``api.project.version.restore`` (a new project), in the SDK's own venv
   (``tests/servers/supervisely_sdk.py`` installs it on first use).
 
+The same run then measures a video project (``--video-figures``, default 20,000: 100 figures
+a video, four objects each with a rectangle or polygon on every other of 50 frames, a video
+tag over a frame range) and a volume project (``--volume-figures``, default 10,000: plane
+figures on the axial slices of 32x32x50 volumes, and a 3D mask of raw NRRD bytes on each), on
+the same fake server and side by side with the SDK; their bare listing reads the annotations
+with ``videos.annotations.bulk.info`` / ``volumes.annotations.bulk.info`` (exact coordinates,
+100 a call) and the masks with ``figures.bulk.download.geometry``.
+
 Each is timed twice: the step alone (timed inside the process, after its imports) and the
 whole command (the wall time of the process, interpreter start and imports included). Peak
 RSS is the process's own (``VmHWM`` as it ends; see :func:`peak_rss_mb`). "vs SDK" is the
 SDK's time for the same step and measure divided by this row's time (above 1: faster than the
 SDK).
 
-Run: ``uv run python benchmarks/supervisely.py [--figures 100000]``; ``--figures 2000`` for a
+Run: ``uv run python benchmarks/supervisely.py [--figures 100000] [--video-figures 20000]
+[--volume-figures 10000]``; ``--figures 2000 --video-figures 1000 --volume-figures 500`` for a
 quick check.
 """
 
@@ -46,6 +55,15 @@ if str(ROOT) not in sys.path:
 
 PER_IMAGE = 10
 DATASETS = 10
+#: The video project: frames a video, objects a video, figures an object (every other frame).
+FRAMES, OBJECTS_PER_VIDEO, FIGURES_PER_OBJECT = 50, 4, 25
+PER_VIDEO = OBJECTS_PER_VIDEO * FIGURES_PER_OBJECT
+#: The volume project: a volume's size (x, y, z), plane figures a volume (two objects, one
+#: figure each on the first axial slices) and one 3D mask.
+VOLUME_DIMS = (32, 32, 50)
+PLANE_FIGURES_PER_VOLUME = 2 * VOLUME_DIMS[2]
+PER_VOLUME = PLANE_FIGURES_PER_VOLUME + 1
+ENTITY_DATASETS = 4
 WIDTH, HEIGHT = 1920, 1080
 TOKEN_ENV = "LABELVAULT_BENCH_SLY_TOKEN"
 #: a 10^5-figure run of the SDK takes minutes on two busy cores; this only stops a hang
@@ -123,6 +141,69 @@ def child_listing(url: str, project_id: int) -> dict[str, Any]:
     }
 
 
+def child_entity_listing(url: str, project_id: int, kind: str) -> dict[str, Any]:
+    """A video or volume project with plain httpx: its entities page by page, their
+    annotations 100 a call with exact coordinates, and (volumes) the 3D masks' bytes."""
+    import httpx
+
+    started = time.monotonic()
+    figures = entities = mask_bytes = 0
+    headers = {"x-api-key": os.environ[TOKEN_ENV]}
+    plural = f"{kind}s"
+    with httpx.Client(base_url=f"{url}/public/api/v3/", headers=headers, timeout=600) as client:
+
+        def post(method: str, body: dict[str, Any]) -> Any:
+            response = client.post(method, json=body)
+            response.raise_for_status()
+            return response
+
+        datasets = post("datasets.list", {"projectId": project_id, "recursive": True}).json()
+        assert datasets["pagesCount"] == 1, datasets["pagesCount"]
+        for dataset in datasets["entities"]:
+            ids: list[int] = []
+            number = 1
+            while True:
+                page = post(
+                    f"{plural}.list", {"datasetId": dataset["id"], "page": number, "per_page": 500}
+                ).json()
+                ids += [entity["id"] for entity in page["entities"]]
+                if number >= page["pagesCount"]:
+                    break
+                number += 1
+            entities += len(ids)
+            for start in range(0, len(ids), 100):
+                annotations = post(
+                    f"{plural}.annotations.bulk.info",
+                    {
+                        "datasetId": dataset["id"],
+                        f"{kind}Ids": ids[start : start + 100],
+                        "integerCoords": False,
+                    },
+                ).json()
+                masks = []
+                for annotation in annotations:
+                    if kind == "video":
+                        figures += sum(len(frame["figures"]) for frame in annotation["frames"])
+                        continue
+                    for plane in annotation["planes"]:
+                        figures += sum(len(piece["figures"]) for piece in plane["slices"])
+                    figures += len(annotation["spatialFigures"])
+                    masks += [f["id"] for f in annotation["spatialFigures"]]
+                for first in range(0, len(masks), 50):
+                    mask_bytes += len(
+                        post(
+                            "figures.bulk.download.geometry", {"ids": masks[first : first + 50]}
+                        ).content
+                    )
+    return {
+        "seconds": time.monotonic() - started,
+        "figures": figures,
+        "entities": entities,
+        "mask_bytes": mask_bytes,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def child_capture(url: str, project_id: int, store_root: str) -> dict[str, Any]:
     from labelvault.platforms.supervisely import SuperviselyPlatform
     from labelvault.storage.local import LocalStore
@@ -136,7 +217,9 @@ def child_capture(url: str, project_id: int, store_root: str) -> dict[str, Any]:
         result = vault.capture(platform, str(project_id))
     return {
         "seconds": time.monotonic() - started,
-        "figures": result.rows.get("annotations", 0),
+        # Image figures are the annotations table's rows; video and volume figures have a
+        # table of their own.
+        "figures": result.rows.get("annotations", 0) + result.rows.get("figures", 0),
         "version": result.version.number,
         "bytes": result.bytes_written,
         "peak_rss_mb": peak_rss_mb(),
@@ -164,7 +247,7 @@ def child_restore(url: str, project_id: int, store_root: str) -> dict[str, Any]:
         )
     return {
         "seconds": time.monotonic() - started,
-        "figures": report.created.get("annotations", 0),
+        "figures": report.created.get("annotations", 0) + report.created.get("figures", 0),
         "project_id": int(report.project.project_id),
         "peak_rss_mb": peak_rss_mb(),
     }
@@ -249,9 +332,142 @@ def fill(fake: Any, figures: int, seed: int = 0) -> int:
     return pid
 
 
+def fill_video(fake: Any, figures: int, seed: int = 0) -> int:
+    """A video project of about ``figures`` figures (whole videos) in the fake; returns its id."""
+    rng = random.Random(seed)
+    state = fake.video
+    login = fake.users[fake.user_id]["login"]
+    with fake.lock:
+        project = fake.create_project(
+            name="benchmark video", workspace_id=fake.workspace_id, kind="videos"
+        )
+        pid = int(project["id"])
+        meta = fake.set_meta(
+            pid,
+            {
+                "classes": [
+                    {"title": "car", "shape": "rectangle"},
+                    {"title": "road", "shape": "polygon"},
+                ],
+                "tags": [{"name": "weather", "value_type": "any_string"}],
+            },
+        )
+        car, road = meta["classes"]
+        (weather,) = meta["tags"]
+        datasets = [
+            fake.create_dataset(pid, f"clips {n:02d}")["id"] for n in range(ENTITY_DATASETS)
+        ]
+        for n in range(math.ceil(figures / PER_VIDEO)):
+            media = state.register_video(
+                frames=FRAMES, width=WIDTH, height=HEIGHT, seed=f"bench-video:{n}"
+            )
+            video = state.create_video(
+                datasets[n % ENTITY_DATASETS], f"clip_{n:06d}.mp4", media_hash=media
+            )
+            vid = video["id"]
+            state.add_video_tag(
+                vid, {"tagId": weather["id"], "value": "rain", "frameRange": [0, 9]}, login=login
+            )
+            for k in range(OBJECTS_PER_VIDEO):
+                cls = car if k % 2 == 0 else road
+                obj = state.create_object(vid, cls["id"], login=login)
+                for frame in range(0, 2 * FIGURES_PER_OBJECT, 2):
+                    shape = "rectangle" if cls is car else "polygon"
+                    state.create_figure(
+                        vid,
+                        {
+                            "objectId": obj["id"],
+                            "geometryType": shape,
+                            "geometry": _shape(rng, shape, WIDTH, HEIGHT),
+                            "meta": {"frame": frame},
+                        },
+                        login=login,
+                    )
+    return pid
+
+
+def fill_volume(fake: Any, figures: int, seed: int = 0) -> int:
+    """A volume project of about ``figures`` figures (whole volumes) in the fake; returns
+    its id."""
+    from tests.fakes.supervisely_video import PLANES, nrrd_bytes
+
+    rng = random.Random(seed)
+    state = fake.video
+    login = fake.users[fake.user_id]["login"]
+    x, y, _ = VOLUME_DIMS
+    with fake.lock:
+        project = fake.create_project(
+            name="benchmark volume", workspace_id=fake.workspace_id, kind="volumes"
+        )
+        pid = int(project["id"])
+        meta = fake.set_meta(
+            pid,
+            {
+                "classes": [
+                    {"title": "organ", "shape": "polygon"},
+                    {"title": "box", "shape": "rectangle"},
+                    {"title": "tumour", "shape": "mask_3d"},
+                ],
+                "tags": [{"name": "phase", "value_type": "any_string"}],
+            },
+        )
+        organ, box, tumour = meta["classes"]
+        (phase,) = meta["tags"]
+        datasets = [
+            fake.create_dataset(pid, f"scans {n:02d}")["id"] for n in range(ENTITY_DATASETS)
+        ]
+        for n in range(math.ceil(figures / PER_VOLUME)):
+            media, _ = state.register_volume(dims=VOLUME_DIMS, seed=f"bench-volume:{n}")
+            vid = state.create_volume(datasets[n % ENTITY_DATASETS], f"ct_{n:06d}.nrrd", media)[
+                "id"
+            ]
+            state.add_video_tag(vid, {"tagId": phase["id"], "value": "arterial"}, login=login)
+            for cls, shape in ((organ, "polygon"), (box, "rectangle")):
+                obj = state.create_object(vid, cls["id"], login=login)
+                for index in range(PLANE_FIGURES_PER_VOLUME // 2):
+                    state.create_figure(
+                        vid,
+                        {
+                            "objectId": obj["id"],
+                            "geometryType": shape,
+                            "geometry": _shape(rng, shape, x, y),
+                            "meta": {
+                                "sliceIndex": index,
+                                "planeName": "axial",
+                                "normal": dict(PLANES["axial"]),
+                            },
+                        },
+                        login=login,
+                    )
+            obj = state.create_object(vid, tumour["id"], login=login)
+            mask = state.create_figure(
+                vid, {"objectId": obj["id"], "geometryType": "mask_3d", "meta": {}}, login=login
+            )
+            state.masks[mask["id"]] = nrrd_bytes(rng, VOLUME_DIMS)
+    return pid
+
+
+def _shape(rng: random.Random, shape: str, width: int, height: int) -> dict[str, Any]:
+    """A rectangle or a hexagon at sub-pixel coordinates inside a ``width`` x ``height``
+    frame, also once rounded."""
+
+    def xy() -> list[float]:
+        return [rng.uniform(0, width - 1), rng.uniform(0, height - 1)]
+
+    if shape == "rectangle":
+        (x1, y1), (x2, y2) = xy(), xy()
+        points = [[min(x1, x2), min(y1, y2)], [max(x1, x2), max(y1, y2)]]
+    else:
+        points = [xy() for _ in range(6)]
+    return {"points": {"exterior": points, "interior": []}}
+
+
 def figures_of(fake: Any, project_id: int) -> int:
     with fake.lock:
-        return sum(1 for f in fake.figures.values() if f["projectId"] == project_id)
+        figures = (
+            fake.video.figures if fake.projects[project_id]["type"] != "images" else fake.figures
+        )
+        return sum(1 for f in figures.values() if f["projectId"] == project_id)
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
@@ -264,15 +480,89 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
         print("| " + " | ".join(cells) + " |")
 
 
+#: The kinds of project measured, how the table names their items.
+_ITEMS = {"image": "images", "video": "videos", "volume": "volumes"}
+
+
+def measure(
+    kind: str,
+    pid: int,
+    count: int,
+    *,
+    url: str,
+    token: str,
+    store: str,
+    sdk: Any,
+    fake: Any,
+) -> dict[str, Measured]:
+    """The five steps on one project: bare listing, labelvault capture and restore, the
+    SDK's version.create and restore; each restored project is checked for every figure."""
+    results: dict[str, Measured] = {}
+    if kind == "image":
+        results["listing"] = run_child("listing", url, pid, token=token)
+    else:
+        results["listing"] = run_child("entity-listing", url, pid, kind, token=token)
+    assert results["listing"].answer["figures"] == count, results["listing"].answer
+    results["capture"] = run_child("capture", url, pid, store, token=token)
+    assert results["capture"].answer["figures"] == count, results["capture"].answer
+    results["restore"] = run_child("restore", url, pid, store, token=token)
+    restored = results["restore"].answer["project_id"]
+    assert figures_of(fake, restored) == count, "labelvault restored another figure count"
+    results["create"] = sdk("create", project_id=pid, title=f"benchmark {kind}")
+    version_id = results["create"].answer["version_id"]
+    results["sdk restore"] = sdk("restore", project_id=pid, version_id=version_id)
+    restored = results["sdk restore"].answer["project_id"]
+    assert figures_of(fake, restored) == count, "the SDK restored another figure count"
+    return results
+
+
+def table_rows(
+    kind: str, results: dict[str, Measured], count: int, sdk_version: str
+) -> list[list[str]]:
+    listing = {
+        "image": "bare listing (httpx: datasets, images, figures pages)",
+        "video": "bare listing (httpx: datasets, videos, annotations)",
+        "volume": "bare listing (httpx: datasets, volumes, annotations, masks)",
+    }[kind]
+    lines = (
+        (listing, "listing", "create"),
+        ("labelvault capture", "capture", "create"),
+        (f"SDK {sdk_version} version.create", "create", "create"),
+        ("labelvault restore", "restore", "sdk restore"),
+        (f"SDK {sdk_version} version.restore", "sdk restore", "sdk restore"),
+    )
+    rows = []
+    for label, name, versus in lines:
+        run, sdk_run = results[name], results[versus]
+        for measure_name, seconds, sdk_seconds in (
+            ("step alone", run.step, sdk_run.step),
+            ("whole command", run.whole, sdk_run.whole),
+        ):
+            rows.append(
+                [
+                    f"{kind}: {label}, {measure_name}",
+                    f"{seconds:.2f}",
+                    f"{count / seconds:,.0f}",
+                    f"{run.rss:.0f}",
+                    f"{sdk_seconds / seconds:.2f}x",
+                ]
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--figures", type=int, default=100_000)
+    parser.add_argument("--video-figures", type=int, default=20_000)
+    parser.add_argument("--volume-figures", type=int, default=10_000)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, url, project, *rest = args.child
         if kind == "listing":
             result = child_listing(url, int(project))
+        elif kind == "entity-listing":
+            result = child_entity_listing(url, int(project), rest[0])
         elif kind == "capture":
             result = child_capture(url, int(project), rest[0])
         else:
@@ -286,16 +576,24 @@ def main() -> None:
     started = time.monotonic()
     venv = ensure_installed()
     fake = FakeSupervisely()
-    pid = fill(fake, args.figures)
-    count = figures_of(fake, pid)
-    images = math.ceil(count / PER_IMAGE)
+    projects = {
+        "image": fill(fake, args.figures),
+        "video": fill_video(fake, args.video_figures),
+        "volume": fill_volume(fake, args.volume_figures),
+    }
+    counts = {kind: figures_of(fake, pid) for kind, pid in projects.items()}
+    images = math.ceil(counts["image"] / PER_IMAGE)
+    videos = math.ceil(counts["video"] / PER_VIDEO)
+    volumes = math.ceil(counts["volume"] / PER_VOLUME)
     print(
-        f"fake server: {count:,} figures on {images:,} images in {DATASETS} datasets, made in "
+        f"fake server: {counts['image']:,} figures on {images:,} images in {DATASETS} datasets, "
+        f"{counts['video']:,} on {videos:,} videos and {counts['volume']:,} on {volumes:,} "
+        f"volumes in {ENTITY_DATASETS} datasets each, made in "
         f"{time.monotonic() - started:.1f} s"
     )
-    results: dict[str, Measured] = {}
+    results: dict[str, dict[str, Measured]] = {}
+    capture_bytes: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="labelvault-bench-sly-") as tmp, fake.serve() as url:
-        store = str(Path(tmp) / "store")
         token = fake.token
 
         def sdk(step: str, **step_args: Any) -> Measured:
@@ -310,52 +608,41 @@ def main() -> None:
             )
             return Measured(run.answer["seconds"], run.wall, run.peak_rss_mb, run.answer)
 
-        results["listing"] = run_child("listing", url, pid, token=token)
-        assert results["listing"].answer["figures"] == count, results["listing"].answer
-        results["capture"] = run_child("capture", url, pid, store, token=token)
-        assert results["capture"].answer["figures"] == count, results["capture"].answer
-        results["restore"] = run_child("restore", url, pid, store, token=token)
-        restored = results["restore"].answer["project_id"]
-        assert figures_of(fake, restored) == count, "labelvault restored another figure count"
-        results["create"] = sdk("create", project_id=pid, title="benchmark")
-        version_id = results["create"].answer["version_id"]
-        results["sdk restore"] = sdk("restore", project_id=pid, version_id=version_id)
-        restored = results["sdk restore"].answer["project_id"]
-        assert figures_of(fake, restored) == count, "the SDK restored another figure count"
-
-    rows = []
-    lines = (
-        ("bare listing (httpx: datasets, images, figures pages)", "listing", "create"),
-        ("labelvault capture", "capture", "create"),
-        (f"SDK {SDK_VERSION} version.create", "create", "create"),
-        ("labelvault restore", "restore", "sdk restore"),
-        (f"SDK {SDK_VERSION} version.restore", "sdk restore", "sdk restore"),
-    )
-    for label, name, versus in lines:
-        run, sdk_run = results[name], results[versus]
-        for measure, seconds, sdk_seconds in (
-            ("step alone", run.step, sdk_run.step),
-            ("whole command", run.whole, sdk_run.whole),
-        ):
-            rows.append(
-                [
-                    f"{label}, {measure}",
-                    f"{seconds:.2f}",
-                    f"{count / seconds:,.0f}",
-                    f"{run.rss:.0f}",
-                    f"{sdk_seconds / seconds:.2f}x",
-                ]
+        for kind, pid in projects.items():
+            results[kind] = measure(
+                kind,
+                pid,
+                counts[kind],
+                url=url,
+                token=token,
+                store=str(Path(tmp) / f"store-{kind}"),
+                sdk=sdk,
+                fake=fake,
             )
+            capture_bytes[kind] = results[kind]["capture"].answer["bytes"]
+
+    rows = [
+        row
+        for kind in projects
+        for row in table_rows(kind, results[kind], counts[kind], SDK_VERSION)
+    ]
     print()
     print(
-        f"Supervisely image project, {count:,} figures ({PER_IMAGE} per image, sub-pixel "
-        f"rectangles and polygons), fake server on 127.0.0.1; {os.cpu_count()} cores"
+        f"Supervisely projects on the fake server on 127.0.0.1; {os.cpu_count()} cores:\n"
+        f"- image: {counts['image']:,} figures ({PER_IMAGE} per image, sub-pixel rectangles "
+        "and polygons);\n"
+        f"- video: {counts['video']:,} figures ({PER_VIDEO} per video of {FRAMES} frames, "
+        f"{OBJECTS_PER_VIDEO} objects, sub-pixel rectangles and polygons);\n"
+        f"- volume: {counts['volume']:,} figures ({PLANE_FIGURES_PER_VOLUME} plane figures "
+        f"and one 3D mask per {'x'.join(map(str, VOLUME_DIMS))} volume)"
     )
     print_table(["tool / step", "seconds", "figures/s", "peak RSS MB", "vs SDK"], rows)
     print()
     print(
         "peak RSS: the process's own, whole command (the same process for both rows); "
-        f"labelvault wrote {results['capture'].answer['bytes'] / 1e6:.1f} MB to its store"
+        "labelvault wrote "
+        + ", ".join(f"{capture_bytes[k] / 1e6:.1f} MB ({k})" for k in projects)
+        + " to its store"
     )
     print(f"(total {time.monotonic() - started:.0f} s)")
 

@@ -34,6 +34,7 @@ import math
 import random
 import secrets
 import string
+import struct
 import threading
 import urllib.parse
 import zlib
@@ -1791,10 +1792,30 @@ class _AsgiApp:
 # --- the rich project -----------------------------------------------------------------------
 
 
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    body = kind + payload
+    return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def png_mask(pixels: bytes, width: int, height: int) -> bytes:
+    """An 8-bit greyscale PNG of ``pixels`` (row-major, one byte a pixel): a real image, as
+    the platform stores a bitmap's mask and as the SDK decodes it."""
+    rows = b"".join(
+        b"\x00" + pixels[row * width : (row + 1) * width] for row in range(height)
+    )  # filter type 0 on every row
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
 def _bitmap(rng: random.Random, width: int, height: int) -> dict[str, Any]:
     """A tiny PNG mask in Supervisely's bitmap JSON (base64 of zlib of PNG bytes)."""
     pixels = bytes(rng.getrandbits(8) & 1 for _ in range(width * height))
-    png = b"\x89PNG\r\n\x1a\n" + hashlib.sha256(pixels).digest() + pixels
+    png = png_mask(pixels, width, height)
     return {
         "data": base64.b64encode(zlib.compress(png)).decode("ascii"),
         "origin": [rng.randint(0, 50), rng.randint(0, 50)],

@@ -767,9 +767,13 @@ class VideoState:
             if not entities or not all(e in self.videos or e in self.volumes for e in entities):
                 return images(user, body)
             rows = self.figures.where("entityId", entities)
-            page = self.fake._page("figures.list", body, [json.loads(json.dumps(r)) for r in rows])
+            page = self.fake._page("figures.list", body, rows)
+            # Copies of the page's rows only: copying every row for each page made reading
+            # a dataset's figures quadratic in their number.
+            page["entities"] = [json.loads(json.dumps(r)) for r in page["entities"]]
             if body.get("fields"):
-                wanted = set(body["fields"]) | {"id"}
+                # ``entityId`` always: the SDK asks for ``imageId`` and reads ``entityId``.
+                wanted = set(body["fields"]) | {"id", "entityId"}
                 page["entities"] = [
                     {k: v for k, v in r.items() if k in wanted} for r in page["entities"]
                 ]
@@ -887,6 +891,14 @@ def attach(fake: FakeSupervisely) -> VideoState:
 #: Every figure type a video project can hold, and one labelvault does not know.
 VIDEO_SHAPES = ("rectangle", "polygon", "line", "point", "bitmap", "graph", "cuboid_2d")
 UNKNOWN_SHAPE = "spline_ζ"
+#: The corners of a 2D cuboid, as the platform names them.
+CUBOID_2D_VERTICES = tuple(
+    f"face{face}-{corner}"
+    for face in (1, 2)
+    for corner in ("topleft", "topright", "bottomright", "bottomleft")
+)
+#: The template of the graph class: the nodes of ``_geometry``'s graph figures.
+GRAPH_TEMPLATE = {"nodes": {"nose": {"label": "nose"}, "left_eye": {}, "right_eye": {}}}
 
 
 @dataclass(frozen=True)
@@ -900,14 +912,16 @@ class RichVideoProject:
 
 
 def _video_geometry(rng: random.Random, shape: str, width: int, height: int) -> Json:
+    # Inside the frame even when rounded (the server rounds unless asked not to, and the
+    # SDK's restore refuses a figure out of the frame): coordinates stay below size - 1/2.
+    width, height = width - 1, height - 1
     if shape == "cuboid_2d":
-        names = [f"v{n}" for n in range(8)]
+        # The platform's 2D cuboid: eight named corners (its class template has these names).
         return {
-            "nodes": {
+            "vertices": {
                 name: {"loc": [rng.uniform(0, width), rng.uniform(0, height) + 1 / 3]}
-                for name in names
-            },
-            "edges": [{"src": names[n], "dst": names[(n + 1) % 8]} for n in range(8)],
+                for name in CUBOID_2D_VERTICES
+            }
         }
     if shape == UNKNOWN_SHAPE:
         return {
@@ -919,13 +933,20 @@ def _video_geometry(rng: random.Random, shape: str, width: int, height: int) -> 
 
 
 def generate_rich_video_project(
-    fake: FakeSupervisely, *, seed: int = 0, videos_per_dataset: int = 2
+    fake: FakeSupervisely,
+    *,
+    seed: int = 0,
+    videos_per_dataset: int = 2,
+    unknown_shape: bool = True,
 ) -> RichVideoProject:
     """Nested datasets, hash and link videos with meta and custom data, objects of every
     figure type (and an unknown one) with figures on the first, middle and last frames at
     sub-pixel coordinates, figure extras (priority, track, custom data, meta), video and object
     tags over frame ranges touching the first and last frames, duplicates, unicode names, and a
-    video without annotations. Everything is written by the token's owner."""
+    video without annotations. Everything is written by the token's owner.
+
+    ``unknown_shape``: include the class and figures of a shape no platform release knows (a
+    real server holds only its own shapes; the SDK refuses a meta with another)."""
     rng = random.Random(seed)
     video = fake.video
     with fake.lock:
@@ -935,13 +956,21 @@ def generate_rich_video_project(
             kind="videos",
             description="Dashcam — 行车记录",
             readme="# Clips\n\nEvery video figure type.\n",
-            settings={"labelingInterface": "default"},
+            settings={"labelingInterface": "default", "allowDuplicateTags": True},
             custom_data={"source": "generator", "nested": {"f": [0.1, 1 / 3]}},
         )
         pid = project["id"]
-        shapes = (*VIDEO_SHAPES, UNKNOWN_SHAPE)
+        shapes = (*VIDEO_SHAPES, UNKNOWN_SHAPE) if unknown_shape else VIDEO_SHAPES
         classes = [
-            {"title": f"cls {shape} ✓", "shape": shape, "color": "#AA3300", "description": shape}
+            {
+                "title": f"cls {shape} ✓",
+                "shape": shape,
+                "color": "#AA3300",
+                "description": shape,
+                # A graph class carries its template, as the platform requires: the nodes
+                # its figures use.
+                **({"geometry_config": GRAPH_TEMPLATE} if shape == "graph" else {}),
+            }
             for shape in shapes
         ]
         classes.append({"title": "anything", "shape": "any", "color": "#123456"})
@@ -1003,7 +1032,9 @@ def generate_rich_video_project(
                 video_ids.append(vid)
                 if counter == 2:
                     continue  # a video without annotations
-                _annotate(fake, vid, counter, rng, class_ids=class_ids, tag_ids=tag_ids)
+                _annotate(
+                    fake, vid, counter, rng, class_ids=class_ids, tag_ids=tag_ids, shapes=shapes
+                )
         return RichVideoProject(
             project_id=pid,
             dataset_ids=tuple(datasets.values()),
@@ -1020,6 +1051,7 @@ def _annotate(
     *,
     class_ids: dict[str, int],
     tag_ids: dict[str, int],
+    shapes: tuple[str, ...],
 ) -> None:
     """Tags, objects, figures and object tags of one video of the rich project."""
     video = fake.video
@@ -1027,7 +1059,6 @@ def _annotate(
     stored = video.videos[vid]
     frames = stored["fileMeta"]["framesCount"]
     width, height = stored["fileMeta"]["width"], stored["fileMeta"]["height"]
-    shapes = (*VIDEO_SHAPES, UNKNOWN_SHAPE)
     last = frames - 1
     for spec in (
         {"tagId": tag_ids["weather"], "value": "rain", "frameRange": [0, last]},
@@ -1084,11 +1115,31 @@ class RichVolumeProject:
 
 
 def nrrd_bytes(rng: random.Random, dims: tuple[int, int, int]) -> bytes:
-    """A small gzip-free NRRD mask whose data holds every byte value (CR, LF, dashes too)."""
+    """A gzip-free NRRD 3D mask of ``dims``: voxels 0 or 1, as the platform stores a mask, in
+    a left-posterior-superior space (not the RAS the SDK re-orients masks to). Its header has
+    a CR and dashes right after line ends, for the multipart parsers that carry it."""
     x, y, z = dims
-    header = f"NRRD0004\ntype: uint8\ndimension: 3\nsizes: {x} {y} {z}\nencoding: raw\n\n"
-    body = bytes(range(256)) + b"\r\n--\r\n" + bytes(rng.getrandbits(8) for _ in range(x * y))
-    return header.encode() + body
+    header = (
+        "NRRD0004\n"
+        "# a mask \r\n"
+        "# -- \r\n"
+        "type: uint8\n"
+        "dimension: 3\n"
+        "space: left-posterior-superior\n"
+        f"sizes: {x} {y} {z}\n"
+        "space directions: (0.7,0,0) (0,0.7,0) (0,0,2.5)\n"
+        "kinds: domain domain domain\n"
+        "encoding: raw\n"
+        "space origin: (-10.5,20.25,0)\n"
+        "\n"
+    )
+    return header.encode() + bytes(rng.getrandbits(1) for _ in range(x * y * z))
+
+
+def plane_size(plane: str, dims: tuple[int, int, int]) -> tuple[int, int]:
+    """The (width, height) of a slice of ``plane`` in a volume of ``dims`` (x, y, z)."""
+    x, y, z = dims
+    return {"sagittal": (y, z), "coronal": (x, z), "axial": (x, y)}[plane]
 
 
 def generate_rich_volume_project(fake: FakeSupervisely, *, seed: int = 0) -> RichVolumeProject:
@@ -1150,6 +1201,7 @@ def generate_rich_volume_project(fake: FakeSupervisely, *, seed: int = 0) -> Ric
                 )
                 sizes = {"sagittal": dims[0], "coronal": dims[1], "axial": dims[2]}
                 for plane, normal in PLANES.items():
+                    width, height = plane_size(plane, dims)
                     for index in (0, sizes[plane] - 1):
                         for obj, shape in ((liver, "rectangle"), (lesion, "polygon")):
                             state.create_figure(
@@ -1157,7 +1209,8 @@ def generate_rich_volume_project(fake: FakeSupervisely, *, seed: int = 0) -> Ric
                                 {
                                     "objectId": obj["id"],
                                     "geometryType": shape,
-                                    "geometry": _geometry(rng, shape, 20, 20),
+                                    # Inside the slice even when rounded.
+                                    "geometry": _geometry(rng, shape, width - 1, height - 1),
                                     "meta": {
                                         "sliceIndex": index,
                                         "planeName": plane,

@@ -46,8 +46,9 @@ SDK_RESTORE_DIFFERENCES = {
     "figures.*[].custom_data",
 }
 
-#: Sections keyed by entity (dataset path, image path): one name for all their entries.
-_BY_ENTITY = ("datasets", "images", "figures", "annotations")
+#: Sections keyed by entity (dataset path; image, video or volume path): one name for all
+#: their entries.
+_BY_ENTITY = ("datasets", "images", "videos", "volumes", "figures", "annotations")
 #: Values compared whole, below the project's own fields.
 _WHOLE = ("geometry", "meta", "custom_data")
 

@@ -21,10 +21,12 @@ This file imports only the standard library and the SDK: it never runs in the pr
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -74,6 +76,17 @@ def _tag_list(tags: list[dict[str, Any]], names: dict[int, str], *, login: bool)
 
 def dump(api: Any, project_id: int) -> dict[str, Any]:
     """What the SDK reads back of a project, keyed by names instead of ids."""
+    kind = api.project.get_info_by_id(project_id).type
+    if kind == "videos":
+        return dump_entities(api, project_id, video=True)
+    if kind == "volumes":
+        return dump_entities(api, project_id, video=False)
+    return dump_images(api, project_id)
+
+
+def _project_and_meta(api: Any, project_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The project's own fields and its meta (classes and tags without ids), and the tag
+    names by id (``"tag_names"``, popped by the caller)."""
     info = api.project.get_info_by_id(project_id)
     meta = api.project.get_meta(project_id, with_settings=True)
     class_names = {c["id"]: c["title"] for c in meta["classes"]}
@@ -81,24 +94,34 @@ def dump(api: Any, project_id: int) -> dict[str, Any]:
     settings = dict(info.settings or {})
     if settings.get("groupImagesByTagId") is not None:
         settings["groupImagesByTagId"] = tag_names.get(settings["groupImagesByTagId"])
+    project = {
+        "type": info.type,
+        "description": info.description,
+        "readme": info.readme,
+        "custom_data": info.custom_data,
+        "settings": settings,
+    }
+    return project, {
+        "classes": sorted(
+            ({k: v for k, v in c.items() if k != "id"} for c in meta["classes"]),
+            key=lambda c: c["title"],
+        ),
+        "tags": sorted(
+            ({k: v for k, v in t.items() if k != "id"} for t in meta["tags"]),
+            key=lambda t: t["name"],
+        ),
+        "tag_names": tag_names,
+        "class_names": class_names,
+    }
+
+
+def dump_images(api: Any, project_id: int) -> dict[str, Any]:
+    """An image project: datasets, images, figures (exact), alpha masks, annotations."""
+    project, meta = _project_and_meta(api, project_id)
+    tag_names, class_names = meta.pop("tag_names"), meta.pop("class_names")
     out: dict[str, Any] = {
-        "project": {
-            "type": info.type,
-            "description": info.description,
-            "readme": info.readme,
-            "custom_data": info.custom_data,
-            "settings": settings,
-        },
-        "meta": {
-            "classes": sorted(
-                ({k: v for k, v in c.items() if k != "id"} for c in meta["classes"]),
-                key=lambda c: c["title"],
-            ),
-            "tags": sorted(
-                ({k: v for k, v in t.items() if k != "id"} for t in meta["tags"]),
-                key=lambda t: t["name"],
-            ),
-        },
+        "project": project,
+        "meta": meta,
         "datasets": {},
         "images": {},
         "figures": {},
@@ -175,6 +198,177 @@ def dump(api: Any, project_id: int) -> dict[str, Any]:
             body["tags"] = _tag_list(body.get("tags", []), tag_names, login=True)
             out["annotations"][names[image.id]] = body
     return out
+
+
+#: Fields of a figure, tag or object the server assigns: left out, or replaced by names.
+_ASSIGNED = frozenset(
+    {"id", "tagId", "classId", "objectId", "entityId", "createdAt", "updatedAt", "key"}
+)
+
+
+def _plain(item: dict[str, Any], names: dict[int, str] | None = None) -> dict[str, Any]:
+    out = {k: v for k, v in item.items() if k not in _ASSIGNED}
+    if names is not None and "tagId" in item:
+        out["name"] = item.get("name") or names.get(item["tagId"])
+    return out
+
+
+def _tags(tags: list[dict[str, Any]], names: dict[int, str]) -> list[dict[str, Any]]:
+    return sorted((_plain(t, names) for t in tags), key=_canon)
+
+
+def _video_or_volume_fields(item: Any, *, video: bool) -> dict[str, Any]:
+    if video:
+        return {
+            "hash": item.hash,
+            "link": item.link,
+            "frames_count": item.frames_count,
+            "frame_width": item.frame_width,
+            "frame_height": item.frame_height,
+            "frames_to_timecodes": item.frames_to_timecodes,
+            "meta": item.meta,
+            "custom_data": item.custom_data,
+        }
+    return {
+        "hash": item.hash,
+        "link": item.link,
+        "mime": item.mime,
+        "ext": item.ext,
+        "sizeb": item.sizeb,
+        "meta": item.meta,
+        "file_meta": item.file_meta,
+        "figures_count": item.figures_count,
+        "objects_count": item.objects_count,
+    }
+
+
+def dump_entities(api: Any, project_id: int, *, video: bool) -> dict[str, Any]:
+    """A video or volume project: datasets, the videos/volumes with their tags, and each
+    one's annotation with exact coordinates (``download_bulk_async(integer_coords=False)``),
+    objects with their figures and tags; figures' listed custom data, meta and priority
+    (``figure.download``, no geometry); 3D masks as the sha256 of their bytes."""
+    project, meta = _project_and_meta(api, project_id)
+    tag_names = meta.pop("tag_names")
+    meta.pop("class_names")
+    section = "videos" if video else "volumes"
+    entity_api = api.video if video else api.volume
+    out: dict[str, Any] = {
+        "project": project,
+        "meta": meta,
+        "datasets": {},
+        section: {},
+        "annotations": {},
+    }
+    loop = sly.utils.get_or_create_event_loop()
+    datasets = api.dataset.get_list(project_id, recursive=True, include_custom_data=True)
+    paths = _dataset_paths(datasets)
+    scratch = tempfile.mkdtemp(prefix="sdk-dump-")
+    for ds in datasets:
+        out["datasets"][paths[ds.id]] = {
+            "description": ds.description,
+            "custom_data": ds.custom_data,
+        }
+        items = entity_api.get_list(ds.id)
+        if not items:
+            continue
+        names = {item.id: f"{paths[ds.id]}/{item.name}" for item in items}
+        for item in items:
+            out[section][names[item.id]] = {
+                **_video_or_volume_fields(item, video=video),
+                "tags": _tags(item.tags or [], tag_names),
+            }
+        ids = [item.id for item in items]
+        annotations = loop.run_until_complete(
+            entity_api.annotation.download_bulk_async(ids, integer_coords=False)
+        )
+        listed = {
+            f.id: {"custom_data": f.custom_data, "meta": f.meta, "priority": f.priority}
+            for infos in entity_api.figure.download(ds.id, ids, skip_geometry=True).values()
+            for f in infos
+        }
+        for annotation in annotations:
+            entity_id = annotation["videoId" if video else "volumeId"]
+            out["annotations"][names[entity_id]] = _annotation(
+                api, annotation, tag_names, listed, scratch, video=video
+            )
+    return out
+
+
+def _annotation(
+    api: Any,
+    annotation: dict[str, Any],
+    tag_names: dict[int, str],
+    listed: dict[int, dict[str, Any]],
+    scratch: str,
+    *,
+    video: bool,
+) -> dict[str, Any]:
+    """One annotation without ids: each object with its figures (where they are, their
+    geometry, everything else they carry) and tags, objects in a canonical order."""
+    figures: dict[int, list[dict[str, Any]]] = {}
+
+    def add(figure: dict[str, Any], where: dict[str, Any]) -> None:
+        row = {**where, **_plain(figure), "listed": listed.get(figure["id"])}
+        figures.setdefault(figure["objectId"], []).append(row)
+
+    if video:
+        for frame in annotation.get("frames", []):
+            for figure in frame["figures"]:
+                add(figure, {"frame": frame["index"]})
+    else:
+        for plane in annotation.get("planes", []):
+            for piece in plane["slices"]:
+                for figure in piece["figures"]:
+                    where = {"plane": plane["name"], "normal": plane["normal"]}
+                    add(figure, {**where, "slice": piece["index"]})
+        spatial = annotation.get("spatialFigures", [])
+        mask_ids = [f["id"] for f in spatial if f.get("geometryType") == "mask_3d"]
+        files = [os.path.join(scratch, f"{figure_id}.nrrd") for figure_id in mask_ids]
+        if mask_ids:
+            api.volume.figure.download_sf_geometries(mask_ids, files)
+        masks = {}
+        for figure_id, path in zip(mask_ids, files, strict=True):
+            with open(path, "rb") as handle:
+                masks[figure_id] = hashlib.sha256(handle.read()).hexdigest()
+        for figure in spatial:
+            add(figure, {"spatial": True, "mask_sha256": masks.get(figure["id"])})
+
+    def place(row: dict[str, Any]) -> list[Any]:
+        # Where a figure is and its type: what a restore keeps even when it changes the rest.
+        keys = ("frame", "plane", "slice", "spatial", "geometryType")
+        return [row.get(key) for key in keys]
+
+    objects = []
+    for obj in annotation.get("objects", []):
+        clean = _plain(obj)
+        clean["tags"] = _tags(obj.get("tags", []), tag_names)
+        clean["figures"] = sorted(
+            figures.pop(obj["id"], []), key=lambda row: _canon([place(row), row])
+        )
+        objects.append(clean)
+    objects.sort(key=lambda o: _canon([o.get("classTitle"), [place(f) for f in o["figures"]], o]))
+    body = {
+        k: v
+        for k, v in annotation.items()
+        if k
+        not in (
+            "videoId",
+            "volumeId",
+            "datasetId",
+            "createdAt",
+            "updatedAt",
+            "objects",
+            "frames",
+            "planes",
+            "spatialFigures",
+            "tags",
+        )
+    }
+    body["tags"] = _tags(annotation.get("tags", []), tag_names)
+    body["objects"] = objects
+    # A figure whose object is not in the annotation: kept, so that it is not lost unseen.
+    body["orphan_figures"] = sorted((f for rows in figures.values() for f in rows), key=_canon)
+    return body
 
 
 def main() -> None:
