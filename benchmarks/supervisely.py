@@ -8,7 +8,8 @@ spread over 10 datasets), and measures, each in a process of its own:
 - the bare listing: ``datasets.list``, then per dataset ``images.list`` (token mode, 1000 a
   page) and ``figures.list`` (page mode, 1000 a page, exact coordinates), with plain httpx;
 - labelvault capture (``Vault.capture`` into a local folder store) and restore of that
-  version (``Vault.restore``, a new project);
+  version (``Vault.restore``, a new project); then ``create --parallel N`` for N = 2, 4, 8
+  (a partition a dataset, N read side by side, merged and committed into a fresh store);
 - the SDK's ``api.project.version.create`` (its columnar snapshot, uploaded to Team Files)
   and ``api.project.version.restore`` (a new project), in the SDK's own venv
   (``tests/servers/supervisely_sdk.py`` installs it on first use).
@@ -204,7 +205,7 @@ def child_entity_listing(url: str, project_id: int, kind: str) -> dict[str, Any]
     }
 
 
-def child_capture(url: str, project_id: int, store_root: str) -> dict[str, Any]:
+def child_capture(url: str, project_id: int, store_root: str, parallel: int = 1) -> dict[str, Any]:
     from labelvault.platforms.supervisely import SuperviselyPlatform
     from labelvault.storage.local import LocalStore
     from labelvault.vault import Vault
@@ -214,7 +215,7 @@ def child_capture(url: str, project_id: int, store_root: str) -> dict[str, Any]:
         SuperviselyPlatform(url, os.environ[TOKEN_ENV]) as platform,
         Vault(LocalStore(store_root)) as vault,
     ):
-        result = vault.capture(platform, str(project_id))
+        result = vault.capture(platform, str(project_id), parallel=parallel)
     return {
         "seconds": time.monotonic() - started,
         # Image figures are the annotations table's rows; video and volume figures have a
@@ -480,6 +481,9 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
         print("| " + " | ".join(cells) + " |")
 
 
+#: Partitioned captures measured beside the serial one: threads reading datasets side by side.
+PARALLEL = (2, 4, 8)
+
 #: The kinds of project measured, how the table names their items.
 _ITEMS = {"image": "images", "video": "videos", "volume": "volumes"}
 
@@ -505,6 +509,11 @@ def measure(
     assert results["listing"].answer["figures"] == count, results["listing"].answer
     results["capture"] = run_child("capture", url, pid, store, token=token)
     assert results["capture"].answer["figures"] == count, results["capture"].answer
+    for parallel in PARALLEL:
+        fresh = f"{store}-parallel-{parallel}"
+        name = f"capture parallel {parallel}"
+        results[name] = run_child("capture", url, pid, fresh, parallel, token=token)
+        assert results[name].answer["figures"] == count, results[name].answer
     results["restore"] = run_child("restore", url, pid, store, token=token)
     restored = results["restore"].answer["project_id"]
     assert figures_of(fake, restored) == count, "labelvault restored another figure count"
@@ -527,6 +536,14 @@ def table_rows(
     lines = (
         (listing, "listing", "create"),
         ("labelvault capture", "capture", "create"),
+        *(
+            (
+                f"labelvault create --parallel {n} (a partition a dataset)",
+                f"capture parallel {n}",
+                "create",
+            )
+            for n in PARALLEL
+        ),
         (f"SDK {sdk_version} version.create", "create", "create"),
         ("labelvault restore", "restore", "sdk restore"),
         (f"SDK {sdk_version} version.restore", "sdk restore", "sdk restore"),
@@ -564,7 +581,7 @@ def main() -> None:
         elif kind == "entity-listing":
             result = child_entity_listing(url, int(project), rest[0])
         elif kind == "capture":
-            result = child_capture(url, int(project), rest[0])
+            result = child_capture(url, int(project), rest[0], int(rest[1]) if rest[1:] else 1)
         else:
             result = child_restore(url, int(project), rest[0])
         print(json.dumps(result))
