@@ -29,6 +29,7 @@ from labelvault.platforms.base import (
     Platform,
     ProjectInfo,
 )
+from labelvault.readahead import read_ahead
 from labelvault.snapshot.manifest import Manifest, SnapshotSource, write_manifest
 from labelvault.snapshot.merge import merge_parts
 from labelvault.snapshot.writer import SnapshotWriter
@@ -46,6 +47,9 @@ __all__ = [
     "project_ref",
     "start_capture",
 ]
+
+#: Pages a capture fetches ahead of the one its writer encodes.
+READ_AHEAD_PAGES = 2
 
 #: How often a partitioned capture reports progress and checks its lease.
 _POLL_SECONDS = 0.5
@@ -287,7 +291,8 @@ def capture_partition(
         raise CaptureStopped(f"{platform.name} does not capture by partition")
     writer = SnapshotWriter(store, start.ref.prefix, source=start.source, previous=previous)
     with writer:
-        for page in pages:
+        # The next pages are fetched while the writer encodes this one.
+        for page in read_ahead(pages, depth=READ_AHEAD_PAGES):
             if stop is not None and stop.is_set():
                 raise CaptureStopped(f"partition {partition.label!r} stopped")
             writer.write(page.table, page.batch)
