@@ -98,27 +98,6 @@ class LabelStudioCapture(LabelStudioExports):
         converted = (task_rows(task, users) for task in tasks)
         yield from self._converted_pages(converted, users, project_id)
 
-    def _edge_task(self, number: int, project_id: str, ordering: str) -> tuple[int | None, int]:
-        """The id of the first task in ``ordering``, and the project's task count."""
-        payload = self.api.request_json(
-            "GET",
-            "/api/tasks",
-            params={
-                "project": number,
-                "page": 1,
-                "page_size": 1,
-                "query": json.dumps({"ordering": [ordering]}),
-            },
-            project=project_id,
-        )
-        tasks = payload.get("tasks") or []
-        total = payload.get("total")
-        task_id = tasks[0].get("id") if tasks else None
-        return (
-            task_id if isinstance(task_id, int) else None,
-            total if isinstance(total, int) else len(tasks),
-        )
-
     def _converted_pages(
         self,
         converted: Iterator[tuple[dict[str, Any], list[dict[str, Any]]]],
