@@ -15,7 +15,6 @@ import pytest
 from labelvault.capture import CaptureProgress
 from labelvault.catalog import Catalog
 from labelvault.errors import SnapshotError
-from labelvault.http import RequestSettings
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import HEAD_PARTITION, Partition, PartitionedPlatform, TablePage
 from labelvault.platforms.supervisely import SuperviselyPlatform
@@ -56,15 +55,7 @@ PROJECTS: dict[str, Callable[[FakeSupervisely], int]] = {
 
 
 def platform_for(fake: FakeSupervisely) -> SuperviselyPlatform:
-    return SuperviselyPlatform(
-        "http://sly.test",
-        fake.token,
-        settings=RequestSettings(backoff_jitter=0),
-        transport=fake.transport(),
-        sleep=lambda seconds: None,
-        batch_size=2,
-        list_page_size=3,
-    )
+    return fake.platform(batch_size=2, list_page_size=3)
 
 
 def tables_of(vault: Vault, version: Any) -> dict[str, pa.Table]:

@@ -16,7 +16,6 @@ from labelvault.errors import (
     UnsupportedProject,
     VersionNotFound,
 )
-from labelvault.http import RequestSettings
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import TablePage
 from labelvault.platforms.supervisely import SuperviselyPlatform
@@ -35,14 +34,7 @@ from tests.fakes.supervisely import FakeSupervisely, RichProject, generate_rich_
 
 
 def connect(fake: FakeSupervisely) -> SuperviselyPlatform:
-    return SuperviselyPlatform(
-        "http://sly.test",
-        fake.token,
-        settings=RequestSettings(backoff_jitter=0),
-        transport=fake.transport(),
-        sleep=lambda seconds: None,
-        batch_size=4,
-    )
+    return fake.platform(batch_size=4)
 
 
 @pytest.fixture

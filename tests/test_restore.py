@@ -79,15 +79,7 @@ def rich(fake: FakeSupervisely) -> RichProject:
 
 @pytest.fixture
 def platform(fake: FakeSupervisely) -> SuperviselyPlatform:
-    return SuperviselyPlatform(
-        "http://sly.test",
-        fake.token,
-        settings=RequestSettings(backoff_jitter=0),
-        transport=fake.transport(),
-        sleep=lambda seconds: None,
-        batch_size=4,
-        list_page_size=5,
-    )
+    return fake.platform(batch_size=4, list_page_size=5)
 
 
 @pytest.fixture

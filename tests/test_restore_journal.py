@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from labelvault.errors import ConfigurationError, RestoreError
-from labelvault.http import RequestSettings
 from labelvault.models import RestoreOptions, RestoreReport, VersionOrigin
 from labelvault.platforms.supervisely import SuperviselyPlatform
 from labelvault.restore import journal_prefix, restore_version
@@ -39,13 +38,7 @@ def rich(fake: FakeSupervisely) -> RichProject:
 
 @pytest.fixture
 def platform(fake: FakeSupervisely) -> SuperviselyPlatform:
-    return SuperviselyPlatform(
-        "http://sly.test",
-        fake.token,
-        settings=RequestSettings(backoff_jitter=0),
-        transport=fake.transport(),
-        sleep=lambda seconds: None,
-    )
+    return fake.platform()
 
 
 @pytest.fixture

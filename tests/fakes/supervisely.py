@@ -47,7 +47,9 @@ from typing import Any
 import anyio
 import httpx
 
+from labelvault.http import RequestSettings
 from labelvault.http.multipart import iter_multipart
+from labelvault.platforms.supervisely import SuperviselyPlatform
 from tests.servers.asgi import serve_in_thread
 
 API_PREFIX = "/public/api/v3/"
@@ -542,6 +544,18 @@ class FakeSupervisely:
         return Reply(404, b"<html><body>404 Not Found</body></html>", "text/html")
 
     # --- front end 1: in-process httpx transport ---------------------------------------------
+
+    def platform(self, **options: Any) -> SuperviselyPlatform:
+        """labelvault's Supervisely platform on :meth:`transport`: no sockets, and retries
+        that do not sleep; ``options`` go to the platform (``batch_size``, …)."""
+        return SuperviselyPlatform(
+            "http://sly.test",
+            self.token,
+            settings=RequestSettings(backoff_jitter=0),
+            transport=self.transport(),
+            sleep=lambda seconds: None,
+            **options,
+        )
 
     def transport(self) -> httpx.BaseTransport:
         """An in-process transport: ``slow`` raises ReadTimeout, ``drop`` a protocol error."""

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from labelvault.http import RequestSettings
 from labelvault.models import RestoreOptions, VersionOrigin
 from labelvault.platforms.supervisely import SuperviselyPlatform
 from labelvault.restore import restore_version
@@ -43,15 +42,7 @@ def rich(fake: FakeSupervisely) -> RichProject:
 
 
 def platform_for(fake: FakeSupervisely) -> SuperviselyPlatform:
-    return SuperviselyPlatform(
-        "http://sly.test",
-        fake.token,
-        settings=RequestSettings(backoff_jitter=0),
-        transport=fake.transport(),
-        sleep=lambda seconds: None,
-        batch_size=4,
-        list_page_size=5,
-    )
+    return fake.platform(batch_size=4, list_page_size=5)
 
 
 def faults(seed: int) -> FaultPlan:
