@@ -263,3 +263,24 @@ def test_serial_threaded_and_dask_captures_on_s3_give_one_content_hash(
         assert summary["created"] is True, name
         hashes[name] = summary["content_hash"]
     assert len(set(hashes.values())) == 1, hashes
+
+
+def test_a_partition_that_fails_once_is_retried_alone(
+    world: FlowWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transient failure the HTTP layer does not absorb fails one partition task, which
+    Prefect retries by itself; the other partitions run once."""
+    monkeypatch.setenv("LABELVAULT_HTTP_MAX_RETRIES", "0")
+    world.fake.fail_next("images.list", 503)
+    state = create_version(project_id=world.project_id, partitions=2, return_state=True)
+    assert state.result()["created"] is True
+    assert [method for method, _ in world.fake.fault_log] == ["images.list"]
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    partitions = [run for run in runs if run.name.startswith("capture ")]
+    assert len(partitions) == len(world.rich.dataset_ids) + 1
+    assert sorted(run.run_count for run in partitions) == [1] * len(world.rich.dataset_ids) + [2]
