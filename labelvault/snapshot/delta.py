@@ -58,9 +58,15 @@ class DeltaPolicy:
     ``max_chain`` versions, or (with ``prefer_smaller``) when the delta's bytes exceed those of
     the base chunks it touches, which a rewrite would replace. Every rule depends on the rows
     and the base only, so the same inputs give the same choice.
+
+    The default share keeps a merged read within 1.2 times the read of the same rows
+    compacted: a merged read decodes the delta rows on top of all the base rows (the displaced
+    ones too), so a delta of a share ``s`` costs at least ``1 + s`` reads, plus the splicing and
+    the delta's own chunk files. A change of 1% of the rows stays a delta; one of 10% (or a
+    class renamed in most rows) is compacted.
     """
 
-    max_share: float = 0.125
+    max_share: float = 0.05
     max_chain: int = 16
     prefer_smaller: bool = True
 
