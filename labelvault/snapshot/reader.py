@@ -14,6 +14,7 @@ from labelvault.snapshot.compat import check_readable
 from labelvault.snapshot.delta import DISPLACED_SCHEMA, merge_streams
 from labelvault.snapshot.layout import decode, layout_of, stored_columns
 from labelvault.snapshot.manifest import ChunkRef, Manifest, TableManifest
+from labelvault.snapshot.memory import use_lean_pool
 from labelvault.snapshot.schema import schema_for
 from labelvault.storage.base import ObjectStore
 
@@ -23,6 +24,8 @@ __all__ = ["DEFAULT_BATCH_ROWS", "SnapshotReader", "fetch_chunk", "verify_chunk_
 DEFAULT_BATCH_ROWS: Final = 16 * 1024
 _HASH_BLOCK: Final = 1024 * 1024
 _DISPLACED_KEYS: Final = pa.schema([DISPLACED_SCHEMA.field("key")])
+
+use_lean_pool()  # chunk after chunk of buffers: see .memory
 
 
 def verify_chunk_bytes(chunk: ChunkRef, data: bytes) -> None:
