@@ -203,7 +203,7 @@ def _splice(
     base keys followed by the delta keys.
     """
     keys = stored.column(0)
-    fresh = _one_batch(added, stored.schema) if added else None
+    fresh = _one_batch(added) if added else None
     gone = pa.concat_arrays([batch.column(0) for batch in removed]) if removed else None
     if fresh is None:
         assert gone is not None
@@ -269,10 +269,10 @@ def _runs(order: pa.Array, stored: pa.RecordBatch, fresh: pa.RecordBatch) -> lis
     return pieces
 
 
-def _one_batch(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.RecordBatch:
+def _one_batch(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     if len(batches) == 1:
         return batches[0]
-    return pa.concat_batches(batches).cast(schema)
+    return pa.concat_batches(batches)
 
 
 def _falses(count: int) -> pa.Array:
