@@ -56,8 +56,8 @@ SOURCE = {"platform": "supervisely", "instance": "bench.example", "project_id": 
 PREFIX = "supervisely/bench.example/1"
 PER_ITEM = 10
 REPEATS = 3
-MAX_ROUNDS = 30
-MIN_SECONDS = 4.0
+MAX_ROUNDS = 50
+MIN_SECONDS = 3.0
 
 
 def peak_rss_mb() -> float:
@@ -236,48 +236,48 @@ def timed_reads(store: LocalStore, manifests: dict[str, Manifest]) -> dict[str, 
     """Per version: rows/s reading annotations, SQL seconds, rows/s reading every table
     (restore's path).
 
-    The versions are measured in turns, round after round, and each figure is the best of its
-    rounds: at least :data:`REPEATS`, and more while a round is short (up to
-    :data:`MAX_ROUNDS`, until :data:`MIN_SECONDS` are spent), so one-time costs (first calls into
-    Arrow's kernels, the page cache) and other work on the machine land on every version alike.
+    Each measurement takes the versions in turns, round after round, and keeps each version's
+    best round: at least :data:`REPEATS` rounds, and more while they are short (up to
+    :data:`MAX_ROUNDS`, until :data:`MIN_SECONDS` are spent), so one-time costs (first calls
+    into Arrow's kernels, the page cache) and other work on the machine land on every version
+    alike.
     """
     sql = "SELECT class_name, count(*) AS n, avg(length(geometry)) FROM annotations GROUP BY 1"
-    best = {
-        label: {"read": float("inf"), "sql": float("inf"), "restore": float("inf")}
-        for label in manifests
-    }
-    rows: dict[str, int] = {}
-    total: dict[str, int] = {}
-    rounds = 0
-    spent = 0.0
-    while rounds < REPEATS or (spent < MIN_SECONDS and rounds < MAX_ROUNDS):
-        round_started = time.perf_counter()
-        for label, manifest in manifests.items():
-            reader = SnapshotReader(store, manifest)
-            started = time.perf_counter()
-            rows[label] = sum(batch.num_rows for batch in reader.iter_batches("annotations"))
-            best[label]["read"] = min(best[label]["read"], time.perf_counter() - started)
-            started = time.perf_counter()
-            result = query(store, manifest, sql)
-            best[label]["sql"] = min(best[label]["sql"], time.perf_counter() - started)
-            assert sum(result.column("n").to_pylist()) == manifest.table("annotations").rows
-            everything = SnapshotReader(store, manifest)
-            started = time.perf_counter()
-            total[label] = sum(
-                batch.num_rows for t in TABLES for batch in everything.iter_batches(t)
-            )
-            best[label]["restore"] = min(best[label]["restore"], time.perf_counter() - started)
-        rounds += 1
-        spent += time.perf_counter() - round_started
-    return {
-        label: {
-            "read_rows_s": rows[label] / times["read"],
-            "sql_s": times["sql"],
-            "restore_rows_s": total[label] / times["restore"],
-            "rounds": rounds,
-        }
-        for label, times in best.items()
-    }
+
+    def read(manifest: Manifest) -> int:
+        reader = SnapshotReader(store, manifest)
+        return sum(batch.num_rows for batch in reader.iter_batches("annotations"))
+
+    def select(manifest: Manifest) -> int:
+        result = query(store, manifest, sql)
+        assert sum(result.column("n").to_pylist()) == manifest.table("annotations").rows
+        return 0
+
+    def restore(manifest: Manifest) -> int:
+        everything = SnapshotReader(store, manifest)
+        return sum(batch.num_rows for t in TABLES for batch in everything.iter_batches(t))
+
+    results: dict[str, dict[str, float]] = {label: {} for label in manifests}
+    for name, measure in (("read", read), ("sql", select), ("restore", restore)):
+        best = dict.fromkeys(manifests, float("inf"))
+        rows: dict[str, int] = {}
+        rounds = 0
+        spent = 0.0
+        while rounds < REPEATS or (spent < MIN_SECONDS and rounds < MAX_ROUNDS):
+            for label, manifest in manifests.items():
+                started = time.perf_counter()
+                rows[label] = measure(manifest)
+                seconds = time.perf_counter() - started
+                best[label] = min(best[label], seconds)
+                spent += seconds
+            rounds += 1
+        for label in manifests:
+            results[label][f"{name}_rounds"] = rounds
+            if name == "sql":
+                results[label]["sql_s"] = best[label]
+            else:
+                results[label][f"{name}_rows_s"] = rows[label] / best[label]
+    return results
 
 
 def child_reversion(annotations: int) -> dict[str, Any]:
@@ -476,10 +476,12 @@ def main() -> None:
         )
         for name, reads in r["reads"].items():
             stored_as = r["variants"][name]["stored_as"]
-            rounds = reads["compacted"]["rounds"]
+            rounds = " / ".join(
+                f"{reads['compacted'][f'{what}_rounds']:.0f}" for what in ("read", "sql", "restore")
+            )
             print(
                 f"\n{name} version, as stored ({stored_as}) vs written whole (compacted), "
-                f"best of {rounds} rounds each:\n"
+                f"best of {rounds} rounds each (read / SQL / restore-read):\n"
             )
             print_table(
                 ["version", "read ann. rows/s", "SQL s", "restore-read rows/s (all tables)"],
