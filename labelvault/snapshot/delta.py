@@ -19,6 +19,7 @@ the base was written. :class:`DeltaPolicy` says when a capture writes the base w
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -57,9 +58,15 @@ class DeltaPolicy:
     ``max_chain`` versions, or (with ``prefer_smaller``) when the delta's bytes exceed those of
     the base chunks it touches, which a rewrite would replace. Every rule depends on the rows
     and the base only, so the same inputs give the same choice.
+
+    The default share keeps a merged read within 1.2 times the read of the same rows
+    compacted: a merged read decodes the delta rows on top of all the base rows (the displaced
+    ones too), so a delta of a share ``s`` costs at least ``1 + s`` reads, plus the splicing and
+    the delta's own chunk files. A change of 1% of the rows stays a delta; one of 10% (or a
+    class renamed in most rows) is compacted.
     """
 
-    max_share: float = 0.125
+    max_share: float = 0.05
     max_chain: int = 16
     prefer_smaller: bool = True
 
@@ -81,12 +88,20 @@ NO_DELTAS: Final = DeltaPolicy(max_share=0.0, max_chain=0)
 
 
 class KeyWindow:
-    """A key-sorted stream of batches, taken in runs of rows up to a key."""
+    """A key-sorted stream of batches, taken in runs of rows up to a key.
+
+    The window holds at most one batch (the rest of the last one it read). The first key it
+    holds is kept as a Python string, so a take that ends before it (the common case for a
+    delta, which touches few base batches) costs one comparison; where a take ends inside a
+    batch is a binary search on its sorted key array.
+    """
 
     def __init__(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> None:
         self._batches = batches
         self._schema = schema
-        self._held: list[pa.RecordBatch] = []
+        self._held: pa.RecordBatch | None = None
+        self._first = ""
+        self._last = ""
         self._done = False
 
     @property
@@ -94,40 +109,53 @@ class KeyWindow:
         """The schema of the rows."""
         return self._schema
 
-    def _last_key(self) -> str | None:
-        for batch in reversed(self._held):
-            if batch.num_rows:
-                last: str = batch.column(0)[-1].as_py()
-                return last
-        return None
-
-    def take_until(self, high: str) -> pa.Table:
-        """Every row left with a key ``<= high``, in key order."""
-        while not self._done:
-            last = self._last_key()
-            if last is not None and last > high:
-                break
+    def _hold(self) -> pa.RecordBatch | None:
+        """The batch held, reading the next non-empty one when none is."""
+        while self._held is None and not self._done:
             batch = next(self._batches, None)
             if batch is None:
                 self._done = True
-            else:
-                self._held.append(batch)
-        held = pa.Table.from_batches(self._held, schema=self._schema)
-        if held.num_rows == 0:
-            self._held = []
-            return held
-        count = pc.sum(pc.less_equal(held.column(0), pa.scalar(high, pa.string()))).as_py() or 0
-        rest = held.slice(count)
-        self._held = rest.to_batches() if rest.num_rows else []
-        return held.slice(0, count)
+            elif batch.num_rows:
+                self._keep(batch)
+        return self._held
+
+    def _keep(self, batch: pa.RecordBatch) -> None:
+        keys = batch.column(0)
+        self._held = batch
+        self._first = keys[0].as_py()
+        self._last = keys[-1].as_py()
+
+    def take_batches(self, high: str) -> list[pa.RecordBatch]:
+        """Every row left with a key ``<= high``, in key order, as slices of the stream."""
+        taken: list[pa.RecordBatch] = []
+        while (held := self._hold()) is not None and self._first <= high:
+            if self._last <= high:
+                taken.append(held)
+                self._held = None
+                continue
+            count = bisect_right(held.column(0), high, key=_as_str)
+            taken.append(held.slice(0, count))
+            self._keep(held.slice(count))
+            break
+        return taken
+
+    def take_until(self, high: str) -> pa.Table:
+        """Every row left with a key ``<= high``, in key order."""
+        return pa.Table.from_batches(self.take_batches(high), schema=self._schema)
 
     def rest(self) -> Iterator[pa.RecordBatch]:
         """The rows not taken yet."""
-        yield from self._held
-        self._held = []
+        if self._held is not None:
+            yield self._held
+            self._held = None
         if not self._done:
             yield from self._batches
             self._done = True
+
+
+def _as_str(scalar: pa.Scalar) -> str:
+    value: str = scalar.as_py()
+    return value
 
 
 def merge_streams(
@@ -145,94 +173,111 @@ def merge_streams(
     (so batches after a change may be smaller than ``batch_rows``).
     """
     ahead = KeyWindow(delta, schema)
-    gone_window = KeyWindow(_keys_only(displaced), _KEYS)
+    gone_window = KeyWindow(displaced, _KEYS)
     for stored in base:
         if stored.num_rows == 0:
             continue
         high: str = stored.column(0)[-1].as_py()
-        removed = gone_window.take_until(high)
-        added = ahead.take_until(high)
-        if removed.num_rows == 0 and added.num_rows == 0:
+        removed = gone_window.take_batches(high)
+        added = ahead.take_batches(high)
+        if not removed and not added:
             yield stored
             continue
-        yield from _splice(stored, added, removed.column(0))
+        yield from _splice(stored, added, removed)
     for batch in ahead.rest():
         if batch.num_rows:
             yield batch
 
 
 def _splice(
-    stored: pa.RecordBatch, added: pa.Table, removed: pa.ChunkedArray
+    stored: pa.RecordBatch, added: list[pa.RecordBatch], removed: list[pa.RecordBatch]
 ) -> list[pa.RecordBatch]:
     """``stored`` without the keys ``removed``, with the rows ``added``, in key order.
 
-    A delta row takes the place of the base row it replaces (a hash lookup of the base keys in
-    the few delta keys) or goes before the first base row with a greater key (a binary search
-    on the key array). The result is zero-copy slices: the base runs between those places and
-    the runs of delta rows.
+    A delta row replaces the base row with its key, if there is one; a displaced base row is
+    dropped. The positions come from Arrow kernels on the key arrays, not from a loop over
+    rows, and the result is zero-copy slices of ``stored`` and of the delta rows, one per run of
+    consecutive rows from either. When every delta row replaces a base row and the displaced
+    keys are those rows' keys (rows edited in place, the usual change), the runs follow from
+    where the replaced rows are; otherwise (rows added or removed) from a stable sort of the
+    base keys followed by the delta keys.
     """
     keys = stored.column(0)
-    fresh = pa.RecordBatch.from_arrays(
-        [column.combine_chunks() for column in added.columns], schema=stored.schema
-    )
+    fresh = _one_batch(added) if added else None
+    gone = pa.concat_arrays([batch.column(0) for batch in removed]) if removed else None
+    if fresh is None:
+        assert gone is not None
+        dropped = pc.indices_nonzero(pc.is_in(keys, value_set=gone)).to_pylist()
+        return _runs_in_place(stored, None, dropped)
     new_keys = fresh.column(0)
     replacing = pc.index_in(keys, value_set=new_keys)
-    replaced_at = pc.indices_nonzero(pc.is_valid(replacing))
-    places: list[int | None] = [None] * len(new_keys)
-    replaced_by: list[int] = pc.take(replacing, replaced_at).to_pylist()
-    for place, index in zip(replaced_at.to_pylist(), replaced_by, strict=True):
-        places[index] = place
-    for index, place in enumerate(places):
-        if place is None:
-            places[index] = _first_above(keys, new_keys[index].as_py())
-    dropped: list[int] = pc.indices_nonzero(pc.is_in(keys, value_set=removed)).to_pylist()
-    events = sorted(
-        [(place, 0, index) for index, place in enumerate(places) if place is not None]
-        + [(place, 1, 0) for place in dropped]
-    )
+    replaced = len(keys) - replacing.null_count
+    if replaced == len(new_keys) and (gone is None or gone.equals(new_keys)):
+        # The k-th replaced base row (in key order) is replaced by the k-th delta row.
+        places = pc.indices_nonzero(pc.is_valid(replacing)).to_pylist()
+        return _runs_in_place(stored, fresh, places)
+    drop = pc.is_valid(replacing)
+    if gone is not None:
+        drop = pc.or_(drop, pc.is_in(keys, value_set=gone))
+    order = pc.sort_indices(pa.concat_arrays([keys, new_keys]))
+    dropped_rows = pa.concat_arrays([drop, _falses(len(new_keys))])
+    order = order.filter(pc.invert(pc.take(dropped_rows, order)))
+    return _runs(order.cast(pa.int64()), stored, fresh)
+
+
+def _runs_in_place(
+    stored: pa.RecordBatch, fresh: pa.RecordBatch | None, places: list[int]
+) -> list[pa.RecordBatch]:
+    """``stored`` with the rows at ``places`` (increasing) dropped or, with ``fresh``, each
+    replaced by the row of ``fresh`` at the same index."""
     pieces: list[pa.RecordBatch] = []
     cursor = 0
-    run: list[int] = []  # a run of consecutive delta rows [first, end)
-
-    def close_run() -> None:
-        if run:
-            pieces.append(fresh.slice(run[0], run[1] - run[0]))
-            run.clear()
-
-    for place, kind, index in events:
-        if place > cursor:
-            close_run()
-            pieces.append(stored.slice(cursor, place - cursor))
-            cursor = place
-        if kind == 0:
-            if run and run[1] == index:
-                run[1] = index + 1
-            else:
-                close_run()
-                run.extend((index, index + 1))
-        else:
-            cursor = max(cursor, place + 1)
-    close_run()
+    index = 0
+    while index < len(places):
+        first = places[index]
+        end = index + 1
+        while end < len(places) and places[end] == places[end - 1] + 1:
+            end += 1
+        if first > cursor:
+            pieces.append(stored.slice(cursor, first - cursor))
+        if fresh is not None:
+            pieces.append(fresh.slice(index, end - index))
+        cursor = first + end - index
+        index = end
     if cursor < stored.num_rows:
         pieces.append(stored.slice(cursor))
     return pieces
 
 
-def _first_above(keys: pa.Array, key: str) -> int:
-    """The index of the first of the sorted ``keys`` greater than ``key``."""
-    low, high = 0, len(keys)
-    while low < high:
-        middle = (low + high) // 2
-        if keys[middle].as_py() <= key:
-            low = middle + 1
+def _runs(order: pa.Array, stored: pa.RecordBatch, fresh: pa.RecordBatch) -> list[pa.RecordBatch]:
+    """Slices of ``stored`` and ``fresh`` giving the rows ``order`` (indices into both)."""
+    total = len(order)
+    if total == 0:
+        return []
+    count = stored.num_rows
+    step = pc.pairwise_diff(order)
+    # A run ends where the next index is not the one after, or where ``fresh`` begins.
+    breaks = pc.or_(pc.not_equal(step, 1), pc.equal(order, count)).slice(1)
+    starts: list[int] = [0, *(at + 1 for at in pc.indices_nonzero(breaks).to_pylist())]
+    firsts: list[int] = pc.take(order, pa.array(starts, pa.int64())).to_pylist()
+    pieces: list[pa.RecordBatch] = []
+    for start, end, first in zip(starts, [*starts[1:], total], firsts, strict=True):
+        if first < count:
+            pieces.append(stored.slice(first, end - start))
         else:
-            high = middle
-    return low
+            pieces.append(fresh.slice(first - count, end - start))
+    return pieces
 
 
-def _keys_only(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        yield pa.RecordBatch.from_arrays([batch.column(0)], schema=_KEYS)
+def _one_batch(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.concat_batches(batches)
+
+
+def _falses(count: int) -> pa.Array:
+    falses: pa.Array = pa.nulls(count, pa.bool_()).fill_null(False)
+    return falses
 
 
 def same_rows(left: pa.Table, right: pa.Table) -> pa.Array:

@@ -14,6 +14,7 @@ from labelvault.snapshot.compat import check_readable
 from labelvault.snapshot.delta import DISPLACED_SCHEMA, merge_streams
 from labelvault.snapshot.layout import decode, layout_of, stored_columns
 from labelvault.snapshot.manifest import ChunkRef, Manifest, TableManifest
+from labelvault.snapshot.memory import use_lean_pool
 from labelvault.snapshot.schema import schema_for
 from labelvault.storage.base import ObjectStore
 
@@ -22,6 +23,9 @@ __all__ = ["DEFAULT_BATCH_ROWS", "SnapshotReader", "fetch_chunk", "verify_chunk_
 #: Rows per batch yielded by :meth:`SnapshotReader.iter_batches`.
 DEFAULT_BATCH_ROWS: Final = 16 * 1024
 _HASH_BLOCK: Final = 1024 * 1024
+_DISPLACED_KEYS: Final = pa.schema([DISPLACED_SCHEMA.field("key")])
+
+use_lean_pool()  # chunk after chunk of buffers: see .memory
 
 
 def verify_chunk_bytes(chunk: ChunkRef, data: bytes) -> None:
@@ -154,11 +158,18 @@ class SnapshotReader:
         merged = merge_streams(
             self.iter_chunks(table, entry.chunks, names, batch_rows=batch_rows),
             self.iter_chunks(table, entry.delta, names, batch_rows=batch_rows),
-            self.iter_displaced(table, entry.displaced, batch_rows=batch_rows),
+            self._displaced_keys(table, entry.displaced, batch_rows),
             schema,
         )
         for batch in merged:
             yield batch if names == wanted.names else batch.select(wanted.names)
+
+    def _displaced_keys(
+        self, table: str, chunks: Iterable[ChunkRef], batch_rows: int
+    ) -> Iterator[pa.RecordBatch]:
+        """The keys of the displaced-key chunks alone: all a merge needs of them."""
+        for chunk in chunks:
+            yield from self._chunk_batches(table, chunk, _DISPLACED_KEYS, batch_rows)
 
     def _chunk_batches(
         self, table: str, chunk: ChunkRef, schema: pa.Schema, batch_rows: int

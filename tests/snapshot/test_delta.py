@@ -192,6 +192,11 @@ def test_random_edit_sequences_read_back_as_captured(data: st.DataObject) -> Non
         rows, manifest = edited, new
 
 
+#: Room for the three versions of :func:`_versions` (about 3% of the rows change in each, and
+#: deltas are cumulative) to stay deltas on the first one.
+_ROOMY = DeltaPolicy(max_share=0.125)
+
+
 def _versions(store: ObjectStore, policy: DeltaPolicy) -> Iterator[tuple[Rows, Manifest]]:
     rows = _initial(200)
     manifest = _write(store, _table(rows), None, policy)
@@ -209,13 +214,31 @@ def _versions(store: ObjectStore, policy: DeltaPolicy) -> Iterator[tuple[Rows, M
 
 def test_a_scattered_change_is_stored_as_a_small_delta() -> None:
     store = MemoryStore()
-    history = list(_versions(store, DeltaPolicy()))
+    history = list(_versions(store, _ROOMY))
     first, latest = history[0][1], history[-1][1]
     entry = latest.table("annotations")
     assert entry.has_delta
     assert entry.chain == 3
     assert [c.key for c in entry.chunks] == [c.key for c in first.table("annotations").chunks]
     assert latest.bytes_written < first.bytes_written / 4
+
+
+@pytest.mark.parametrize(
+    ("step", "stored_as_delta"), [(100, True), (50, True), (10, False)], ids=["1%", "2%", "10%"]
+)
+def test_the_default_policy_keeps_small_changes_as_deltas_and_compacts_large_ones(
+    step: int, stored_as_delta: bool
+) -> None:
+    store = MemoryStore()
+    rows = _initial(1000)
+    base = _write(store, _table(rows), None)
+    edited = {
+        key: (name, value + 1) if index % step == 0 else (name, value)
+        for index, (key, (name, value)) in enumerate(sorted(rows.items()))
+    }
+    new = _write(store, _table(edited), base)
+    assert new.table("annotations").has_delta is stored_as_delta
+    assert SnapshotReader(store, new).read_table("annotations").equals(_table(edited))
 
 
 def test_without_deltas_every_version_is_written_whole() -> None:
@@ -226,7 +249,10 @@ def test_without_deltas_every_version_is_written_whole() -> None:
 
 def test_a_long_chain_is_compacted() -> None:
     store = MemoryStore()
-    chains = [m.table("annotations").chain for _, m in _versions(store, DeltaPolicy(max_chain=2))]
+    chains = [
+        m.table("annotations").chain
+        for _, m in _versions(store, DeltaPolicy(max_share=_ROOMY.max_share, max_chain=2))
+    ]
     assert chains == [0, 1, 2, 0]
 
 
@@ -244,7 +270,7 @@ def test_the_same_inputs_make_the_same_manifest() -> None:
     runs = []
     for _ in range(2):
         store = MemoryStore()
-        runs.append([m.table("annotations") for _, m in _versions(store, DeltaPolicy())])
+        runs.append([m.table("annotations") for _, m in _versions(store, _ROOMY)])
     assert runs[0] == runs[1]
 
 
@@ -262,7 +288,7 @@ def test_a_row_whose_only_change_is_outside_the_fingerprint_is_kept() -> None:
 
 def test_diff_of_consecutive_delta_versions_reads_the_deltas_only() -> None:
     store = MemoryStore()
-    history = list(_versions(store, DeltaPolicy()))
+    history = list(_versions(store, _ROOMY))
     (old_rows, old), (new_rows, new) = history[-2], history[-1]
     result = diff(store, old, new, tables=["annotations"])
     entries = (old.table("annotations"), new.table("annotations"))
@@ -273,7 +299,7 @@ def test_diff_of_consecutive_delta_versions_reads_the_deltas_only() -> None:
 
 def test_diff_of_a_base_and_the_delta_on_it_reads_the_delta_only() -> None:
     store = MemoryStore()
-    (old_rows, old), (new_rows, new) = list(_versions(store, DeltaPolicy()))[:2]
+    (old_rows, old), (new_rows, new) = list(_versions(store, _ROOMY))[:2]
     assert not old.table("annotations").has_delta
     entry = new.table("annotations")
     assert entry.has_delta
@@ -289,7 +315,7 @@ def test_diff_of_a_base_and_the_delta_on_it_reads_the_delta_only() -> None:
 
 def test_sql_sees_the_merged_table() -> None:
     store = MemoryStore()
-    rows, manifest = list(_versions(store, DeltaPolicy()))[-1]
+    rows, manifest = list(_versions(store, _ROOMY))[-1]
     assert manifest.table("annotations").has_delta
     result = query(
         store,
@@ -304,7 +330,7 @@ def test_sql_sees_the_merged_table() -> None:
 
 def test_delta_chunks_are_referenced_by_the_version() -> None:
     store = MemoryStore()
-    _, manifest = list(_versions(store, DeltaPolicy()))[-1]
+    _, manifest = list(_versions(store, _ROOMY))[-1]
     entry = manifest.table("annotations")
     assert {c.key for c in (*entry.delta, *entry.displaced)} <= manifest.referenced_keys()
 
