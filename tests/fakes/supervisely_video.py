@@ -16,7 +16,10 @@ switch. What §12 of the reference asks of a faithful fake:
 - SDK noise in write payloads (``key``, ``objectKey``, ``labelerLogin``, timestamps, ``tool``,
   ``id``/``shape``/``geometryType`` inside ``geometry``) is ignored; the author of whatever is
   written is the caller;
-- every content write moves the project's ``updatedAt``.
+- every content write moves the project's ``updatedAt``;
+- a closed-surface mesh is created empty: ``figures.bulk.add`` refuses its geometry with the
+  server's own message (quoted in the SDK's ``volume_figure_api.py``), and its STL bytes go up
+  with ``figures.bulk.upload.geometry`` as a 3D mask's NRRD bytes do.
 
 ``figures.bulk.add`` is shared with images: a body with ``datasetId`` is an image call and goes
 to the images handler, a body with a top-level ``entityId`` is a video call.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import json
 import random
 import secrets
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +56,7 @@ PLANES = {
 }
 #: Volume figures with no plane: their geometry is bytes (``figures.bulk.upload.geometry``).
 SPATIAL_TYPES = frozenset({"mask_3d", "closed_surface_mesh"})
+MESH = "closed_surface_mesh"
 
 
 def _bad(message: str) -> ApiError:
@@ -251,6 +256,11 @@ class VideoState:
         if cls["shape"] not in ("any", geometry_type):
             raise _bad(f"class {cls['title']!r} is a {cls['shape']}, not a {geometry_type}")
         geometry = spec.get("geometry", {} if geometry_type in SPATIAL_TYPES else None)
+        if geometry_type == MESH and geometry:
+            raise _bad(
+                'Please, use "figures.bulk.upload.geometry" method to update figures with '
+                '"geometryType" closed_surface_mesh'
+            )
         if not isinstance(geometry, dict):
             raise _bad("geometry is required")
         now = self.fake.tick()
@@ -732,7 +742,7 @@ class VideoState:
     def upload_geometry(
         self, images: Callable[[dict[str, Any], Json], Json]
     ) -> Callable[[dict[str, Any], Json], Json]:
-        """The shared ``figures.bulk.upload.geometry``: 3D mask bytes, kept verbatim."""
+        """The shared ``figures.bulk.upload.geometry``: 3D mask or mesh bytes, kept verbatim."""
 
         def handler(user: dict[str, Any], body: Json) -> Json:
             parts = body.get("__multipart__") if isinstance(body, dict) else None
@@ -784,7 +794,8 @@ class VideoState:
     def download_geometry(
         self, images: Callable[[dict[str, Any], Json], Json]
     ) -> Callable[[dict[str, Any], Json], Json]:
-        """The shared ``figures.bulk.download.geometry``: a part of raw bytes per 3D mask."""
+        """The shared ``figures.bulk.download.geometry``: a part of raw bytes per 3D mask or
+        mesh."""
 
         def handler(user: dict[str, Any], body: Json) -> Json:
             ids = body.get("ids") if isinstance(body, dict) else None
@@ -796,9 +807,10 @@ class VideoState:
                 data = self.masks.get(figure_id)
                 if data is None:
                     raise ApiError(404, "Entity not found", {"message": f"no geometry {figure_id}"})
+                suffix = "stl" if self.figures[figure_id]["geometryType"] == MESH else "nrrd"
                 parts.append(
                     f'--{boundary}\r\nContent-Disposition: form-data; name="{figure_id}"; '
-                    f'filename="{figure_id}.nrrd"\r\nContent-Type: application/octet-stream'
+                    f'filename="{figure_id}.{suffix}"\r\nContent-Type: application/octet-stream'
                     "\r\n\r\n".encode()
                     + data
                     + b"\r\n"
@@ -1112,6 +1124,7 @@ class RichVolumeProject:
     project_id: int
     volume_ids: tuple[int, ...]
     mask_ids: tuple[int, ...]
+    mesh_ids: tuple[int, ...] = ()
 
 
 def nrrd_bytes(rng: random.Random, dims: tuple[int, int, int]) -> bytes:
@@ -1136,16 +1149,30 @@ def nrrd_bytes(rng: random.Random, dims: tuple[int, int, int]) -> bytes:
     return header.encode() + bytes(rng.getrandbits(1) for _ in range(x * y * z))
 
 
+def stl_bytes(rng: random.Random, triangles: int) -> bytes:
+    """A binary STL mesh of ``triangles`` facets with random float32 vertices; its 80-byte
+    header holds a CR, dashes and a NUL, for the multipart parsers that carry it."""
+    header = b"solid mesh \r\n--\x00".ljust(80, b" ")
+    body = b"".join(
+        struct.pack("<12fH", *(rng.uniform(-50.0, 50.0) for _ in range(12)), 0)
+        for _ in range(triangles)
+    )
+    return header + struct.pack("<I", triangles) + body
+
+
 def plane_size(plane: str, dims: tuple[int, int, int]) -> tuple[int, int]:
     """The (width, height) of a slice of ``plane`` in a volume of ``dims`` (x, y, z)."""
     x, y, z = dims
     return {"sagittal": (y, z), "coronal": (x, z), "axial": (x, y)}[plane]
 
 
-def generate_rich_volume_project(fake: FakeSupervisely, *, seed: int = 0) -> RichVolumeProject:
+def generate_rich_volume_project(
+    fake: FakeSupervisely, *, seed: int = 0, meshes: bool = True
+) -> RichVolumeProject:
     """Two datasets of volumes with objects, plane figures on all three planes (first and last
-    slices, sub-pixel geometry), 3D masks with raw NRRD bytes, volume and object tags
-    (duplicates included), unicode names; written by the token's owner."""
+    slices, sub-pixel geometry), 3D masks with raw NRRD bytes, closed-surface meshes with raw
+    STL bytes (unless ``meshes`` is false), volume and object tags (duplicates included),
+    unicode names; written by the token's owner."""
     rng = random.Random(seed)
     state = fake.video
     login = fake.users[fake.user_id]["login"]
@@ -1165,6 +1192,7 @@ def generate_rich_volume_project(fake: FakeSupervisely, *, seed: int = 0) -> Ric
                     {"title": "liver ✓", "shape": "rectangle"},
                     {"title": "lesion", "shape": "polygon"},
                     {"title": "tumour 3D", "shape": "mask_3d"},
+                    *([{"title": "organ mesh", "shape": MESH}] if meshes else []),
                 ],
                 "tags": [
                     {
@@ -1180,6 +1208,7 @@ def generate_rich_volume_project(fake: FakeSupervisely, *, seed: int = 0) -> Ric
         tag_ids = {t["name"]: t["id"] for t in meta["tags"]}
         volume_ids: list[int] = []
         mask_ids: list[int] = []
+        mesh_ids: list[int] = []
         for ds_name in ("scans", "scans 2 ✓"):
             ds = fake.create_dataset(pid, ds_name, description="", custom_data={"k": ds_name})
             for n in range(2):
@@ -1232,6 +1261,25 @@ def generate_rich_volume_project(fake: FakeSupervisely, *, seed: int = 0) -> Ric
                 )
                 state.masks[mask["id"]] = nrrd_bytes(rng, dims)
                 mask_ids.append(mask["id"])
+                if not meshes:
+                    continue
+                organ = state.create_object(vid, class_ids["organ mesh"], login=login)
+                for n_mesh in range(1 + n):  # two meshes of one object on the second volume
+                    mesh = state.create_figure(
+                        vid,
+                        {
+                            "objectId": organ["id"],
+                            "geometryType": MESH,
+                            "meta": {},
+                            "customData": {"mesh": n_mesh} if n_mesh else {},
+                        },
+                        login=login,
+                    )
+                    state.masks[mesh["id"]] = stl_bytes(rng, rng.randint(1, 6))
+                    mesh_ids.append(mesh["id"])
         return RichVolumeProject(
-            project_id=pid, volume_ids=tuple(volume_ids), mask_ids=tuple(mask_ids)
+            project_id=pid,
+            volume_ids=tuple(volume_ids),
+            mask_ids=tuple(mask_ids),
+            mesh_ids=tuple(mesh_ids),
         )

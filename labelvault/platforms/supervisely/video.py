@@ -66,6 +66,9 @@ VIDEOS_PER_ADD = 50
 FIGURES_PER_ADD = 100
 OBJECT_TAGS_PER_ADD = 100
 FRAME_WIDTH = 8
+#: Volume figures whose geometry is bytes (3D mask NRRD, closed-surface mesh STL): created
+#: without geometry, then uploaded with ``figures.bulk.upload.geometry``.
+SPATIAL_GEOMETRY = frozenset({GeometryType.MASK_3D.value, GeometryType.CLOSED_SURFACE_MESH.value})
 
 
 # --- rows ----------------------------------------------------------------------------------
@@ -596,7 +599,7 @@ class VideoRestore(SuperviselyReconcile):
             "nnCreated": bool(raw.get("nnCreated")),
             "nnUpdated": bool(raw.get("nnUpdated")),
         }
-        if raw.get("geometryType") != GeometryType.MASK_3D.value:  # mask bytes go up after
+        if raw.get("geometryType") not in SPATIAL_GEOMETRY:  # their bytes go up after
             payload["geometry"] = raw.get("geometry")
         for key in ("priority", "trackId", "smartToolInput", "customData"):
             if raw.get(key) is not None:
@@ -792,7 +795,7 @@ class VideoRestore(SuperviselyReconcile):
 def _shape(figure: Mapping[str, Any]) -> list[Any]:
     """A figure's type and geometry as the annotation answers them (a 3D mask: no bytes)."""
     kind = figure.get("geometryType")
-    return [kind, None if kind == GeometryType.MASK_3D.value else figure.get("geometry")]
+    return [kind, None if kind in SPATIAL_GEOMETRY else figure.get("geometry")]
 
 
 def _tag_signature(tag: Mapping[str, Any]) -> list[Any]:
