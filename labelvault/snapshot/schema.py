@@ -80,6 +80,7 @@ class GeometryType(_OpenEnum):
     MULTICLASS = "any"
     ORIENTED_BBOX = "oriented_bbox"
     MASK_3D = "mask_3d"
+    CLOSED_SURFACE_MESH = "closed_surface_mesh"  # a volume's STL mesh
     CHOICES = "choices"
     TEXT = "textarea"
     LABELS = "labels"

@@ -16,7 +16,14 @@ switch. What §12 of the reference asks of a faithful fake:
 - SDK noise in write payloads (``key``, ``objectKey``, ``labelerLogin``, timestamps, ``tool``,
   ``id``/``shape``/``geometryType`` inside ``geometry``) is ignored; the author of whatever is
   written is the caller;
-- every content write moves the project's ``updatedAt``.
+- every content write moves the project's ``updatedAt``;
+- a closed-surface mesh is created empty: ``figures.bulk.add`` refuses its geometry with the
+  server's own message (quoted in the SDK's ``volume_figure_api.py``), and its STL bytes go up
+  with ``figures.bulk.upload.geometry`` as a 3D mask's NRRD bytes do;
+- a multiview video project (settings ``labelingInterface: multi_view``; reference §4.7 and
+  §14.1: grouped by dataset) takes ``annotation-objects.bulk.add`` items without ``entityId``:
+  such an object belongs to its dataset, any video of the dataset may hold its figures, and
+  each video's annotation lists it (with its tags) when it has a figure on that video.
 
 ``figures.bulk.add`` is shared with images: a body with ``datasetId`` is an image call and goes
 to the images handler, a body with a top-level ``entityId`` is a video call.
@@ -27,6 +34,7 @@ from __future__ import annotations
 import json
 import random
 import secrets
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +60,7 @@ PLANES = {
 }
 #: Volume figures with no plane: their geometry is bytes (``figures.bulk.upload.geometry``).
 SPATIAL_TYPES = frozenset({"mask_3d", "closed_surface_mesh"})
+MESH = "closed_surface_mesh"
 
 
 def _bad(message: str) -> ApiError:
@@ -71,7 +80,7 @@ class VideoState:
         self.volume_metas: dict[str, dict[str, Any]] = {}
         #: 3D mask figure id → its NRRD bytes, verbatim
         self.masks: dict[int, bytes] = {}
-        self.objects = IndexedTable("entityId")
+        self.objects = IndexedTable("entityId", "datasetId")
         self.figures = IndexedTable("entityId")
         self.video_tags: dict[int, list[dict[str, Any]]] = {}
         self.object_tags: dict[int, list[dict[str, Any]]] = {}
@@ -220,29 +229,46 @@ class VideoState:
                 return cls
         raise _bad(f"class {class_id} is not in the project meta")
 
-    def create_object(self, video_id: int, class_id: int, *, login: str) -> dict[str, Any]:
-        video = self._owner(video_id)
-        self._class(video["projectId"], class_id)
+    def is_multiview(self, project_id: int) -> bool:
+        settings = self.fake.projects[project_id].get("settings") or {}
+        return settings.get("labelingInterface") == "multi_view"
+
+    def create_object(
+        self, video_id: int | None, class_id: int, *, login: str, dataset_id: int | None = None
+    ) -> dict[str, Any]:
+        """An object of one video, or (``video_id`` None) a multiview object of a dataset."""
+        if video_id is None:
+            dataset = self.fake._dataset(dataset_id)
+            project_id, dataset_id = dataset["projectId"], dataset["id"]
+            if not self.is_multiview(project_id):
+                raise _bad("entityId is required")
+        else:
+            video = self._owner(video_id)
+            project_id, dataset_id = video["projectId"], video["datasetId"]
+        self._class(project_id, class_id)
         now = self.fake.tick()
         obj = {
             "id": self.fake.next_id(),
             "entityId": video_id,
             "classId": class_id,
-            "datasetId": video["datasetId"],
-            "projectId": video["projectId"],
+            "datasetId": dataset_id,
+            "projectId": project_id,
             "labelerLogin": login,
             "createdAt": now,
             "updatedAt": now,
         }
         self.objects[obj["id"]] = obj
-        self.fake.touch_project(video["projectId"])
+        self.fake.touch_project(project_id)
         return obj
 
     def create_figure(self, video_id: int, spec: dict[str, Any], *, login: str) -> dict[str, Any]:
         """A figure of an object on one frame (``spec`` as ``figures.bulk.add`` sends it)."""
         video = self._owner(video_id)
         obj = self.objects.get(spec.get("objectId"))
-        if obj is None or obj["entityId"] != video_id:
+        shared = obj is not None and obj["entityId"] is None  # multiview: any video of its dataset
+        if obj is None or (
+            obj["datasetId"] != video["datasetId"] if shared else obj["entityId"] != video_id
+        ):
             raise _bad(f"object {spec.get('objectId')} is not an object of entity {video_id}")
         self._check_place(video, spec)
         meta = spec.get("meta") if isinstance(spec.get("meta"), dict) else {}
@@ -251,6 +277,11 @@ class VideoState:
         if cls["shape"] not in ("any", geometry_type):
             raise _bad(f"class {cls['title']!r} is a {cls['shape']}, not a {geometry_type}")
         geometry = spec.get("geometry", {} if geometry_type in SPATIAL_TYPES else None)
+        if geometry_type == MESH and geometry:
+            raise _bad(
+                'Please, use "figures.bulk.upload.geometry" method to update figures with '
+                '"geometryType" closed_surface_mesh'
+            )
         if not isinstance(geometry, dict):
             raise _bad("geometry is required")
         now = self.fake.tick()
@@ -333,10 +364,28 @@ class VideoState:
         obj = self.objects.get(object_id)
         if obj is None:
             raise _bad(f"object {object_id} does not exist")
-        video = self._owner(obj["entityId"])
-        tag = self._tag(obj["projectId"], spec, self._frames(video), login=login)
+        tag = self._tag(obj["projectId"], spec, self._object_frames(obj), login=login)
         self.object_tags.setdefault(object_id, []).append(tag)
         return tag
+
+    def _object_frames(self, obj: dict[str, Any]) -> int:
+        """Frames an object's tag may range over: its video's, or for a multiview object the
+        longest video of its dataset."""
+        if obj["entityId"] is not None:
+            return self._frames(self._owner(obj["entityId"]))
+        videos = self.videos.where("datasetId", [obj["datasetId"]])
+        return max((self._frames(v) for v in videos), default=0)
+
+    def _objects_of(self, entity: dict[str, Any]) -> list[dict[str, Any]]:
+        """An entity's objects, and the multiview objects with a figure on it, in id order."""
+        own = self.objects.where("entityId", [entity["id"]])
+        figured = {f["objectId"] for f in self.figures.where("entityId", [entity["id"]])}
+        shared = [
+            o
+            for o in self.objects.where("datasetId", [entity["datasetId"]])
+            if o["entityId"] is None and o["id"] in figured
+        ]
+        return sorted(own + shared, key=lambda o: o["id"])
 
     # --- JSON ---------------------------------------------------------------------------------
 
@@ -359,7 +408,7 @@ class VideoState:
                 "updatedAt": obj["updatedAt"],
                 "tags": [dict(t) for t in self.object_tags.get(obj["id"], [])],
             }
-            for obj in self.objects.where("entityId", [video["id"]])
+            for obj in self._objects_of(video)
         ]
         frames: dict[int, list[dict[str, Any]]] = {}
         for figure in self.figures.where("entityId", [video["id"]]):
@@ -486,14 +535,26 @@ class VideoState:
         fake = self.fake
         fake._require(body, "datasetId", "annotationObjects")
         fake._dataset(body["datasetId"])
+        project_id = fake._dataset(body["datasetId"])["projectId"]
         for spec in body["annotationObjects"]:
+            if self.is_multiview(project_id) and "entityId" not in spec:
+                fake._require(spec, "classId")
+                self._class(project_id, spec["classId"])
+                continue
             fake._require(spec, "classId", "entityId")
             video = self._owner(spec["entityId"])
             if video["datasetId"] != body["datasetId"]:
                 raise _bad(f"entity {spec['entityId']} is not in dataset {body['datasetId']}")
             self._class(video["projectId"], spec["classId"])
         return [
-            {"id": self.create_object(s["entityId"], s["classId"], login=user["login"])["id"]}
+            {
+                "id": self.create_object(
+                    s.get("entityId"),
+                    s["classId"],
+                    login=user["login"],
+                    dataset_id=body["datasetId"],
+                )["id"]
+            }
             for s in body["annotationObjects"]
         ]
 
@@ -504,7 +565,12 @@ class VideoState:
             obj = self.objects.get(object_id)
             if obj is None:
                 continue
-            for figure in self.figures.where("entityId", [obj["entityId"]]):
+            entities = (
+                [obj["entityId"]]
+                if obj["entityId"] is not None
+                else [v["id"] for v in self.videos.where("datasetId", [obj["datasetId"]])]
+            )
+            for figure in self.figures.where("entityId", entities):
                 if figure["objectId"] == object_id:
                     del self.figures[figure["id"]]
             self.object_tags.pop(object_id, None)
@@ -521,7 +587,7 @@ class VideoState:
             obj = self.objects.get(spec["objectId"])
             if obj is None or ("projectId" in body and obj["projectId"] != body["projectId"]):
                 raise _bad(f"object {spec['objectId']} is not in the project")
-            self._check_tag(obj["projectId"], spec, self._frames(self._owner(obj["entityId"])))
+            self._check_tag(obj["projectId"], spec, self._object_frames(obj))
         return [
             {"id": self.add_object_tag(s["objectId"], s, login=user["login"])["id"]}
             for s in body["tags"]
@@ -732,7 +798,7 @@ class VideoState:
     def upload_geometry(
         self, images: Callable[[dict[str, Any], Json], Json]
     ) -> Callable[[dict[str, Any], Json], Json]:
-        """The shared ``figures.bulk.upload.geometry``: 3D mask bytes, kept verbatim."""
+        """The shared ``figures.bulk.upload.geometry``: 3D mask or mesh bytes, kept verbatim."""
 
         def handler(user: dict[str, Any], body: Json) -> Json:
             parts = body.get("__multipart__") if isinstance(body, dict) else None
@@ -784,7 +850,8 @@ class VideoState:
     def download_geometry(
         self, images: Callable[[dict[str, Any], Json], Json]
     ) -> Callable[[dict[str, Any], Json], Json]:
-        """The shared ``figures.bulk.download.geometry``: a part of raw bytes per 3D mask."""
+        """The shared ``figures.bulk.download.geometry``: a part of raw bytes per 3D mask or
+        mesh."""
 
         def handler(user: dict[str, Any], body: Json) -> Json:
             ids = body.get("ids") if isinstance(body, dict) else None
@@ -796,9 +863,10 @@ class VideoState:
                 data = self.masks.get(figure_id)
                 if data is None:
                     raise ApiError(404, "Entity not found", {"message": f"no geometry {figure_id}"})
+                suffix = "stl" if self.figures[figure_id]["geometryType"] == MESH else "nrrd"
                 parts.append(
                     f'--{boundary}\r\nContent-Disposition: form-data; name="{figure_id}"; '
-                    f'filename="{figure_id}.nrrd"\r\nContent-Type: application/octet-stream'
+                    f'filename="{figure_id}.{suffix}"\r\nContent-Type: application/octet-stream'
                     "\r\n\r\n".encode()
                     + data
                     + b"\r\n"
@@ -1102,6 +1170,77 @@ def _annotate(
             video.add_object_tag(obj["id"], {"tagId": tag_ids["flag"]}, login=login)
 
 
+# --- a multiview video project -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MultiviewVideoProject:
+    """What :func:`generate_multiview_video_project` made, for assertions."""
+
+    project_id: int
+    video_ids: tuple[int, ...]
+    #: Each shared object's id → the videos its figures are on (two or more).
+    shared: dict[int, tuple[int, ...]]
+
+
+def generate_multiview_video_project(
+    fake: FakeSupervisely, *, seed: int = 0
+) -> MultiviewVideoProject:
+    """The rich video project (three videos a dataset) in the ``multi_view`` labeling
+    interface, plus in each dataset objects shared by its annotated videos (made without
+    ``entityId``, as the platform's multiview upload makes them): one with figures on all of
+    them, one on the first two, each with object tags (one duplicated)."""
+    rng = random.Random(seed)
+    video = fake.video
+    login = fake.users[fake.user_id]["login"]
+    rich = generate_rich_video_project(fake, seed=seed, videos_per_dataset=3)
+    with fake.lock:
+        pid = rich.project_id
+        fake.projects[pid]["settings"] = {
+            "labelingInterface": "multi_view",
+            "groupImages": True,
+            "groupImagesSync": True,
+            "allowDuplicateTags": True,
+        }
+        meta = fake.metas[pid]
+        class_ids = {c["shape"]: c["id"] for c in meta["classes"]}
+        tag_ids = {t["name"]: t["id"] for t in meta["tags"]}
+        shared: dict[int, tuple[int, ...]] = {}
+        for ds_id in rich.dataset_ids:
+            views = [
+                v["id"]
+                for v in video.videos.where("datasetId", [ds_id])
+                if video.objects.count("entityId", v["id"])  # the annotated ones
+            ]
+            if len(views) < 2:
+                continue
+            for shape, on in (("rectangle", views), ("polygon", views[:2])):
+                obj = video.create_object(None, class_ids[shape], login=login, dataset_id=ds_id)
+                for vid in on:
+                    stored = video.videos[vid]["fileMeta"]
+                    last = stored["framesCount"] - 1
+                    for frame in sorted({0, last}):
+                        video.create_figure(
+                            vid,
+                            {
+                                "objectId": obj["id"],
+                                "geometryType": shape,
+                                "geometry": _video_geometry(
+                                    rng, shape, stored["width"], stored["height"]
+                                ),
+                                "meta": {"frame": frame},
+                            },
+                            login=login,
+                        )
+                video.add_object_tag(obj["id"], {"tagId": tag_ids["flag"]}, login=login)
+                for _ in range(2):  # a duplicate object tag
+                    video.add_object_tag(
+                        obj["id"], {"tagId": tag_ids["ñote ✎"], "value": "общий"}, login=login
+                    )
+                shared[obj["id"]] = tuple(on)
+        return MultiviewVideoProject(project_id=pid, video_ids=rich.video_ids, shared=shared)
+
+
 # --- a rich volume project ----------------------------------------------------------------------
 
 
@@ -1112,6 +1251,7 @@ class RichVolumeProject:
     project_id: int
     volume_ids: tuple[int, ...]
     mask_ids: tuple[int, ...]
+    mesh_ids: tuple[int, ...] = ()
 
 
 def nrrd_bytes(rng: random.Random, dims: tuple[int, int, int]) -> bytes:
@@ -1136,16 +1276,30 @@ def nrrd_bytes(rng: random.Random, dims: tuple[int, int, int]) -> bytes:
     return header.encode() + bytes(rng.getrandbits(1) for _ in range(x * y * z))
 
 
+def stl_bytes(rng: random.Random, triangles: int) -> bytes:
+    """A binary STL mesh of ``triangles`` facets with random float32 vertices; its 80-byte
+    header holds a CR, dashes and a NUL, for the multipart parsers that carry it."""
+    header = b"solid mesh \r\n--\x00".ljust(80, b" ")
+    body = b"".join(
+        struct.pack("<12fH", *(rng.uniform(-50.0, 50.0) for _ in range(12)), 0)
+        for _ in range(triangles)
+    )
+    return header + struct.pack("<I", triangles) + body
+
+
 def plane_size(plane: str, dims: tuple[int, int, int]) -> tuple[int, int]:
     """The (width, height) of a slice of ``plane`` in a volume of ``dims`` (x, y, z)."""
     x, y, z = dims
     return {"sagittal": (y, z), "coronal": (x, z), "axial": (x, y)}[plane]
 
 
-def generate_rich_volume_project(fake: FakeSupervisely, *, seed: int = 0) -> RichVolumeProject:
+def generate_rich_volume_project(
+    fake: FakeSupervisely, *, seed: int = 0, meshes: bool = True
+) -> RichVolumeProject:
     """Two datasets of volumes with objects, plane figures on all three planes (first and last
-    slices, sub-pixel geometry), 3D masks with raw NRRD bytes, volume and object tags
-    (duplicates included), unicode names; written by the token's owner."""
+    slices, sub-pixel geometry), 3D masks with raw NRRD bytes, closed-surface meshes with raw
+    STL bytes (unless ``meshes`` is false), volume and object tags (duplicates included),
+    unicode names; written by the token's owner."""
     rng = random.Random(seed)
     state = fake.video
     login = fake.users[fake.user_id]["login"]
@@ -1165,6 +1319,7 @@ def generate_rich_volume_project(fake: FakeSupervisely, *, seed: int = 0) -> Ric
                     {"title": "liver ✓", "shape": "rectangle"},
                     {"title": "lesion", "shape": "polygon"},
                     {"title": "tumour 3D", "shape": "mask_3d"},
+                    *([{"title": "organ mesh", "shape": MESH}] if meshes else []),
                 ],
                 "tags": [
                     {
@@ -1180,6 +1335,7 @@ def generate_rich_volume_project(fake: FakeSupervisely, *, seed: int = 0) -> Ric
         tag_ids = {t["name"]: t["id"] for t in meta["tags"]}
         volume_ids: list[int] = []
         mask_ids: list[int] = []
+        mesh_ids: list[int] = []
         for ds_name in ("scans", "scans 2 ✓"):
             ds = fake.create_dataset(pid, ds_name, description="", custom_data={"k": ds_name})
             for n in range(2):
@@ -1232,6 +1388,25 @@ def generate_rich_volume_project(fake: FakeSupervisely, *, seed: int = 0) -> Ric
                 )
                 state.masks[mask["id"]] = nrrd_bytes(rng, dims)
                 mask_ids.append(mask["id"])
+                if not meshes:
+                    continue
+                organ = state.create_object(vid, class_ids["organ mesh"], login=login)
+                for n_mesh in range(1 + n):  # two meshes of one object on the second volume
+                    mesh = state.create_figure(
+                        vid,
+                        {
+                            "objectId": organ["id"],
+                            "geometryType": MESH,
+                            "meta": {},
+                            "customData": {"mesh": n_mesh} if n_mesh else {},
+                        },
+                        login=login,
+                    )
+                    state.masks[mesh["id"]] = stl_bytes(rng, rng.randint(1, 6))
+                    mesh_ids.append(mesh["id"])
         return RichVolumeProject(
-            project_id=pid, volume_ids=tuple(volume_ids), mask_ids=tuple(mask_ids)
+            project_id=pid,
+            volume_ids=tuple(volume_ids),
+            mask_ids=tuple(mask_ids),
+            mesh_ids=tuple(mesh_ids),
         )

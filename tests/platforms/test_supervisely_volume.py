@@ -21,6 +21,7 @@ from tests.fakes.supervisely import (
 from tests.fakes.supervisely_video import RichVolumeProject, generate_rich_volume_project
 from tests.platforms.test_supervisely_video import (
     SERVER_ASSIGNED,
+    call,
     manifest_of,
     platform_for,
     restore,
@@ -119,8 +120,16 @@ def test_capture_of_a_volume_project(fake: FakeSupervisely, rich: RichVolumeProj
             == fake.video.masks[json.loads(row["raw"])["id"]]
         )
         assert row["frame_index"] is None
+    meshes = [r for r in figures if r["geometry_type"] == "closed_surface_mesh"]
+    assert sorted(json.loads(r["raw"])["id"] for r in meshes) == sorted(rich.mesh_ids)
+    for row in meshes:  # the STL bytes exactly as downloaded
+        geometry = json.loads(row["geometry"])
+        assert geometry["format"] == "stl"
+        assert mask_bytes(geometry) == fake.video.masks[json.loads(row["raw"])["id"]]
+        assert row["frame_index"] is None
+    assert [json.loads(r["raw"]).get("customData") for r in meshes].count({"mesh": 1}) == 2
     for row in figures:
-        if row["geometry_type"] == "mask_3d":
+        if row["geometry_type"] in ("mask_3d", "closed_surface_mesh"):
             continue
         stored = fake.video.figures[json.loads(row["raw"])["id"]]
         assert row["frame_index"] == stored["meta"]["sliceIndex"]
@@ -128,7 +137,7 @@ def test_capture_of_a_volume_project(fake: FakeSupervisely, rich: RichVolumeProj
     planes = {json.loads(r["raw"])["planeName"] for r in figures}
     assert planes == {"sagittal", "coronal", "axial", "spatial"}
     downloads = [b for m, b in fake.calls if m == "figures.bulk.download.geometry"]
-    assert sum(len(b["ids"]) for b in downloads) == len(rich.mask_ids)
+    assert sum(len(b["ids"]) for b in downloads) == len(rich.mask_ids) + len(rich.mesh_ids)
 
 
 def test_volume_round_trip(fake: FakeSupervisely, rich: RichVolumeProject) -> None:
@@ -141,7 +150,15 @@ def test_volume_round_trip(fake: FakeSupervisely, rich: RichVolumeProject) -> No
     assert volume_state(fake, restored_id) == volume_state(fake, rich.project_id)
     assert fake.projects[restored_id]["type"] == "volumes"
     uploads = [m for m, _ in fake.calls if m == "figures.bulk.upload.geometry"]
-    assert len(uploads) == len(rich.mask_ids)  # one request per mask
+    assert len(uploads) == len(rich.mask_ids) + len(rich.mesh_ids)  # one request a figure
+    restored_meshes = sorted(
+        data
+        for figure_id, data in fake.video.masks.items()
+        if fake.video.figures[figure_id]["projectId"] == restored_id
+        and fake.video.figures[figure_id]["geometryType"] == "closed_surface_mesh"
+    )
+    assert len(restored_meshes) == len(rich.mesh_ids) == 6  # every mesh's bytes, exactly
+    assert restored_meshes == sorted(fake.video.masks[i] for i in rich.mesh_ids)
 
 
 def test_volume_round_trip_under_ten_percent_faults(
@@ -190,3 +207,32 @@ def test_volume_partial_restore_and_a_lost_volume(
         r["fingerprint"]
         for r in kept[1:]  # the first volume's mask is gone with its volume
     )
+
+
+def test_fake_mesh_rules(fake: FakeSupervisely, rich: RichVolumeProject) -> None:
+    """A mesh is created empty: ``figures.bulk.add`` refuses its geometry, as the server
+    does; its STL bytes come down as a part named by the figure id."""
+    mesh = fake.video.figures[rich.mesh_ids[0]]
+    spec = {"objectId": mesh["objectId"], "geometryType": "closed_surface_mesh", "meta": {}}
+    count = len(fake.video.figures.data)
+    status, answer = call(
+        fake,
+        "figures.bulk.add",
+        {"entityId": mesh["entityId"], "figures": [{**spec, "geometry": {"mesh": "x"}}]},
+    )
+    assert status == 400
+    assert "figures.bulk.upload.geometry" in json.dumps(answer)
+    assert len(fake.video.figures.data) == count
+    status, answer = call(
+        fake, "figures.bulk.add", {"entityId": mesh["entityId"], "figures": [spec]}
+    )
+    assert status == 200
+    status, _ = call(fake, "figures.bulk.download.geometry", {"ids": [answer[0]["id"]]})
+    assert status == 404  # no bytes until they are uploaded
+    reply = fake.handle(
+        "figures.bulk.download.geometry",
+        json.dumps({"ids": [mesh["id"]]}).encode(),
+        {"x-api-key": fake.token},
+    )
+    assert f'name="{mesh["id"]}"; filename="{mesh["id"]}.stl"'.encode() in reply.body
+    assert fake.video.masks[mesh["id"]] in reply.body

@@ -21,6 +21,7 @@ from labelvault.platforms.base import HEAD_PARTITION, Partition, TablePage
 from labelvault.platforms.streams import Row
 from labelvault.platforms.supervisely.rows import (
     FIGURE_FIELDS,
+    MULTIVIEW,
     CaptureContext,
     Dataset,
     annotation_row,
@@ -131,7 +132,16 @@ class SuperviselyCapture(VolumeCapture):
             info=info,
             meta=meta,
             datasets=self._datasets(pid, project_id),
-            context=CaptureContext(classes=classes, tag_metas=tag_metas, project=project_id),
+            context=CaptureContext(
+                classes=classes,
+                tag_metas=tag_metas,
+                project=project_id,
+                multiview=MULTIVIEW
+                in (
+                    (info.get("settings") or {}).get("labelingInterface"),
+                    (meta.get("projectSettings") or {}).get("labelingInterface"),
+                ),
+            ),
         )
 
     def _head_pages(self, reading: _Reading) -> Iterator[TablePage]:

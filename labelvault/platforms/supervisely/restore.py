@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from labelvault.errors import ConfigurationError
 from labelvault.models import RestoreReport
@@ -28,7 +30,8 @@ class SuperviselyRestore(VolumeRestore):
         progress: RestoreProgress | None = None,
     ) -> RestoreReport:
         """Restore the version's tables as a new project, or finish the journal's one."""
-        return restore_keyed(self, tables, request, journal, progress)
+        self.forget_shared()  # source ids map to this restore's project only
+        return restore_keyed(self, tables, request, _SharingJournal(journal, self), progress)
 
     def content_tables(self, source: Row) -> Sequence[ChildTable]:
         """What follows each batch of items: figures and tags (images), or objects, figures
@@ -61,3 +64,42 @@ class SuperviselyRestore(VolumeRestore):
         if table == "video_tags":
             return self.add_video_tags(project_id, rows, owners)
         raise ConfigurationError(f"supervisely: no restore for rows of table {table!r}")
+
+
+#: A batch step's record name: ``steps/b<batch>-<n>-<table>.json``.
+_STEP = re.compile(r"steps/b\d+-\d+-(?P<table>\w+)\.json$")
+
+
+class _SharingJournal:
+    """The restore's journal, telling the target each finished objects or tags step (read on
+    resume or just recorded), so multiview objects stay shared across batches and runs."""
+
+    def __init__(self, inner: RestoreJournal, target: SuperviselyRestore) -> None:
+        self._inner = inner
+        self._target = target
+
+    @property
+    def prefix(self) -> str:
+        return self._inner.prefix
+
+    def _learn(self, name: str, value: Mapping[str, Any] | None) -> None:
+        step = _STEP.search(name)
+        if step is not None and value is not None:
+            ids = value.get("ids")
+            if isinstance(ids, dict):
+                self._target.remember_restored(step["table"], ids)
+
+    def read(self, name: str) -> dict[str, Any] | None:
+        value = self._inner.read(name)
+        self._learn(name, value)
+        return value
+
+    def has(self, name: str) -> bool:
+        return self._inner.has(name)
+
+    def load_names(self) -> None:
+        self._inner.load_names()
+
+    def record(self, name: str, value: dict[str, Any]) -> None:
+        self._inner.record(name, value)
+        self._learn(name, value)

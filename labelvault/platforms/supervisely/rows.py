@@ -278,6 +278,10 @@ def user_row(login: str) -> Row:
     }
 
 
+#: The labeling interface of a multiview project: objects are shared by a dataset's videos.
+MULTIVIEW = "multi_view"
+
+
 @dataclass(frozen=True)
 class CaptureContext:
     """What every batch of a capture needs to know about the project."""
@@ -285,6 +289,8 @@ class CaptureContext:
     classes: Mapping[Any, dict[str, Any]]
     tag_metas: Mapping[Any, dict[str, Any]]
     project: str
+    #: a project in the ``multi_view`` labeling interface: a dataset's videos share objects
+    multiview: bool = False
 
 
 def figure_ref(item_ref: list[Any], class_name: Any, seen: Counter[Any]) -> dict[str, Any]:

@@ -23,11 +23,20 @@ video_tags      ``<item or object key>!<assignment id>``
 Fingerprints leave out ids, timestamps and authors: an object is its video, class and place
 among the video's objects of that class; a figure refers to its object that way, as does a tag.
 A figure type the schema does not know is kept with its raw JSON (type ``unknown``).
+
+Multiview projects (labeling interface ``multi_view``, §4.7 and §14.1): the videos of a
+dataset are views, and one object may have figures on several of them. Each view that lists it
+gives it a row, all with the same source object id in ``raw``; its place among its class is by
+what it holds on that view (figures, tags), since ids, which follow creation order, cannot be
+kept. Restore creates such an object once, without ``entityId``, and gives each of its rows the
+new id; its tags, listed by every view, are added once. The source ids already restored are
+learnt from the journal too, so a resumed restore keeps objects shared across its batches.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -39,6 +48,7 @@ from labelvault.platforms.streams import Row
 from labelvault.platforms.supervisely.api import SuperviselyApi
 from labelvault.platforms.supervisely.reconcile import SuperviselyReconcile
 from labelvault.platforms.supervisely.rows import (
+    MULTIVIEW,
     CaptureContext,
     Dataset,
     as_int,
@@ -66,6 +76,9 @@ VIDEOS_PER_ADD = 50
 FIGURES_PER_ADD = 100
 OBJECT_TAGS_PER_ADD = 100
 FRAME_WIDTH = 8
+#: Volume figures whose geometry is bytes (3D mask NRRD, closed-surface mesh STL): created
+#: without geometry, then uploaded with ``figures.bulk.upload.geometry``.
+SPATIAL_GEOMETRY = frozenset({GeometryType.MASK_3D.value, GeometryType.CLOSED_SURFACE_MESH.value})
 
 
 # --- rows ----------------------------------------------------------------------------------
@@ -270,7 +283,13 @@ def object_and_tag_rows(
     objects: list[Row] = []
     refs: ObjectRefs = {}
     of_class: Counter[Any] = Counter()
-    for obj in sorted(annotation.get("objects") or [], key=lambda o: int(o["id"])):
+    listed = sorted(annotation.get("objects") or [], key=lambda o: int(o["id"]))
+    if context.multiview:
+        # Ids follow creation order, which a restore cannot keep for objects shared across
+        # batches of videos: an object's place among its class is by what it holds instead.
+        held = _held_by_object(annotation)
+        listed.sort(key=lambda o: held.get(int(o["id"]), ""))
+    for obj in listed:
         cls = obj.get("classTitle") or (context.classes.get(obj.get("classId")) or {}).get("title")
         ref = {"item": item_ref, "class": cls, "ordinal": of_class[cls]}
         of_class[cls] += 1
@@ -280,6 +299,9 @@ def object_and_tag_rows(
         for n, tag in enumerate(sorted(obj.get("tags") or [], key=tag_order)):
             owner = {"object": ref}
             tags.append(video_tag_row(tag, n, key, OwnerType.OBJECT, owner, context=context))
+    if context.multiview:  # back to key order
+        objects.sort(key=lambda row: row["key"])
+        tags.sort(key=lambda row: row["key"])
     return objects, tags, refs
 
 
@@ -456,6 +478,43 @@ class VideoRestore(SuperviselyReconcile):
         #: (project, table, key) → the id the answer named, kept when a later call of the same
         #: step fails (the step's result is then lost, but not what this process heard)
         self._answered_rows: dict[tuple[str, str, str], str] = {}
+        #: projects restored in the ``multi_view`` labeling interface
+        self._multiview: set[str] = set()
+        #: source object id → its new object, and source tag assignment id of an object tag →
+        #: its new one: a multiview object (and each of its tags) is created once, however
+        #: many views list it. Fed by this process's answers and by the journal's finished
+        #: steps (:meth:`remember_restored`), so a resumed restore keeps sharing.
+        self._shared_objects: dict[int, str] = {}
+        self._shared_tags: dict[int, str] = {}
+        self._shared_lock = threading.Lock()
+
+    def prepare_project(self, project_id: str, source: Row) -> None:
+        """As for images, and remember a multiview project: its objects are shared."""
+        if is_multiview(source):
+            self._multiview.add(project_id)
+        super().prepare_project(project_id, source)
+
+    def forget_shared(self) -> None:
+        """Start a restore: no source object or tag is known to exist yet."""
+        with self._shared_lock:
+            self._shared_objects.clear()
+            self._shared_tags.clear()
+
+    def remember_restored(self, table: str, ids: Mapping[str, str]) -> None:
+        """Learn from a finished step (key → new id) which source objects and object tags
+        already exist: the source ids are in the keys (``…@<object id>``, ``…!<tag id>``)."""
+        if table == "objects":
+            found = {_source_id(key, "@"): new for key, new in ids.items()}
+            target = self._shared_objects
+        elif table == "video_tags":
+            found = {_source_id(key, "!"): new for key, new in ids.items() if "@" in key}
+            target = self._shared_tags
+        else:
+            return
+        with self._shared_lock:
+            for source_id, new in found.items():
+                if source_id is not None:
+                    target.setdefault(source_id, new)
 
     def _paired(
         self, method: str, answer: Any, rows: Sequence[Row], *, project_id: str, table: str
@@ -552,7 +611,10 @@ class VideoRestore(SuperviselyReconcile):
         rows: Sequence[Row],
         owners: Mapping[str, str],
     ) -> dict[str, str]:
-        """One ``annotation-objects.bulk.add`` per video, ids paired by position."""
+        """One ``annotation-objects.bulk.add`` per video, ids paired by position; in a
+        multiview project, see :meth:`_add_shared_objects`."""
+        if project_id in self._multiview:
+            return self._add_shared_objects(project_id, dataset_id, rows)
         defs = self._defs(project_id)
         ids: dict[str, str] = {}
         for item_key, owned in _by_owner(rows, "item_key").items():
@@ -583,6 +645,63 @@ class VideoRestore(SuperviselyReconcile):
             )
         return ids
 
+    def _class_id(self, project_id: str, row: Row) -> int:
+        class_id = self._defs(project_id).class_ids.get(row.get("class_name") or "")
+        if class_id is None:
+            raise RequestRejected(
+                f"supervisely: object {row['key']} has class {row.get('class_name')!r}, "
+                "which is not in the restored meta",
+                platform=self.name,
+                project=project_id,
+            )
+        return class_id
+
+    def _add_shared_objects(
+        self, project_id: str, dataset_id: str | None, rows: Sequence[Row]
+    ) -> dict[str, str]:
+        """Multiview objects (reference §4.7): created without ``entityId``, once per source
+        object however many videos list it; every row of it gets the one new id."""
+        with self._shared_lock:  # two batches must not both create one shared object
+            ids: dict[str, str] = {}
+            todo: dict[int, list[Row]] = {}
+            for row in rows:
+                source_id = as_int(loads(row["raw"]).get("id"))
+                if source_id is None:
+                    source_id = _source_id(row["key"], "@")
+                if source_id is None:
+                    raise RequestRejected(
+                        f"supervisely: object {row['key']} has no source id to share it by",
+                        platform=self.name,
+                        project=project_id,
+                    )
+                if source_id in self._shared_objects:
+                    ids[row["key"]] = self._shared_objects[source_id]
+                else:
+                    todo.setdefault(source_id, []).append(row)
+            firsts = [owned[0] for owned in todo.values()]
+            if firsts:
+                body = {
+                    "datasetId": self._dataset_id(dataset_id),
+                    "annotationObjects": [
+                        {"classId": self._class_id(project_id, row)} for row in firsts
+                    ],
+                }
+                answer = self._call(
+                    "annotation-objects.bulk.add", body, project=project_id, idempotent=False
+                )
+                made = self._paired(
+                    "annotation-objects.bulk.add",
+                    answer,
+                    firsts,
+                    project_id=project_id,
+                    table="objects",
+                )
+                for source_id, owned in todo.items():
+                    new = made[owned[0]["key"]]
+                    self._shared_objects[source_id] = new
+                    ids.update({row["key"]: new for row in owned})
+            return ids
+
     @staticmethod
     def _video_figure_payload(row: Row, object_id: int) -> dict[str, Any]:
         raw = loads(row["raw"])
@@ -596,7 +715,7 @@ class VideoRestore(SuperviselyReconcile):
             "nnCreated": bool(raw.get("nnCreated")),
             "nnUpdated": bool(raw.get("nnUpdated")),
         }
-        if raw.get("geometryType") != GeometryType.MASK_3D.value:  # mask bytes go up after
+        if raw.get("geometryType") not in SPATIAL_GEOMETRY:  # their bytes go up after
             payload["geometry"] = raw.get("geometry")
         for key in ("priority", "trackId", "smartToolInput", "customData"):
             if raw.get(key) is not None:
@@ -626,7 +745,39 @@ class VideoRestore(SuperviselyReconcile):
         self, project_id: str, rows: Sequence[Row], owners: Mapping[str, str]
     ) -> dict[str, str]:
         """Tags of videos (one call per video) and of objects (≤ 100 per call), duplicates
-        kept, each with its value and frame range."""
+        kept, each with its value and frame range. Every view of a multiview object lists its
+        tags: each of them is added once, and all its rows get the one new id."""
+        if project_id not in self._multiview:
+            return self._add_tags(project_id, rows, owners)
+        with self._shared_lock:
+            done = dict(self._shared_tags)
+        ids: dict[str, str] = {}
+        send: list[Row] = []
+        twins: dict[int, list[Row]] = {}
+        for row in rows:
+            source = self._shared_tag(row)
+            if source is None:
+                send.append(row)
+            elif source in done:
+                ids[row["key"]] = done[source]
+            elif source in twins:
+                twins[source].append(row)
+            else:
+                twins[source] = []
+                send.append(row)
+        made = self._add_tags(project_id, send, owners)
+        ids.update(made)
+        with self._shared_lock:
+            for row in send:
+                source = self._shared_tag(row)
+                if source is not None:
+                    self._shared_tags.setdefault(source, made[row["key"]])
+                    ids.update({twin["key"]: made[row["key"]] for twin in twins[source]})
+        return ids
+
+    def _add_tags(
+        self, project_id: str, rows: Sequence[Row], owners: Mapping[str, str]
+    ) -> dict[str, str]:
         defs = self._defs(project_id)
         ids: dict[str, str] = {}
         video_tags: dict[str, list[tuple[Row, dict[str, Any]]]] = {}
@@ -670,6 +821,15 @@ class VideoRestore(SuperviselyReconcile):
                 )
             )
         return ids
+
+    @staticmethod
+    def _shared_tag(row: Row) -> int | None:
+        """The source assignment id of an object's tag (the same in every view); None for a
+        video's tag."""
+        if row["owner_type"] == OwnerType.ITEM.value:
+            return None
+        found = as_int(loads(row["raw"]).get("id"))
+        return found if found is not None else _source_id(row["key"], "!")
 
     def _entity_tags_call(self, project_id: str) -> tuple[str, str]:
         """The call that tags a whole entity, and the body field naming the entity."""
@@ -789,10 +949,42 @@ class VideoRestore(SuperviselyReconcile):
         return super().already_restored(project_id, table, dataset_id, rows, owners)
 
 
+def _held_by_object(annotation: Mapping[str, Any]) -> dict[int, str]:
+    """What each object holds in one video's annotation (its figures and tags, without ids),
+    as canonical JSON: the same before and after a restore."""
+    held: dict[int, list[Any]] = {}
+    for frame in annotation.get("frames") or []:
+        for figure in frame.get("figures") or []:
+            object_id = as_int(figure.get("objectId"))
+            if object_id is not None:
+                shape = [figure.get("geometryType"), figure.get("geometry"), figure.get("meta")]
+                held.setdefault(object_id, []).append([frame.get("index"), *shape])
+    for obj in annotation.get("objects") or []:
+        for tag in obj.get("tags") or []:
+            entry = ["tag", tag.get("name"), tag.get("value"), tag.get("frameRange")]
+            held.setdefault(int(obj["id"]), []).append(entry)
+    return {key: canonical_json(sorted(map(canonical_json, found))) for key, found in held.items()}
+
+
+def is_multiview(source: Row) -> bool:
+    """True when the ``project`` row is of a project in the ``multi_view`` labeling
+    interface (its settings, or its meta's ``projectSettings``)."""
+    raw = loads(source.get("raw")) or {}
+    settings = (raw.get("info") or {}).get("settings") or {}
+    meta_settings = (raw.get("meta") or {}).get("projectSettings") or {}
+    return MULTIVIEW in (settings.get("labelingInterface"), meta_settings.get("labelingInterface"))
+
+
+def _source_id(key: str, mark: str) -> int | None:
+    """The source id at the end of a row key (after its last ``mark``)."""
+    head, found, tail = key.rpartition(mark)
+    return as_int(tail.lstrip("~")) if found and head and not tail.startswith("~") else None
+
+
 def _shape(figure: Mapping[str, Any]) -> list[Any]:
     """A figure's type and geometry as the annotation answers them (a 3D mask: no bytes)."""
     kind = figure.get("geometryType")
-    return [kind, None if kind == GeometryType.MASK_3D.value else figure.get("geometry")]
+    return [kind, None if kind in SPATIAL_GEOMETRY else figure.get("geometry")]
 
 
 def _tag_signature(tag: Mapping[str, Any]) -> list[Any]:

@@ -4,9 +4,11 @@ A volume project is laid out as a video project (:mod:`.video`): items are volum
 the server has no link-only volume restore), with ``objects``, ``figures`` and ``video_tags``.
 A figure is either a plane figure (2D geometry on one slice of the sagittal, coronal or axial
 plane: ``meta.sliceIndex``, ``meta.normal``, ``meta.planeName``; the slice is the row's
-``frame_index``) or a spatial figure; a 3D mask's NRRD bytes come from
-``figures.bulk.download.geometry`` and are stored exactly as downloaded (base64 in the
-geometry column), then uploaded as they were with ``figures.bulk.upload.geometry``.
+``frame_index``) or a spatial figure. A spatial figure's geometry is bytes — a 3D mask's NRRD,
+a closed-surface mesh's STL — that come from ``figures.bulk.download.geometry`` and are stored
+exactly as downloaded (base64 in the geometry column), then uploaded as they were with
+``figures.bulk.upload.geometry`` once the empty figure exists (the server refuses mesh
+geometry in ``figures.bulk.add``).
 
 Figure keys: ``<object key>#<plane><slice, 8 digits>#<figure id>``, ``spatial`` for spatial
 figures. The reference's §7–§9 hold the wire details.
@@ -34,6 +36,7 @@ from labelvault.platforms.supervisely.rows import (
 )
 from labelvault.platforms.supervisely.video import (
     FRAME_WIDTH,
+    SPATIAL_GEOMETRY,
     VideoCapture,
     VideoRestore,
     object_and_tag_rows,
@@ -49,15 +52,19 @@ VOLUME_BATCH = 50
 MASK_IDS = 50
 SPATIAL = "spatial"
 MASK = GeometryType.MASK_3D.value
+MESH = GeometryType.CLOSED_SURFACE_MESH.value
+#: The file format of each spatial figure's bytes.
+BYTES_FORMAT = {MASK: "nrrd", MESH: "stl"}
 
 
-def mask_geometry(data: bytes) -> dict[str, Any]:
-    """The geometry column of a 3D mask: its NRRD bytes, exactly, in base64."""
-    return {"format": "nrrd", "base64": base64.b64encode(data).decode("ascii")}
+def mask_geometry(data: bytes, kind: str = MASK) -> dict[str, Any]:
+    """The geometry column of a spatial figure: its bytes (NRRD for a 3D mask, STL for a
+    closed-surface mesh), exactly, in base64."""
+    return {"format": BYTES_FORMAT[kind], "base64": base64.b64encode(data).decode("ascii")}
 
 
 def mask_bytes(geometry: Mapping[str, Any] | None) -> bytes | None:
-    """The NRRD bytes of :func:`mask_geometry`, or None when the figure had none."""
+    """The bytes of :func:`mask_geometry`, or None when the figure had none."""
     data = (geometry or {}).get("base64")
     if not isinstance(data, str):
         return None
@@ -106,10 +113,10 @@ def volume_figure_row(
     owner: tuple[str, dict[str, Any] | None, str | None],
     mask: bytes | None,
 ) -> Row:
-    """One ``figures`` row of a volume: a plane figure or a spatial one (3D mask bytes kept)."""
+    """One ``figures`` row of a volume: a plane figure or a spatial one (its bytes kept)."""
     object_key, object_ref, class_name = owner
     raw_type = figure.get("geometryType")
-    geometry = mask_geometry(mask) if mask is not None else figure.get("geometry")
+    geometry = mask_geometry(mask, str(raw_type)) if mask is not None else figure.get("geometry")
     content = {
         "object": object_ref,
         "plane": plane,
@@ -148,7 +155,7 @@ def volume_figures(annotation: Mapping[str, Any]) -> Iterator[tuple[Any, str, in
 
 
 class VolumeCapture(VideoCapture):
-    """Reads the volumes of a project with their annotations and 3D mask bytes."""
+    """Reads the volumes of a project with their annotations and spatial figures' bytes."""
 
     def _volume_batches(self, dataset: Dataset, project: str) -> Iterator[list[dict[str, Any]]]:
         """The dataset's volumes in id order (page mode, as the SDK lists them), 50 a batch."""
@@ -170,7 +177,7 @@ class VolumeCapture(VideoCapture):
             yield pending
 
     def _mask_bytes(self, ids: Sequence[int], project: str) -> dict[int, bytes]:
-        """NRRD bytes of 3D masks, by figure id, exactly as the server sends them."""
+        """Bytes of spatial figures (NRRD, STL), by figure id, exactly as the server sends them."""
         found: dict[int, bytes] = {}
         for start in range(0, len(ids), MASK_IDS):
             chunk = list(ids[start : start + MASK_IDS])
@@ -225,7 +232,8 @@ class VolumeCapture(VideoCapture):
         for page in self._list("figures.list", body, project=project):
             for listed in page:
                 figure = spatial.get(as_int(listed.get("id")) or -1)
-                if figure is not None and listed.get("customData"):
+                # Empty custom data too: a restore then writes ``{}`` as the source has it.
+                if figure is not None and isinstance(listed.get("customData"), dict):
                     figure["customData"] = listed["customData"]
 
     def _capture_volume_batch(
@@ -249,7 +257,7 @@ class VolumeCapture(VideoCapture):
                 int(figure["id"])
                 for volume_id in ids
                 for figure, _, _ in volume_figures(by_id[volume_id])
-                if figure.get("geometryType") == MASK
+                if figure.get("geometryType") in SPATIAL_GEOMETRY
             ],
             context.project,
         )
@@ -278,8 +286,8 @@ class VolumeCapture(VideoCapture):
 
 
 class VolumeRestore(VideoRestore):
-    """Restores volumes by hash, then (as for videos) objects, figures, tags; 3D masks get
-    their bytes uploaded after their figures exist."""
+    """Restores volumes by hash, then (as for videos) objects, figures, tags; 3D masks and
+    meshes get their bytes uploaded after their figures exist."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -351,14 +359,14 @@ class VolumeRestore(VideoRestore):
     def add_figures(
         self, project_id: str, rows: Sequence[Row], owners: Mapping[str, str]
     ) -> dict[str, str]:
-        """Figures as for videos; then each 3D mask's bytes, one upload per figure."""
+        """Figures as for videos; then each 3D mask's or mesh's bytes, one upload per figure."""
         ids = super().add_figures(project_id, rows, owners)
         self._upload_masks(project_id, rows, ids)
         return ids
 
     def _upload_masks(self, project_id: str, rows: Sequence[Row], ids: Mapping[str, str]) -> None:
         for row in rows:
-            if row.get("geometry_type") != MASK or row["key"] not in ids:
+            if row.get("geometry_type") not in SPATIAL_GEOMETRY or row["key"] not in ids:
                 continue
             data = mask_bytes(loads(row.get("geometry")))
             if data is None:
@@ -381,7 +389,7 @@ class VolumeRestore(VideoRestore):
         rows: Sequence[Row],
         owners: Mapping[str, str],
     ) -> dict[str, str]:
-        """As for videos; a mask that landed may lack its bytes, so they go up again."""
+        """As for videos; a mask or mesh that landed may lack its bytes, so they go up again."""
         landed = super()._landed_rows(project_id, table, dataset_id, rows, owners)
         if table == "figures" and self._is_volumes(project_id):
             self._upload_masks(project_id, rows, landed)
