@@ -425,7 +425,7 @@ class VideoState:
             "datasetId": video["datasetId"],
             "createdAt": video["createdAt"],
             "updatedAt": video["updatedAt"],
-            "description": "",
+            "description": video.get("description", ""),
             "framesCount": file_meta["framesCount"],
             "size": {"height": file_meta["height"], "width": file_meta["width"]},
             "tags": [dict(t) for t in self.video_tags.get(video["id"], [])],

@@ -537,3 +537,30 @@ def test_the_readme_s_video_queries_count_what_the_server_holds(
     expected_classes = Counter(classes[o["classId"]] for o in objects)
     assert {r["class_name"]: r["objects"] for r in per_class_rows} == dict(expected_classes)
     assert len(expected_classes) > 1
+
+
+def test_an_annotation_description_is_kept_in_the_version_though_no_call_restores_it(
+    fake: FakeSupervisely, rich: RichVideoProject
+) -> None:
+    platform = platform_for(fake)
+    plain = capture_tables(platform, str(rich.project_id))
+    described = rich.video_ids[1]
+    fake.video.videos[described]["description"] = "Nachtschicht: 2 Annotatoren ✓"
+    source = capture_tables(platform, str(rich.project_id))
+
+    rows = [row for batch in source["videos"] for row in batch.to_pylist()]
+    [row] = [r for r in rows if r["key"].endswith(f"#{described:012d}")]
+    assert json.loads(row["raw"])["description"] == "Nachtschicht: 2 Annotatoren ✓"
+    # only that video's row changed, and videos without one keep their fingerprints
+    changed = {
+        table: counts
+        for table, counts in fingerprint_multisets(source).items()
+        if counts != fingerprint_multisets(plain)[table]
+    }
+    assert list(changed) == ["videos"]
+    before, after = Counter(fingerprint_multisets(plain)["videos"]), Counter(changed["videos"])
+    assert sum((before - after).values()) == sum((after - before).values()) == 1
+
+    # The platform has no call that sets it: the restored project has everything else.
+    restored = capture_tables(platform, str(restore(platform, source, "described")))
+    assert fingerprint_multisets(restored) == fingerprint_multisets(plain)

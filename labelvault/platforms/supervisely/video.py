@@ -135,12 +135,17 @@ def video_item_row(video: dict[str, Any], key: str, dataset: Dataset) -> Row:
     }
 
 
-def video_row(video: dict[str, Any], key: str, item_ref: list[Any]) -> Row:
-    """The ``videos`` row: what only a video has (frames, fps, custom data)."""
+def video_row(video: dict[str, Any], key: str, item_ref: list[Any], description: str = "") -> Row:
+    """The ``videos`` row: what only a video has (frames, fps, custom data, and the
+    annotation's description, which no call of the platform sets: kept, not restored)."""
     file_meta = _file_meta(video)
     custom = video.get("customData") or {}
     duration = file_meta.get("duration")
-    content = {"item": item_ref, "custom_data": custom}
+    content: dict[str, Any] = {"item": item_ref, "custom_data": custom}
+    raw: dict[str, Any] = {"customData": custom, "fileMeta": file_meta}
+    if description:
+        # Only when there is one, so versions of videos without one keep their fingerprints.
+        content["description"] = raw["description"] = description
     return {
         "key": key,
         "fingerprint": fingerprint(content),
@@ -149,7 +154,7 @@ def video_row(video: dict[str, Any], key: str, item_ref: list[Any]) -> Row:
         "fps": fps_of(file_meta),
         "duration": float(duration) if isinstance(duration, int | float) else None,
         "custom_data": canonical_json(custom),
-        "raw": canonical_json({"customData": custom, "fileMeta": file_meta}),
+        "raw": canonical_json(raw),
     }
 
 
@@ -427,7 +432,15 @@ class VideoCapture(SuperviselyApi):
             item_key = f"{dataset.key}#{pad(video['id'])}"
             item_ref = [dataset.path, video.get("name")]
             tables["items"].append(video_item_row(video, item_key, dataset))
-            tables["videos"].append(video_row(video, item_key, item_ref))
+            description = annotation.get("description")
+            tables["videos"].append(
+                video_row(
+                    video,
+                    item_key,
+                    item_ref,
+                    description if isinstance(description, str) else "",
+                )
+            )
             objects, figures, tags = annotation_rows(video, annotation, item_key, item_ref, context)
             tables["objects"] += objects
             tables["figures"] += figures
