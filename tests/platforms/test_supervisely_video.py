@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from labelvault.errors import RestoreError
-from labelvault.http import RequestSettings
 from labelvault.models import RestoreOptions, VersionOrigin
 from labelvault.platforms.supervisely import SuperviselyPlatform
 from labelvault.restore import restore_version
@@ -71,16 +70,7 @@ def rich(fake: FakeSupervisely) -> RichVideoProject:
 
 
 def platform_for(fake: FakeSupervisely, **options: Any) -> SuperviselyPlatform:
-    return SuperviselyPlatform(
-        "http://sly.test",
-        fake.token,
-        settings=RequestSettings(backoff_jitter=0),
-        transport=fake.transport(),
-        sleep=lambda seconds: None,
-        batch_size=options.pop("batch_size", 2),
-        list_page_size=3,
-        **options,
-    )
+    return fake.platform(batch_size=options.pop("batch_size", 2), list_page_size=3, **options)
 
 
 def rows(tables: Tables, table: str) -> list[dict[str, Any]]:

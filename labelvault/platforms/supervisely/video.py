@@ -628,21 +628,12 @@ class VideoRestore(SuperviselyReconcile):
         multiview project, see :meth:`_add_shared_objects`."""
         if project_id in self._multiview:
             return self._add_shared_objects(project_id, dataset_id, rows)
-        defs = self._defs(project_id)
         ids: dict[str, str] = {}
         for item_key, owned in _by_owner(rows, "item_key").items():
             entity = int(owners[item_key])
             objects = []
             for row in owned:
-                class_id = defs.class_ids.get(row.get("class_name") or "")
-                if class_id is None:
-                    raise RequestRejected(
-                        f"supervisely: object {row['key']} has class {row.get('class_name')!r}, "
-                        "which is not in the restored meta",
-                        platform=self.name,
-                        project=project_id,
-                    )
-                objects.append({"classId": class_id, "entityId": entity})
+                objects.append({"classId": self._class_id(project_id, row), "entityId": entity})
             body = {"datasetId": self._dataset_id(dataset_id), "annotationObjects": objects}
             answer = self._call(
                 "annotation-objects.bulk.add", body, project=project_id, idempotent=False
