@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -164,6 +165,10 @@ class ApiClient:
         self.sleep = sleep
         self.now = now
         self.classify = classify
+        # No more requests in flight than the pool has connections: httpcore 1.0.9's sync pool
+        # can close a connection it already gave to a queued request, which then waits out its
+        # read timeout (encode/httpcore#1110); requests that never queue in the pool avoid it.
+        self._slots = threading.BoundedSemaphore(self.settings.max_connections)
 
     # --- public ---------------------------------------------------------------------------
 
@@ -206,16 +211,17 @@ class ApiClient:
         )
 
         def attempt() -> httpx.Response:
-            response = self.client.request(
-                method,
-                url,
-                params=params,
-                json=json,
-                content=content,
-                data=data,
-                files=list(files) if files is not None else None,
-                headers=headers,
-            )
+            with self._slots:
+                response = self.client.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    content=content,
+                    data=data,
+                    files=list(files) if files is not None else None,
+                    headers=headers,
+                )
             if response.status_code in RETRY_STATUSES:
                 raise RetryableStatus(response)
             return response

@@ -37,7 +37,9 @@ class RequestSettings(BaseSettings):
     write_timeout: float = Field(180.0, gt=0)
     pool_timeout: float = Field(180.0, gt=0)
     max_connections: int = Field(16, ge=1)
-    max_keepalive_connections: int = Field(8, ge=0)
+    # As many as the pool holds: a connection closed as surplus keep-alive while requests wait
+    # is one the sync pool may have handed to one of them (encode/httpcore#1110).
+    max_keepalive_connections: int = Field(16, ge=0)
     keepalive_expiry: float = Field(30.0, ge=0)
 
     def timeout(self) -> httpx.Timeout:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -277,3 +280,28 @@ def test_bad_scheme_is_rejected_at_once() -> None:
     with pytest.raises(RequestRejected, match="server URL"):
         api.request("GET", "/x")
     assert sleeps == []
+
+
+def test_no_more_requests_are_in_flight_than_the_pool_has_connections() -> None:
+    """Requests beyond the pool wait in the client, never queued inside httpcore's pool."""
+    in_flight, most = 0, 0
+    lock = threading.Lock()
+    all_waiting = threading.Barrier(4, timeout=2.0)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            all_waiting.wait()  # hold the first arrivals together; never more than the pool
+        with lock:
+            in_flight -= 1
+        return httpx.Response(200, json={"ok": True})
+
+    api, _ = api_for(handler, max_connections=3)
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda _: api.request_json("GET", "/x"), range(24)))
+    assert answers == [{"ok": True}] * 24
+    assert most == 3
+    assert RequestSettings().max_keepalive_connections == RequestSettings().max_connections
