@@ -1,7 +1,7 @@
 """SQL over a version: each table registered in DuckDB under its name, and nothing else.
 
-Tables are ``pyarrow.dataset`` objects over the version's chunk files, so DuckDB streams them
-chunk by chunk with projection and filter pushdown; a 10^6-row version is never loaded whole.
+DuckDB streams each table chunk by chunk, reading only the columns a query needs; a 10^6-row
+version is never loaded whole.
 
 The surface is read-only and closed (see :mod:`labelvault.query.guard` and
 :mod:`labelvault.query.sandbox`): a query is exactly one SELECT over the version's tables and
@@ -20,11 +20,13 @@ Verification is a trade-off, chosen per call with ``verify``:
 - ``verify=True`` (the default, as everywhere in labelvault): chunks are read through the
   store, each one fetched whole and its size and sha256 checked before DuckDB sees it. This
   works on every backend, including :class:`~labelvault.storage.memory.MemoryStore`; it reads
-  every byte of each chunk a query touches, even for a query on one column.
-- ``verify=False``: when the store exposes a pyarrow filesystem (local folder, S3), pyarrow
-  reads the chunk files in place: only the columns and row groups it needs, but a corrupt chunk
-  gives wrong answers or a decoding error instead of an :class:`IntegrityError`. Stores without
-  one fall back to reading through the store, without the checksum.
+  every byte of each chunk a query touches, even for a query on one column
+  (:mod:`labelvault.snapshot.storefs`).
+- ``verify=False``: when the store exposes a pyarrow filesystem (local folder, S3), a
+  ``pyarrow.dataset`` reads the chunk files in place: only the columns and row groups it
+  needs, but a corrupt chunk gives wrong answers or a decoding error instead of an
+  :class:`IntegrityError`. Stores without one fall back to reading through the store, without
+  the checksum.
 
 ```python
 manifest = load_manifest(store, key)
@@ -57,7 +59,7 @@ from labelvault.snapshot.layout import (
 from labelvault.snapshot.manifest import ChunkRef, Manifest
 from labelvault.snapshot.reader import SnapshotReader
 from labelvault.snapshot.schema import TABLES, schema_for
-from labelvault.snapshot.storefs import StoreFileSystemHandler, store_filesystem
+from labelvault.snapshot.storefs import StoreChunks, StoreChunkSource
 from labelvault.storage.base import ObjectStore
 
 __all__ = [
@@ -281,16 +283,18 @@ def _failed(exc: BaseException) -> QueryFailed:
 
 
 class _Datasets:
-    """Builds one dataset per table, in place or through the (verifying) store filesystem."""
+    """Builds one scannable table per table: files in place, or chunks read through the store."""
 
     def __init__(self, store: ObjectStore, manifest: Manifest, *, verify: bool) -> None:
         self.store = store
         self.manifest = manifest
-        self.handlers: list[StoreFileSystemHandler] = []
+        self.handlers: list[StoreChunkSource] = []
+        self._source: StoreChunkSource | None = None
         native = None if verify else store.arrow_filesystem()
         # Pre-buffering coalesces reads of a file's column chunks: worth it on S3, where each
         # read is a request, but on a local disk or from memory it only holds more buffers.
         pre_buffer = False
+        self.root = ""
         if native is not None:
             self.filesystem, root = native
             self.root = root.rstrip("/")
@@ -299,30 +303,33 @@ class _Datasets:
             chunks = {
                 chunk.key: chunk for table in manifest.tables.values() for chunk in table.all_chunks
             }
-            self.filesystem, handler = store_filesystem(store, chunks, verify=verify)
-            self.handlers.append(handler)
-            self.root = ""
+            self._source = StoreChunkSource(store, chunks, verify=verify)
+            self.handlers.append(self._source)
         self.format = ds.ParquetFileFormat(
             default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=pre_buffer)
         )
 
-    def dataset(self, table: str) -> ds.Dataset:
+    def dataset(self, table: str) -> ds.Dataset | StoreChunks:
         return self.chunks_dataset(self.manifest.table(table).chunks, schema_for(table))
 
-    def chunks_dataset(self, chunks: Iterable[ChunkRef], schema: pa.Schema) -> ds.Dataset:
-        paths = [self._path(chunk.key) for chunk in chunks]
+    def chunks_dataset(
+        self, chunks: Iterable[ChunkRef], schema: pa.Schema
+    ) -> ds.Dataset | StoreChunks:
+        keys = [chunk.key for chunk in chunks]
+        if self._source is not None:
+            return self._source.table(keys, schema)
         return ds.FileSystemDataset.from_paths(
-            paths, schema=schema, format=self.format, filesystem=self.filesystem
+            [f"{self.root}/{key}" if self.root else key for key in keys],
+            schema=schema,
+            format=self.format,
+            filesystem=self.filesystem,
         )
-
-    def _path(self, key: str) -> str:
-        return f"{self.root}/{key}" if self.root else key
 
 
 class _Translate:
     """Re-raise the store error behind a failed scan (DuckDB and Arrow only pass on its text)."""
 
-    def __init__(self, handlers: list[StoreFileSystemHandler], *, fresh: bool) -> None:
+    def __init__(self, handlers: list[StoreChunkSource], *, fresh: bool) -> None:
         self.handlers = handlers
         self.fresh = fresh
 

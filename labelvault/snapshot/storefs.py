@@ -1,35 +1,37 @@
-"""A read-only pyarrow filesystem over any :class:`ObjectStore`, verifying chunks as it opens them.
+"""A version's chunks read through any :class:`ObjectStore`, as a table DuckDB can scan.
 
-Paths are object keys. When the handler knows a path's :class:`ChunkRef`, it serves the size
-from the manifest (no request) and checks size and sha256 before pyarrow sees a byte.
+:class:`StoreChunks` is an Arrow stream DuckDB scans, and every scan reads the chunks afresh,
+one after another: each is fetched whole on the thread that pulls the stream, its size and
+sha256 checked against the manifest when ``verify`` is set, then decoded.
 
-The handler never raises into Arrow: a Python exception crossing Arrow's dataset scanner can
-deadlock it (the scanner's abort path formats the error, which needs the GIL, while it holds a
-lock that the thread owning the GIL waits for). A chunk that is missing or fails verification is
-served as an empty file instead, so Arrow fails with its own error naming the path, and the
-:class:`IntegrityError` is kept in :attr:`StoreFileSystemHandler.errors` for the caller to
-re-raise (:mod:`labelvault.query` does).
+No Arrow thread ever calls into Python here. Under a ``pyarrow.fs.PyFileSystem`` a dataset
+scanner's threads do, and DuckDB's scan of such a dataset can deadlock: ``Scanner.to_reader``
+keeps the GIL while it waits for a lock that an I/O thread holds while it waits for the GIL to
+open a file.
+
+A chunk that is missing or fails verification ends the scan with an error, and the
+:class:`~labelvault.errors.IntegrityError` is kept in :attr:`StoreChunkSource.errors`, for the
+caller to re-raise whole (DuckDB passes on only its text; :mod:`labelvault.query` does).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any, NoReturn
+from collections.abc import Iterator, Mapping, Sequence
 
 import pyarrow as pa
-import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from labelvault.errors import IntegrityError, ObjectNotFound
 from labelvault.snapshot.manifest import ChunkRef
 from labelvault.snapshot.reader import fetch_chunk
 from labelvault.storage.base import ObjectStore
 
-__all__ = ["StoreFileSystemHandler", "store_filesystem"]
+__all__ = ["StoreChunkSource", "StoreChunks"]
 
 
-class StoreFileSystemHandler(pafs.FileSystemHandler):  # type: ignore[misc]
-    """pyarrow ``FileSystemHandler`` reading objects of ``store``; writes are refused."""
+class StoreChunkSource:
+    """Fetches chunk files from ``store``, verifying those ``chunks`` names when ``verify``."""
 
     def __init__(
         self, store: ObjectStore, chunks: Mapping[str, ChunkRef], *, verify: bool = True
@@ -37,87 +39,51 @@ class StoreFileSystemHandler(pafs.FileSystemHandler):  # type: ignore[misc]
         self.store = store
         self.chunks = dict(chunks)
         self.verify = verify
-        #: What went wrong while serving files (verification failures, storage errors).
+        #: What went wrong while reading chunks (verification failures, storage errors).
         self.errors: list[Exception] = []
         self._lock = threading.Lock()
 
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-    def __hash__(self) -> int:
-        return id(self)
-
-    def get_type_name(self) -> str:
-        return "labelvault-store"
-
-    def normalize_path(self, path: str) -> str:
-        return path
-
-    def equals(self, other: object) -> bool:
-        return self is other
-
-    def get_file_info(self, paths: Iterable[str]) -> list[Any]:
-        infos = []
-        for path in paths:
-            chunk = self.chunks.get(path)
-            if chunk is not None:
-                infos.append(pafs.FileInfo(path, pafs.FileType.File, size=chunk.bytes))
-                continue
-            try:
-                size = self.store.head(path).size
-            except ObjectNotFound:
-                infos.append(pafs.FileInfo(path, pafs.FileType.NotFound))
-            else:
-                infos.append(pafs.FileInfo(path, pafs.FileType.File, size=size))
-        return infos
-
-    def get_file_info_selector(self, selector: Any) -> list[Any]:
-        base = selector.base_dir.rstrip("/")
-        return [
-            pafs.FileInfo(info.key, pafs.FileType.File, size=info.size)
-            for info in self.store.list(f"{base}/" if base else "")
-        ]
-
-    def open_input_file(self, path: str) -> Any:
-        return pa.BufferReader(self._read(path))
-
-    def open_input_stream(self, path: str) -> Any:
-        return pa.BufferReader(self._read(path))
-
-    def _read(self, path: str) -> bytes:
-        chunk = self.chunks.get(path)
+    def read(self, key: str) -> bytes:
+        """The bytes of chunk ``key``; a failure is recorded in :attr:`errors` and raised."""
+        chunk = self.chunks.get(key)
         try:
             if chunk is not None and self.verify:
                 return fetch_chunk(self.store, chunk)
             try:
-                return self.store.get(path).data
+                return self.store.get(key).data
             except ObjectNotFound:
-                raise IntegrityError(f"chunk {path} is missing", key=path) from None
-        except Exception as error:  # see the module docs: never raise into Arrow
-            self._record(error)
-        return b""
+                raise IntegrityError(f"chunk {key} is missing", key=key) from None
+        except Exception as error:
+            with self._lock:  # without its traceback, which would hold the source in a cycle
+                self.errors.append(error.with_traceback(None))
+            raise
 
-    def _record(self, error: Exception) -> None:
-        with self._lock:  # without its traceback, which would hold this handler in a cycle
-            self.errors.append(error.with_traceback(None))
-
-    def _read_only(self, *args: object) -> NoReturn:
-        raise OSError("the labelvault store filesystem is read-only")
-
-    create_dir = _read_only
-    delete_dir = _read_only
-    delete_dir_contents = _read_only
-    delete_root_dir_contents = _read_only
-    delete_file = _read_only
-    move = _read_only
-    copy_file = _read_only
-    open_output_stream = _read_only
-    open_append_stream = _read_only
+    def table(self, keys: Sequence[str], schema: pa.Schema) -> StoreChunks:
+        """The chunks ``keys``, in order, as one table of ``schema``."""
+        return StoreChunks(self, keys, schema)
 
 
-def store_filesystem(
-    store: ObjectStore, chunks: Mapping[str, ChunkRef], *, verify: bool = True
-) -> tuple[Any, StoreFileSystemHandler]:
-    """A ``pyarrow.fs.PyFileSystem`` over ``store`` and the handler behind it."""
-    handler = StoreFileSystemHandler(store, chunks, verify=verify)
-    return pafs.PyFileSystem(handler), handler
+class StoreChunks:
+    """Chunk files of one table, readable any number of times as an Arrow stream.
+
+    DuckDB scans any object with ``__arrow_c_stream__`` and asks it again for every scan; each
+    stream reads the chunks in order, one at a time.
+    """
+
+    def __init__(self, source: StoreChunkSource, keys: Sequence[str], schema: pa.Schema) -> None:
+        self.source = source
+        self.keys = list(keys)
+        self.schema = schema
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        reader = pa.RecordBatchReader.from_batches(self.schema, self._batches())
+        return reader.__arrow_c_stream__(requested_schema)
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        for key in self.keys:
+            # A chunk is small and already in memory whole: decoding it at once, on Arrow's
+            # threads, is faster than row group by row group.
+            rows = pq.ParquetFile(pa.BufferReader(self.source.read(key))).read(use_threads=True)
+            if rows.schema != self.schema:  # in the table's column order and types
+                rows = rows.select(self.schema.names).cast(self.schema)
+            yield from rows.to_batches()
