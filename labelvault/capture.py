@@ -19,7 +19,7 @@ from typing import Any
 
 from labelvault.catalog import Catalog, Reservation, VersionInfo, default_holder
 from labelvault.catalog.reading import DAMAGE
-from labelvault.errors import IntegrityError
+from labelvault.errors import ConfigurationError, IntegrityError
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import (
     HEAD_PARTITION,
@@ -288,7 +288,10 @@ def capture_partition(
     elif isinstance(platform, PartitionedPlatform):
         pages = platform.iter_partition(start.ref.project_id, partition)
     else:
-        raise CaptureStopped(f"{platform.name} does not capture by partition")
+        raise ConfigurationError(
+            f"{platform.name} captures a project whole and cannot capture partition"
+            f" {partition.label!r}; start the capture again to plan it for this platform"
+        )
     writer = SnapshotWriter(store, start.ref.prefix, source=start.source, previous=previous)
     with writer:
         # The next pages are fetched while the writer encodes this one.

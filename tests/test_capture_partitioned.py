@@ -12,9 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from labelvault.capture import CaptureProgress
+from labelvault.capture import CaptureProgress, CaptureStart, capture_partition, start_capture
 from labelvault.catalog import Catalog
-from labelvault.errors import SnapshotError
+from labelvault.errors import ConfigurationError, SnapshotError
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import HEAD_PARTITION, Partition, PartitionedPlatform, TablePage
 from labelvault.platforms.supervisely import SuperviselyPlatform
@@ -212,3 +212,34 @@ def test_progress_names_each_partition_and_its_items() -> None:
     assert sum(part.items for part in last.partitions) == result.rows["items"]
     assert [part.weight for part in last.partitions] == [part.items for part in last.partitions]
     assert last.rows["items"] == result.rows["items"]
+
+
+class _Whole:
+    """Supervisely seen as a platform that captures a project whole only."""
+
+    def __init__(self, platform: SuperviselyPlatform) -> None:
+        self._platform = platform
+        self.name = platform.name
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("capture_plan", "iter_partition"):
+            raise AttributeError(name)
+        return getattr(self._platform, name)
+
+
+def test_a_partition_given_to_a_platform_that_captures_whole_is_refused_in_one_line() -> None:
+    fake = FakeSupervisely(default_per_page=3)
+    project = str(_images(fake))
+    store = MemoryStore()
+    catalog = Catalog(store)
+    start = start_capture(platform_for(fake), project, catalog=catalog, parallel=3)
+    assert isinstance(start, CaptureStart)
+    dataset = next(part for part in start.partitions if part.key != HEAD_PARTITION)
+    whole = _Whole(platform_for(fake))
+    assert not isinstance(whole, PartitionedPlatform)
+    with pytest.raises(ConfigurationError) as refused:
+        capture_partition(whole, start, dataset, store=store, catalog=catalog)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert f"cannot capture partition {dataset.label!r}" in message
+    assert "start the capture again" in message
