@@ -1,7 +1,6 @@
 """SQL over a version: each table registered in DuckDB under its name, and nothing else.
 
-DuckDB streams each table chunk by chunk, reading only the columns a query needs; a 10^6-row
-version is never loaded whole.
+DuckDB streams each table chunk by chunk; a 10^6-row version is never loaded whole.
 
 The surface is read-only and closed (see :mod:`labelvault.query.guard` and
 :mod:`labelvault.query.sandbox`): a query is exactly one SELECT over the version's tables and
@@ -189,7 +188,7 @@ class Session:
     def _running(self, watchdog: Watchdog | None, *, fresh: bool = True) -> Iterator[None]:
         """Time the block and turn what it raises into one labelvault error."""
         try:
-            with _Translate(self._datasets.handlers, fresh=fresh):
+            with _Translate(self._datasets.source, fresh=fresh):
                 if watchdog is None:
                     yield
                 else:
@@ -286,25 +285,21 @@ class _Datasets:
     """Builds one scannable table per table: files in place, or chunks read through the store."""
 
     def __init__(self, store: ObjectStore, manifest: Manifest, *, verify: bool) -> None:
-        self.store = store
         self.manifest = manifest
-        self.handlers: list[StoreChunkSource] = []
-        self._source: StoreChunkSource | None = None
+        #: Where chunks come from when they are read through the store (None: files in place).
+        self.source: StoreChunkSource | None = None
         native = None if verify else store.arrow_filesystem()
-        # Pre-buffering coalesces reads of a file's column chunks: worth it on S3, where each
-        # read is a request, but on a local disk or from memory it only holds more buffers.
-        pre_buffer = False
-        self.root = ""
-        if native is not None:
-            self.filesystem, root = native
-            self.root = root.rstrip("/")
-            pre_buffer = self.filesystem.type_name not in ("local", "mock")
-        else:
+        if native is None:
             chunks = {
                 chunk.key: chunk for table in manifest.tables.values() for chunk in table.all_chunks
             }
-            self._source = StoreChunkSource(store, chunks, verify=verify)
-            self.handlers.append(self._source)
+            self.source = StoreChunkSource(store, chunks, verify=verify)
+            return
+        self.filesystem, root = native
+        self.root = root.rstrip("/")
+        # Pre-buffering coalesces reads of a file's column chunks: worth it on S3, where each
+        # read is a request, but on a local disk or from memory it only holds more buffers.
+        pre_buffer = self.filesystem.type_name not in ("local", "mock")
         self.format = ds.ParquetFileFormat(
             default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=pre_buffer)
         )
@@ -316,8 +311,8 @@ class _Datasets:
         self, chunks: Iterable[ChunkRef], schema: pa.Schema
     ) -> ds.Dataset | StoreChunks:
         keys = [chunk.key for chunk in chunks]
-        if self._source is not None:
-            return self._source.table(keys, schema)
+        if self.source is not None:
+            return self.source.table(keys, schema)
         return ds.FileSystemDataset.from_paths(
             [f"{self.root}/{key}" if self.root else key for key in keys],
             schema=schema,
@@ -329,20 +324,18 @@ class _Datasets:
 class _Translate:
     """Re-raise the store error behind a failed scan (DuckDB and Arrow only pass on its text)."""
 
-    def __init__(self, handlers: list[StoreChunkSource], *, fresh: bool) -> None:
-        self.handlers = handlers
+    def __init__(self, source: StoreChunkSource | None, *, fresh: bool) -> None:
+        self.source = source
         self.fresh = fresh
 
     def __enter__(self) -> None:
-        if self.fresh:  # a new statement: forget what earlier ones ran into
-            for handler in self.handlers:
-                handler.errors.clear()
+        if self.fresh and self.source is not None:  # a new statement: forget earlier errors
+            self.source.errors.clear()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
         if not isinstance(exc, Exception) or isinstance(exc, LabelvaultError):
             return
-        for handler in self.handlers:
-            if handler.errors:
-                error = handler.errors[0]
-                handler.errors.clear()  # no reference cycle through the session
-                raise error from exc
+        if self.source is not None and self.source.errors:
+            error = self.source.errors[0]
+            self.source.errors.clear()  # no reference cycle through the session
+            raise error from exc
