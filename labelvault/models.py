@@ -243,6 +243,28 @@ class RestoreReport:
     #: What the platform could not bring back as it was (e.g. a draft's author).
     warnings: tuple[str, ...] = ()
 
+    def joined(self, *parts: RestoreReport) -> RestoreReport:
+        """This report followed by the reports of ``parts`` of the same restore (its
+        partitions): counts added up, issues and warnings in order."""
+        created, filtered_out = dict(self.created), dict(self.filtered_out)
+        for part in parts:
+            for table, count in part.created.items():
+                created[table] = created.get(table, 0) + count
+            for table, count in part.filtered_out.items():
+                filtered_out[table] = filtered_out.get(table, 0) + count
+        return RestoreReport(
+            project=self.project,
+            journal=self.journal,
+            created=created,
+            skipped=self.skipped + tuple(issue for part in parts for issue in part.skipped),
+            failures=self.failures + tuple(issue for part in parts for issue in part.failures),
+            resumed=self.resumed,
+            filtered_out=filtered_out,
+            warnings=tuple(
+                dict.fromkeys([*self.warnings, *(w for part in parts for w in part.warnings)])
+            ),
+        )
+
     def summary(self) -> dict[str, Any]:
         """Plain values for logs, artifacts, flow results and ``--json``."""
         return {

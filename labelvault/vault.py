@@ -231,12 +231,14 @@ class Vault:
         restore_id: str,
         options: RestoreOptions | None = None,
         progress: RestoreProgress | None = None,
+        parallel: int = 1,
     ) -> tuple[VersionInfo, RestoreReport]:
         """Restore a version as a new project on ``target`` (see :mod:`labelvault.restore`).
 
         ``restore_id`` names the restore's journal: running again with the same id resumes an
         interrupted restore. ``options`` say where and how (a partial restore names datasets
-        or classes); the defaults restore the whole version beside its source.
+        or classes); the defaults restore the whole version beside its source. ``parallel``
+        above 1 restores the items in partitions, that many at once (on platforms that can).
 
         The version is checked first (its record, manifest and every chunk's checksum): a
         damaged version is refused with its damaged objects named, before anything is created
@@ -270,5 +272,7 @@ class Vault:
             ),
             options=options or RestoreOptions(),
             progress=progress,
+            parallel=parallel,
+            read_range=reader.iter_key_range,
         )
         return version, report

@@ -113,6 +113,7 @@ def restore(
     *,
     store: MemoryStore | None = None,
     journal: str = "supervisely/restores/r1",
+    parallel: int = 1,
     **overrides: Any,
 ) -> RestoreReport:
     return restore_version(
@@ -122,6 +123,7 @@ def restore(
         journal=journal,
         origin=origin(rich, **overrides),
         options=options(rich, **overrides),
+        parallel=parallel,
     )
 
 

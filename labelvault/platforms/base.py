@@ -29,8 +29,10 @@ __all__ = [
     "WHOLE_PARTITION",
     "Partition",
     "PartitionedPlatform",
+    "PartitionedRestore",
     "Platform",
     "ProjectInfo",
+    "RangeReader",
     "RestoreJournal",
     "RestoreProgress",
     "RestoreRequest",
@@ -44,6 +46,9 @@ __all__ = [
 
 #: Table name → that table's record batches in key order (an empty iterator for no rows).
 TableReader = Callable[[str], Iterator[pa.RecordBatch]]
+#: ``(table, start, stop)`` → the table's batches of rows whose key is in ``[start, stop)``
+#: (``None``: unbounded), in key order: the part of a version one restore partition reads.
+RangeReader = Callable[[str, str | None, str | None], Iterator[pa.RecordBatch]]
 #: Hears the rows created so far, per table (:data:`labelvault.models.RESTORE_COUNTS`).
 RestoreProgress = Callable[[Mapping[str, int]], None]
 
@@ -130,8 +135,8 @@ class RestoreJournal(Protocol):
         """True when ``name`` was recorded (as of the last :meth:`load_names`)."""
         ...
 
-    def load_names(self) -> None:
-        """Learn which step records exist (once, before resuming)."""
+    def load_names(self, under: str = "steps/") -> None:
+        """Learn which step records under ``under`` exist (once, before resuming)."""
         ...
 
     def record(self, name: str, value: dict[str, Any]) -> None:
@@ -206,6 +211,40 @@ class PartitionedPlatform(Platform, Protocol):
 
     def iter_partition(self, project_id: str, partition: Partition) -> Iterator[TablePage]:
         """One partition's pages, each table in strictly increasing key order."""
+        ...
+
+
+@runtime_checkable
+class PartitionedRestore(Platform, Protocol):
+    """A platform that restores a version in partitions side by side: first the project and
+    its datasets (:meth:`begin_restore`), then each partition, a range of item keys with what
+    hangs off those items, on its own (:meth:`restore_partition`), each recording its steps
+    in its own part of the journal (``steps/<partition key>/``)."""
+
+    def restore_cut(self, source: Mapping[str, Any], key: str) -> str:
+        """Where a partition may start at or before the item key ``key`` (items that must
+        be restored together, such as the views of a multiview dataset, stay together)."""
+        ...
+
+    def begin_restore(
+        self, tables: TableReader, request: RestoreRequest, journal: RestoreJournal
+    ) -> RestoreReport:
+        """Create the project and its datasets, or find what the journal says was created;
+        the report of that much."""
+        ...
+
+    def restore_partition(
+        self,
+        tables: RangeReader,
+        request: RestoreRequest,
+        journal: RestoreJournal,
+        *,
+        begun: RestoreReport,
+        partition: Partition,
+        progress: RestoreProgress | None = None,
+    ) -> RestoreReport:
+        """Restore the items whose keys are in ``partition.spec``'s ``[start, stop)`` and what
+        hangs off them into ``begun``'s project; the report of that partition alone."""
         ...
 
 

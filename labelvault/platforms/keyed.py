@@ -53,14 +53,34 @@ from labelvault.errors import (
 )
 from labelvault.models import RESTORE_COUNTS, ProjectInfo, RestoreIssue, RestoreReport
 from labelvault.platforms.base import (
+    WHOLE_PARTITION,
+    Partition,
+    RangeReader,
     RestoreJournal,
     RestoreProgress,
     RestoreRequest,
     TableReader,
 )
-from labelvault.platforms.streams import Peekable, Row, issues, issues_json, rows, source_row
+from labelvault.platforms.streams import (
+    Peekable,
+    Row,
+    issues,
+    issues_json,
+    rows,
+    source_row,
+    whole_range,
+)
 
-__all__ = ["IMAGE_LAYOUT", "ChildTable", "KeyedTarget", "LayeredTarget", "restore_keyed"]
+__all__ = [
+    "DATASETS_RECORD",
+    "IMAGE_LAYOUT",
+    "ChildTable",
+    "KeyedTarget",
+    "LayeredTarget",
+    "begin_keyed",
+    "restore_keyed",
+    "restore_keyed_partition",
+]
 
 logger = logging.getLogger("labelvault.platforms.keyed")
 
@@ -257,8 +277,12 @@ class _Run:
         journal: RestoreJournal,
         request: RestoreRequest,
         progress: RestoreProgress | None,
+        *,
+        steps: str = "steps/",
     ) -> None:
         self.target = target
+        #: Where this run's batch steps are recorded: its partition's part of the journal.
+        self.steps = steps
         self.read_table = read_table
         self.journal = journal
         self.options = request.options
@@ -272,6 +296,8 @@ class _Run:
         self.resumed = False
         self.reconcile_next = False
         self.where = "the project"
+        #: Which part of the restore this run is, as its errors say it.
+        self.scope = ""
 
     # --- the project ------------------------------------------------------------------------
 
@@ -509,7 +535,7 @@ class _Run:
         """The journaled steps of one batch: its items, then each child table."""
         target = self.target
         item_ids = self.phase(
-            f"steps/b{index:08d}-1-items.json",
+            f"{self.steps}b{index:08d}-1-items.json",
             "items",
             item_rows,
             select=lambda todo: self.select_items(project_id, dataset_key, dataset_id, todo),
@@ -522,7 +548,7 @@ class _Run:
         for number, (spec, group) in enumerate(children, start=2):
             table, column = spec.table, spec.owner_column
             ids = self.phase(
-                f"steps/b{index:08d}-{number}-{table}.json",
+                f"{self.steps}b{index:08d}-{number}-{table}.json",
                 table,
                 group,
                 select=partial(self.owned, table=table, column=column, owners=owners),
@@ -658,46 +684,37 @@ class _Run:
             self.progress(dict(self.created))
 
 
-def restore_keyed(
-    target: KeyedTarget,
-    tables: TableReader,
-    request: RestoreRequest,
+#: The journal record of the datasets' new ids, which every partition reads.
+DATASETS_RECORD = "steps/datasets.json"
+
+
+def _stopped(
+    run: _Run,
+    project: ProjectInfo,
+    exc: LabelvaultError,
     journal: RestoreJournal,
-    progress: RestoreProgress | None = None,
-) -> RestoreReport:
-    """Restore a version's tables through ``target``; see the module docstring."""
-    origin = request.origin
-    source = source_row(tables)
-    run = _Run(target, tables, journal, request, progress)
-    try:
-        project = run.open_project(source)
-    except PlatformError as exc:
-        raise RestoreError(
-            f"restore of {target.name} project {origin.source_project_id} version "
-            f"{origin.version_number} could not create its project: {exc.message}. "
-            "Nothing was restored.",
-            project=origin.source_project_id,
-        ) from exc
-    journal.load_names()
-    # After an interruption, the first step missing from the journal may have landed anyway.
-    run.reconcile_next = run.resumed
-    try:
-        run.where = "the project's definitions and settings"
-        target.prepare_project(project.project_id, source)
-        dataset_ids = run.datasets(project.project_id)
-        run.content(project.project_id, dataset_ids, _layout(target, source))
-    except LabelvaultError as exc:
-        done = ", ".join(f"{table} {count}" for table, count in run.created.items() if count)
-        raise RestoreError(
-            f"restore of {target.name} project {origin.source_project_id} version "
-            f"{origin.version_number} stopped at {run.where}: {exc.message}. It created "
-            f"project {project.project_id} ({project.name!r}) in workspace "
-            f"{project.workspace_id}; restored so far: {done or 'nothing'}. Run it again "
-            f"with the same restore id (journal {journal.prefix}) to resume.",
-            project=origin.source_project_id,
-            created_project=project.project_id,
-            progress=run.created,
-        ) from exc
+    before: Mapping[str, int] | None = None,
+) -> RestoreError:
+    """The error of a restore that stopped after creating its project (``before``: what
+    earlier steps of this run created)."""
+    origin = run.origin
+    counts = dict(before or {})
+    for table, count in run.created.items():
+        counts[table] = counts.get(table, 0) + count
+    done = ", ".join(f"{table} {count}" for table, count in counts.items() if count)
+    return RestoreError(
+        f"restore of {run.target.name} project {origin.source_project_id} version "
+        f"{origin.version_number} stopped at {run.where}: {exc.message}. It created "
+        f"project {project.project_id} ({project.name!r}) in workspace "
+        f"{project.workspace_id}; restored so far{run.scope}: {done or 'nothing'}. Run it "
+        f"again with the same restore id (journal {journal.prefix}) to resume.",
+        project=origin.source_project_id,
+        created_project=project.project_id,
+        progress=counts,
+    )
+
+
+def _report(run: _Run, project: ProjectInfo, journal: RestoreJournal) -> RestoreReport:
     for issue in run.failures:
         logger.warning("not restored: %s %s: %s", issue.table, issue.key, issue.reason)
     return RestoreReport(
@@ -709,3 +726,107 @@ def restore_keyed(
         resumed=run.resumed,
         filtered_out=dict(run.filtered_out),
     )
+
+
+def begin_keyed(
+    target: KeyedTarget, tables: TableReader, request: RestoreRequest, journal: RestoreJournal
+) -> RestoreReport:
+    """Create the project, its definitions and its datasets (or find them in the journal),
+    and record the datasets' new ids for the partitions; the report of that much."""
+    origin = request.origin
+    source = source_row(tables)
+    run = _Run(target, tables, journal, request, None)
+    try:
+        project = run.open_project(source)
+    except PlatformError as exc:
+        raise RestoreError(
+            f"restore of {target.name} project {origin.source_project_id} version "
+            f"{origin.version_number} could not create its project: {exc.message}. "
+            "Nothing was restored.",
+            project=origin.source_project_id,
+        ) from exc
+    journal.load_names("steps/a")
+    try:
+        run.where = "the project's definitions and settings"
+        target.prepare_project(project.project_id, source)
+        journal.record(DATASETS_RECORD, {"ids": run.datasets(project.project_id)})
+    except LabelvaultError as exc:
+        raise _stopped(run, project, exc, journal) from exc
+    return _report(run, project, journal)
+
+
+def restore_keyed_partition(
+    target: KeyedTarget,
+    tables: RangeReader,
+    request: RestoreRequest,
+    journal: RestoreJournal,
+    *,
+    begun: RestoreReport,
+    partition: Partition,
+    progress: RestoreProgress | None = None,
+) -> RestoreReport:
+    """Restore one partition of :func:`begin_keyed`'s project: the items whose keys are in
+    ``partition.spec``'s ``[start, stop)``, batch by batch with what hangs off them, recorded
+    under ``steps/<partition key>/`` (the whole version: under ``steps/``); its report."""
+    start, stop = partition.spec.get("start"), partition.spec.get("stop")
+    whole = partition.key == WHOLE_PARTITION
+    steps = "steps/" if whole else f"steps/{partition.key}/"
+    source = source_row(lambda table: tables(table, None, None))
+    run = _Run(
+        target,
+        lambda table: tables(table, start, stop),
+        journal,
+        request,
+        progress,
+        steps=steps,
+    )
+    run.scope = "" if whole else f" in partition {partition.label}"
+    project = begun.project
+    recorded = journal.read(DATASETS_RECORD)
+    if recorded is None:
+        raise ConfigurationError(
+            f"restore journal {journal.prefix} has no datasets yet; begin the restore before "
+            "its partitions"
+        )
+    journal.load_names(steps)
+    run.resumed = begun.resumed
+    # After an interruption, the first step missing from the journal may have landed anyway.
+    run.reconcile_next = begun.resumed
+    if not whole:
+        marker = f"{steps}started.json"
+        run.reconcile_next = run.reconcile_next or journal.has(marker)
+        journal.record(marker, {})
+    try:
+        if not whole:  # a partition may run in a process of its own: learn the definitions
+            run.where = "the project's definitions and settings"
+            target.prepare_project(project.project_id, source)
+        run.content(project.project_id, dict(recorded["ids"]), _layout(target, source))
+    except LabelvaultError as exc:
+        raise _stopped(run, project, exc, journal, begun.created if whole else None) from exc
+    return _report(run, project, journal)
+
+
+def restore_keyed(
+    target: KeyedTarget,
+    tables: TableReader,
+    request: RestoreRequest,
+    journal: RestoreJournal,
+    progress: RestoreProgress | None = None,
+) -> RestoreReport:
+    """Restore a version's tables through ``target`` in one run; see the module docstring."""
+    begun = begin_keyed(target, tables, request, journal)
+
+    def report_all(created: Mapping[str, int]) -> None:
+        if progress is not None:
+            progress({**created, "datasets": begun.created.get("datasets", 0)})
+
+    part = restore_keyed_partition(
+        target,
+        whole_range(tables),
+        request,
+        journal,
+        begun=begun,
+        partition=Partition(key=WHOLE_PARTITION, label="the whole version"),
+        progress=report_all,
+    )
+    return begun.joined(part)

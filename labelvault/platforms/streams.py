@@ -14,9 +14,20 @@ import pyarrow as pa
 
 from labelvault.errors import ConfigurationError
 from labelvault.models import RestoreIssue
-from labelvault.platforms.base import TableReader
+from labelvault.platforms.base import RangeReader, TableReader
+from labelvault.snapshot.delta import key_range_slice
 
-__all__ = ["Peekable", "Row", "dump", "issues", "issues_json", "listing", "rows", "source_row"]
+__all__ = [
+    "Peekable",
+    "Row",
+    "dump",
+    "issues",
+    "issues_json",
+    "listing",
+    "rows",
+    "source_row",
+    "whole_range",
+]
 
 #: One row of a table, as a dict of column → value.
 Row = dict[str, Any]
@@ -97,3 +108,16 @@ def listing(names: Iterable[str], limit: int = 50) -> str:
 def dump(value: Any) -> bytes:
     """Canonical JSON bytes of a journal record."""
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+
+
+def whole_range(tables: TableReader) -> RangeReader:
+    """A range reader over a reader of whole tables: it reads every table through and keeps
+    the rows in range (for readers that cannot seek, such as tables held in memory)."""
+
+    def read(table: str, start: str | None, stop: str | None) -> Iterator[pa.RecordBatch]:
+        for batch in tables(table):
+            inside = key_range_slice(batch, start, stop)
+            if inside.num_rows:
+                yield inside
+
+    return read

@@ -1,6 +1,15 @@
 """The restore engine: one entry for every platform, journaled and resumable.
 
-:func:`restore_version` checks the options against the version (a partial restore's datasets
+A restore runs in three steps, which :func:`restore_version` chains (a flow runs them as
+tasks): :func:`start_restore` claims the journal, plans the partitions and creates the project
+and its datasets; :func:`restore_partition` restores one partition (run side by side, each
+recording its steps in its own part of the journal); :func:`finish_restore` joins their
+reports. A platform that restores in partitions (:class:`~labelvault.platforms.base.
+PartitionedRestore`) gets a plan of item key ranges when more than one partition is asked
+for; any other restores the whole version in one partition. The plan is recorded in the
+journal, so a resume follows the plan the restore started with.
+
+:func:`start_restore` checks the options against the version (a partial restore's datasets
 and classes), claims the journal for this restore (a journal written by another restore, of
 another version or filters is refused; another target only while the journal created no
 project yet), returns the stored report of a restore that already finished, and otherwise
@@ -12,23 +21,56 @@ removed (see :mod:`labelvault.restore.journal`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from labelvault.errors import ConfigurationError
 from labelvault.models import RestoreOptions, RestoreReport, VersionOrigin
-from labelvault.platforms.base import Platform, RestoreProgress, RestoreRequest, TableReader
-from labelvault.platforms.streams import source_row
+from labelvault.platforms.base import (
+    WHOLE_PARTITION,
+    Partition,
+    PartitionedRestore,
+    Platform,
+    RangeReader,
+    RestoreProgress,
+    RestoreRequest,
+    TableReader,
+)
+from labelvault.platforms.streams import Row, source_row, whole_range
 from labelvault.restore.journal import StoreJournal
 from labelvault.restore.report import report_from_json, report_to_json
 from labelvault.restore.selection import select
 from labelvault.storage.base import ObjectStore
 
-__all__ = ["restore_version"]
+__all__ = [
+    "RestoreStart",
+    "finish_restore",
+    "restore_partition",
+    "restore_version",
+    "start_restore",
+]
 
 _JOURNAL_FORMAT = 2
 #: What makes two runs the same restore; a journal of another restore is refused.
-_IDENTITY = ("platform", "instance", "source_project_id", "version_number", "filters", "target")
+_IDENTITY = (
+    "platform",
+    "instance",
+    "source_project_id",
+    "version_number",
+    "filters",
+    "batch_size",
+    "target",
+)
+#: The journal record of the plan (a step: compaction removes it).
+PLAN_RECORD = "steps/plan.json"
+#: Partitions planned per partition restored at once (so fast ones make up for slow ones).
+PARTITIONS_PER_WORKER = 4
+#: The whole version as one partition (a platform that does not partition, or one at a time).
+_WHOLE = Partition(key=WHOLE_PARTITION, label="the whole version")
 #: How the target options are spelled on the command line.
 _OPTION_NAMES = {"workspace_id": "--workspace", "project_name": "--name"}
 
@@ -44,6 +86,7 @@ def _identity(
         "version_number": origin.version_number,
         "version_id": origin.version_id,
         "filters": filters,
+        "batch_size": options.batch_size,
         "target": {
             "workspace_id": options.workspace_id,
             "project_name": options.project_name,
@@ -88,7 +131,20 @@ def _check_identity(
     )
 
 
-def restore_version(
+@dataclass(frozen=True)
+class RestoreStart:
+    """A restore that has claimed its journal, planned its partitions and (when it restores
+    in partitions) created its project and datasets: what the partitions and the finish
+    need, as plain values (a task can pass it on)."""
+
+    journal: str
+    request: RestoreRequest
+    partitions: tuple[Partition, ...]
+    #: The project and datasets, when the restore runs in partitions.
+    begun: RestoreReport | None = None
+
+
+def start_restore(
     target: Platform,
     read_table: TableReader,
     *,
@@ -96,19 +152,11 @@ def restore_version(
     journal: str,
     origin: VersionOrigin,
     options: RestoreOptions,
-    progress: RestoreProgress | None = None,
-) -> RestoreReport:
-    """Restore a version's tables into a new project on ``target``; see the module docstring.
-
-    ``journal`` is the object-store prefix of this restore's journal (see
-    :func:`~labelvault.restore.journal.journal_prefix`); calling again with the same journal
-    resumes, or returns the report of a restore that already finished.
-
-    Raises:
-        RestoreError: the restore stopped; it names the created project and the progress.
-        ConfigurationError: the journal belongs to another restore, a dataset or class to
-            restore is not in the version, or the version is invalid.
-    """
+    parallel: int = 1,
+    read_range: RangeReader | None = None,
+) -> RestoreStart | RestoreReport:
+    """Claim the journal and plan the restore (``parallel`` partitions at once); the stored
+    report when this restore already finished. See :func:`restore_version`."""
     given = [
         name.replace("_id", "").replace("_", " ")
         for name in target.restore_ignores
@@ -136,7 +184,225 @@ def restore_version(
         book.compact()  # a run killed between its report and its compaction
         return report_from_json(finished)
     request = RestoreRequest(origin=origin, options=options, selection=selection)
-    report = target.restore(read_table, request, book, progress)
+    partitions = _planned(
+        book,
+        target,
+        read_range=read_range or whole_range(read_table),
+        source=source,
+        options=options,
+        parallel=parallel,
+    )
+    if partitions == (_WHOLE,) or not isinstance(target, PartitionedRestore):
+        return RestoreStart(journal=journal, request=request, partitions=(_WHOLE,))
+    begun = target.begin_restore(read_table, request, book)
+    return RestoreStart(journal=journal, request=request, partitions=partitions, begun=begun)
+
+
+def _planned(
+    book: StoreJournal,
+    target: Platform,
+    *,
+    read_range: RangeReader,
+    source: Row,
+    options: RestoreOptions,
+    parallel: int,
+) -> tuple[Partition, ...]:
+    """The journal's plan; else (a restore that created nothing yet) a new one, recorded."""
+    recorded = book.read(PLAN_RECORD)
+    if recorded is not None:
+        return tuple(Partition(**part) for part in recorded["partitions"])
+    if book.read("project.json") is not None:
+        return (_WHOLE,)  # begun before restores were planned: in one partition, as begun
+    if parallel > 1 and isinstance(target, PartitionedRestore):
+        partitions = plan_partitions(
+            read_range,
+            cut=lambda key: target.restore_cut(source, key),
+            parts=parallel * PARTITIONS_PER_WORKER,
+            batch_size=options.batch_size,
+        )
+    else:
+        partitions = (_WHOLE,)
+    book.record(PLAN_RECORD, {"partitions": [asdict(part) for part in partitions]})
+    return partitions
+
+
+def plan_partitions(
+    read_range: RangeReader, *, cut: Callable[[str], str], parts: int, batch_size: int
+) -> tuple[Partition, ...]:
+    """About ``parts`` partitions of whole batches of items, in key order: each the item
+    keys in ``[start, stop)``, where a partition may start where ``cut`` says; its weight is
+    its items, to within a batch. Memory holds the first key of every batch."""
+    candidates: list[str] = []  # the first key of every batch of items: N / batch_size keys
+    total = 0
+    for batch in read_range("items", None, None):
+        keys = batch.column("key")
+        first = -total % batch_size
+        candidates += keys.slice(first)[::batch_size].to_pylist() if first < len(keys) else []
+        total += batch.num_rows
+    if total == 0:
+        return (_WHOLE,)
+    every = max(1, math.ceil(total / max(1, parts) / batch_size))
+    starts: list[str] = []
+    for key in candidates[every::every]:
+        moved = cut(key)
+        if (not starts or moved > starts[-1]) and moved > candidates[0]:
+            starts.append(moved)
+    bounds: list[str | None] = [None, *starts, None]
+    # Items before each bound, to within a batch: the batches that start before it.
+    before = [0, *(bisect_left(candidates, start) * batch_size for start in starts), total]
+    count = len(bounds) - 1
+    return tuple(
+        Partition(
+            key=f"p{index:05d}",
+            label=f"part {index + 1} of {count}",
+            weight=before[index + 1] - before[index],
+            spec={"start": bounds[index], "stop": bounds[index + 1]},
+        )
+        for index in range(count)
+    )
+
+
+def restore_partition(
+    target: Platform,
+    read_range: RangeReader,
+    *,
+    store: ObjectStore,
+    start: RestoreStart,
+    partition: Partition,
+    progress: RestoreProgress | None = None,
+) -> RestoreReport:
+    """Restore one partition of ``start``'s plan; its report (the whole report, for the
+    whole version)."""
+    book = StoreJournal(store, start.journal)
+    if start.begun is None or partition.key == WHOLE_PARTITION:
+        return target.restore(
+            lambda table: read_range(table, None, None), start.request, book, progress
+        )
+    if not isinstance(target, PartitionedRestore):
+        raise ConfigurationError(
+            f"{target.name} restores a version whole and cannot restore partition "
+            f"{partition.label!r}; start the restore again to plan it for this platform"
+        )
+    return target.restore_partition(
+        read_range,
+        start.request,
+        book,
+        begun=start.begun,
+        partition=partition,
+        progress=progress,
+    )
+
+
+def finish_restore(
+    store: ObjectStore, start: RestoreStart, reports: Sequence[RestoreReport]
+) -> RestoreReport:
+    """Join the partitions' reports (in plan order), store the report and let the journal
+    go of its steps; the restore's report."""
+    if start.begun is None:
+        if len(reports) != 1:
+            raise ConfigurationError(
+                f"a restore in one partition has one report, not {len(reports)}"
+            )
+        report = reports[0]
+    else:
+        report = start.begun.joined(*reports)
+    book = StoreJournal(store, start.journal)
     book.record("report.json", report_to_json(report))
     book.compact()
     return report
+
+
+def restore_version(
+    target: Platform,
+    read_table: TableReader,
+    *,
+    store: ObjectStore,
+    journal: str,
+    origin: VersionOrigin,
+    options: RestoreOptions,
+    progress: RestoreProgress | None = None,
+    parallel: int = 1,
+    read_range: RangeReader | None = None,
+) -> RestoreReport:
+    """Restore a version's tables into a new project on ``target``; see the module docstring.
+
+    ``journal`` is the object-store prefix of this restore's journal (see
+    :func:`~labelvault.restore.journal.journal_prefix`); calling again with the same journal
+    resumes, or returns the report of a restore that already finished. ``parallel``
+    partitions are restored at once by threads; ``read_range`` reads a key range of a table
+    without reading it all (:meth:`~labelvault.snapshot.reader.SnapshotReader.iter_key_range`).
+
+    Raises:
+        RestoreError: the restore stopped; it names the created project and the progress.
+        ConfigurationError: the journal belongs to another restore, a dataset or class to
+            restore is not in the version, or the version is invalid.
+    """
+    ranges = read_range or whole_range(read_table)
+    start = start_restore(
+        target,
+        read_table,
+        store=store,
+        journal=journal,
+        origin=origin,
+        options=options,
+        parallel=parallel,
+        read_range=ranges,
+    )
+    if isinstance(start, RestoreReport):
+        return start
+    if len(start.partitions) == 1:
+        part = restore_partition(
+            target,
+            ranges,
+            store=store,
+            start=start,
+            partition=start.partitions[0],
+            progress=progress,
+        )
+        return finish_restore(store, start, [part])
+    reports = _side_by_side(
+        target, ranges, store=store, start=start, parallel=parallel, progress=progress
+    )
+    return finish_restore(store, start, reports)
+
+
+def _side_by_side(
+    target: Platform,
+    read_range: RangeReader,
+    *,
+    store: ObjectStore,
+    start: RestoreStart,
+    parallel: int,
+    progress: RestoreProgress | None,
+) -> list[RestoreReport]:
+    """The partitions of ``start``'s plan, ``parallel`` at a time, in plan order. After the
+    first failure no other partition starts; it is raised once the running ones stopped."""
+    created: dict[str, Mapping[str, int]] = {}
+    head = dict(start.begun.created) if start.begun is not None else {}
+
+    def run(partition: Partition) -> RestoreReport:
+        def heard(counts: Mapping[str, int]) -> None:
+            created[partition.key] = dict(counts)
+            if progress is not None:
+                total = dict(head)
+                for part in list(created.values()):
+                    for table, count in part.items():
+                        total[table] = total.get(table, 0) + count
+                progress(total)
+
+        return restore_partition(
+            target, read_range, store=store, start=start, partition=partition, progress=heard
+        )
+
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(parallel, thread_name_prefix="restore") as pool:
+        futures = [pool.submit(run, partition) for partition in start.partitions]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                failure = failure or future.exception()
+                for other in futures:
+                    other.cancel()
+    if failure is not None:  # raised once the running partitions stopped
+        raise failure
+    return [future.result() for future in futures]

@@ -84,10 +84,10 @@ class StoreJournal:
                 self.store.delete(self._key(name))
             self._names.discard(name)
 
-    def load_names(self) -> None:
-        """Learn which step records exist."""
+    def load_names(self, under: str = "steps/") -> None:
+        """Learn which step records under ``under`` exist (added to those learnt before)."""
         start = len(self._prefix) + 1
-        self._names = {info.key[start:] for info in self.store.list(self._prefix + "/steps/")}
+        self._names |= {info.key[start:] for info in self.store.list(self._key(under))}
 
     def has(self, name: str) -> bool:
         """True when ``name`` was recorded (as of the last :meth:`load_names`)."""

@@ -33,6 +33,7 @@ __all__ = [
     "NO_DELTAS",
     "DeltaPolicy",
     "KeyWindow",
+    "key_range_slice",
     "merge_streams",
     "same_rows",
 ]
@@ -289,3 +290,11 @@ def same_rows(left: pa.Table, right: pa.Table) -> pa.Array:
         both_null = pc.and_(pc.is_null(a), pc.is_null(b))
         same = pc.and_(same, pc.or_(equal, both_null))
     return same
+
+
+def key_range_slice(batch: pa.RecordBatch, start: str | None, stop: str | None) -> pa.RecordBatch:
+    """The rows of a key-sorted batch whose ``key`` is in ``[start, stop)``: one slice."""
+    keys = batch.column("key")
+    first = 0 if start is None else pc.sum(pc.less(keys, start)).as_py() or 0
+    end = batch.num_rows if stop is None else pc.sum(pc.less(keys, stop)).as_py() or 0
+    return batch.slice(first, max(0, end - first))

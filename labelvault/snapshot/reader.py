@@ -11,14 +11,19 @@ import pyarrow.parquet as pq
 
 from labelvault.errors import IntegrityError, ObjectNotFound
 from labelvault.snapshot.compat import check_readable
-from labelvault.snapshot.delta import DISPLACED_SCHEMA, merge_streams
+from labelvault.snapshot.delta import DISPLACED_SCHEMA, key_range_slice, merge_streams
 from labelvault.snapshot.layout import decode, layout_of, stored_columns
 from labelvault.snapshot.manifest import ChunkRef, Manifest, TableManifest
 from labelvault.snapshot.memory import use_lean_pool
 from labelvault.snapshot.schema import schema_for
 from labelvault.storage.base import ObjectStore
 
-__all__ = ["DEFAULT_BATCH_ROWS", "SnapshotReader", "fetch_chunk", "verify_chunk_bytes"]
+__all__ = [
+    "DEFAULT_BATCH_ROWS",
+    "SnapshotReader",
+    "fetch_chunk",
+    "verify_chunk_bytes",
+]
 
 #: Rows per batch yielded by :meth:`SnapshotReader.iter_batches`.
 DEFAULT_BATCH_ROWS: Final = 16 * 1024
@@ -100,6 +105,28 @@ class SnapshotReader:
         if not entry.has_delta:
             return self.iter_chunks(table, entry.chunks, columns, batch_rows=batch_rows)
         return self._merged(table, entry, columns, batch_rows)
+
+    def iter_key_range(
+        self,
+        table: str,
+        start: str | None,
+        stop: str | None,
+        *,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+    ) -> Iterator[pa.RecordBatch]:
+        """Like :meth:`iter_batches`, for the rows whose key is in ``[start, stop)`` (``None``:
+        unbounded); only the chunks whose key span meets the range are fetched."""
+        entry = self.manifest.table(table)
+        pruned = entry.model_copy(
+            update={
+                name: _overlapping(getattr(entry, name), start, stop)
+                for name in ("chunks", "delta", "displaced")
+            }
+        )
+        for batch in self.iter_entry(table, pruned, batch_rows=batch_rows):
+            inside = key_range_slice(batch, start, stop)
+            if inside.num_rows:
+                yield inside
 
     def iter_displaced(
         self,
@@ -218,6 +245,16 @@ class SnapshotReader:
                 key=chunk.key,
             )
         return size
+
+
+def _overlapping(
+    chunks: tuple[ChunkRef, ...], start: str | None, stop: str | None
+) -> tuple[ChunkRef, ...]:
+    return tuple(
+        chunk
+        for chunk in chunks
+        if (start is None or chunk.max_key >= start) and (stop is None or chunk.min_key < stop)
+    )
 
 
 def _select(schema: pa.Schema, columns: Sequence[str] | None) -> pa.Schema:

@@ -103,12 +103,15 @@ def test_capture_keeps_which_videos_share_an_object(
         assert len(by_source[object_id]) == len(videos)  # one row per view, one source id
 
 
+@pytest.mark.parametrize("parallel", [1, 3])
 def test_multiview_round_trip_keeps_objects_shared(
-    fake: FakeSupervisely, multiview: MultiviewVideoProject
+    fake: FakeSupervisely, multiview: MultiviewVideoProject, parallel: int
 ) -> None:
+    """In partitions too: a partition starts at a dataset, so the views of one dataset (which
+    share their objects) are restored together."""
     platform = platform_for(fake)
     source = capture_tables(platform, str(multiview.project_id))
-    restored_id = restore(platform, source, "multiview restored")
+    restored_id = restore(platform, source, "multiview restored", parallel=parallel)
     again = capture_tables(platform, str(restored_id))
     assert manifest_of(again).content_hash == manifest_of(source).content_hash
     assert fingerprint_multisets(again) == fingerprint_multisets(source)

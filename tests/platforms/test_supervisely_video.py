@@ -96,6 +96,7 @@ def restore(
     *,
     journal: str | None = None,
     store: MemoryStore | None = None,
+    parallel: int = 1,
     **options: Any,
 ) -> int:
     report = restore_version(
@@ -105,6 +106,7 @@ def restore(
         journal=journal or f"supervisely/restores/{name}",
         origin=VersionOrigin(source_project_id="1", version_number=1),
         options=RestoreOptions(batch_size=2, project_name=name, **options),
+        parallel=parallel,
     )
     assert report.failures == ()
     return int(report.project.project_id)

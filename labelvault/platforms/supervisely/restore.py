@@ -10,10 +10,23 @@ from typing import Any
 
 from labelvault.errors import ConfigurationError
 from labelvault.models import RestoreReport
-from labelvault.platforms.base import RestoreJournal, RestoreProgress, RestoreRequest, TableReader
-from labelvault.platforms.keyed import IMAGE_LAYOUT, ChildTable, restore_keyed
+from labelvault.platforms.base import (
+    Partition,
+    RangeReader,
+    RestoreJournal,
+    RestoreProgress,
+    RestoreRequest,
+    TableReader,
+)
+from labelvault.platforms.keyed import (
+    IMAGE_LAYOUT,
+    ChildTable,
+    begin_keyed,
+    restore_keyed,
+    restore_keyed_partition,
+)
 from labelvault.platforms.streams import Row
-from labelvault.platforms.supervisely.video import VIDEO_LAYOUT
+from labelvault.platforms.supervisely.video import VIDEO_LAYOUT, is_multiview
 from labelvault.platforms.supervisely.volume import VolumeRestore
 
 __all__ = ["SuperviselyRestore"]
@@ -32,6 +45,43 @@ class SuperviselyRestore(VolumeRestore):
         """Restore the version's tables as a new project, or finish the journal's one."""
         self.forget_shared()  # source ids map to this restore's project only
         return restore_keyed(self, tables, request, _SharingJournal(journal, self), progress)
+
+    def restore_cut(self, source: Mapping[str, Any], key: str) -> str:
+        """Any item may start a partition, but in a multiview project the views of a dataset
+        share their objects: a partition starts at the dataset of ``key`` (item keys are
+        ``<dataset key>#<id>``, and ``<dataset key>#`` sorts before them and after the items
+        of every dataset before it)."""
+        if is_multiview(dict(source)):
+            return key[: key.index("#") + 1] if "#" in key else key
+        return key
+
+    def begin_restore(
+        self, tables: TableReader, request: RestoreRequest, journal: RestoreJournal
+    ) -> RestoreReport:
+        """Create the project and its datasets (or find them); the report of that much."""
+        self.forget_shared()  # source ids map to this restore's project only
+        return begin_keyed(self, tables, request, _SharingJournal(journal, self))
+
+    def restore_partition(
+        self,
+        tables: RangeReader,
+        request: RestoreRequest,
+        journal: RestoreJournal,
+        *,
+        begun: RestoreReport,
+        partition: Partition,
+        progress: RestoreProgress | None = None,
+    ) -> RestoreReport:
+        """Restore one partition's items and what hangs off them; its report."""
+        return restore_keyed_partition(
+            self,
+            tables,
+            request,
+            _SharingJournal(journal, self),
+            begun=begun,
+            partition=partition,
+            progress=progress,
+        )
 
     def content_tables(self, source: Row) -> Sequence[ChildTable]:
         """What follows each batch of items: figures and tags (images), or objects, figures
@@ -97,8 +147,8 @@ class _SharingJournal:
     def has(self, name: str) -> bool:
         return self._inner.has(name)
 
-    def load_names(self) -> None:
-        self._inner.load_names()
+    def load_names(self, under: str = "steps/") -> None:
+        self._inner.load_names(under)
 
     def record(self, name: str, value: dict[str, Any]) -> None:
         self._inner.record(name, value)
