@@ -279,6 +279,16 @@ def test_restore_round_trip_gives_the_same_content_hash(cli: Cli) -> None:
     assert cli.capture(project=restored) == original
 
 
+def test_restore_in_partitions_gives_the_same_content_hash(cli: Cli) -> None:
+    original = cli.capture()
+    out = cli.run("restore", cli.project, "1", "--name", "in parts", "--parallel", "3").stdout
+    found = re.search(r"restored version 1 as project (\d+) \('in parts'\)", out)
+    assert found is not None, out
+    assert cli.capture(project=found.group(1)) == original
+    refused = cli.run("restore", cli.project, "1", "--parallel", "0", code=2)
+    assert "--parallel" in refused.stderr
+
+
 def test_restore_only_some_datasets_and_classes(cli: Cli) -> None:
     cli.capture()
     out = cli.run(

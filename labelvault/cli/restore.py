@@ -96,6 +96,16 @@ def restore(
             "(Supervisely adds _001; Label Studio makes a second project of that title).",
         ),
     ] = False,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            "--parallel",
+            min=1,
+            max=64,
+            help="Restore the items in partitions, this many side by side (Supervisely); a "
+            "resumed restore keeps the partitions it began with.",
+        ),
+    ] = 1,
 ) -> None:
     """Restore a version as a new project (the source project is never touched)."""
     st = state(ctx)
@@ -116,7 +126,9 @@ def restore(
                 classes=tuple(class_name) if class_name else None,
                 allow_duplicate_name=allow_duplicate_name,
             )
-            report = _restore_with_progress(st, vault, platform, project, info, options=options)
+            report = _restore_with_progress(
+                st, vault, platform, project, info, options=options, parallel=parallel
+            )
     finally:
         platform.close()
     skipped = tuple(f"{i.table} {i.key}: {i.reason}" for i in report.skipped)
@@ -218,6 +230,7 @@ def _restore_with_progress(
     info: VersionInfo,
     *,
     options: RestoreOptions,
+    parallel: int,
 ) -> RestoreReport:
     total = version_rows(info).get("items") if not options.datasets else None
     with Bar(st.err, "restoring") as bar:
@@ -229,6 +242,7 @@ def _restore_with_progress(
             restore_id=st.restore_id,
             options=options,
             progress=lambda created: bar.update(created.get("items", 0), total),
+            parallel=parallel,
         )
         bar.finish(result.created.get("items", 0))
     return result
