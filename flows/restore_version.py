@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
+from pydantic import Field
 
 from labelvault.models import RestoreOptions
 from tasks.artifacts import markdown_table
@@ -27,6 +28,7 @@ from tasks.common import (
 )
 from tasks.concurrency import DEFAULT_WAIT_SECONDS, project_slot
 from tasks.forms import Connection, ProjectId, ProjectWaitSeconds, Store, VersionNumber, titled
+from tasks.restore import restore_in_partitions
 from tasks.versions import restore
 
 
@@ -51,6 +53,8 @@ def restore_version(
     options: Annotated[RestoreOptions | None, titled("Restore options")] = None,
     restore_id: Annotated[str | None, titled("Resume restore id")] = None,
     project_wait_seconds: ProjectWaitSeconds = DEFAULT_WAIT_SECONDS,
+    partitions: Annotated[int, titled("Partitions restored at once"), Field(ge=1, le=64)] = 1,
+    dask_cluster: Annotated[str, titled("Dask cluster for partitions")] = "",
 ) -> dict[str, Any]:
     """Restore a version of a project as a new project; a retried run resumes.
 
@@ -70,6 +74,13 @@ def restore_version(
             this run's id, so a retried run resumes; give an earlier run's id to resume it.
         project_wait_seconds: How long to wait while another restore of the same project
             runs before failing.
+        partitions: Above 1 (Supervisely), the project and its datasets are created first,
+            then the items are restored in partitions (ranges of items with what hangs off
+            them), that many tasks at once, each retried on its own; a retried run restores
+            only the partitions it lacks. 1 restores in one task.
+        dask_cluster: With partitions, run the partition tasks on Dask: a scheduler's address
+            (tcp://host:8786), or "local" for a cluster of that many worker processes started
+            for this run. Empty: in this run's own threads.
     """
     with library_logs_in_run():
         project = project_key(project_id)
@@ -82,16 +93,30 @@ def restore_version(
         with project_slot(
             target.platform, f"restore-{project}", timeout_seconds=project_wait_seconds
         ):
-            report = restore.with_options(tags={platform_tag(target.platform)})(
-                source,
-                target,
-                store,
-                project,
-                version,
-                restore_id=restore_id or str(flow_run.get_id()),
-                options=options or RestoreOptions(),
-                progress_id=progress,
-            )
+            if partitions > 1:
+                report = restore_in_partitions(
+                    source,
+                    target,
+                    store,
+                    project,
+                    version,
+                    restore_id=restore_id or str(flow_run.get_id()),
+                    options=options or RestoreOptions(),
+                    partitions=partitions,
+                    dask=dask_cluster.strip(),
+                )
+                ProgressArtifact(progress).done()
+            else:
+                report = restore.with_options(tags={platform_tag(target.platform)})(
+                    source,
+                    target,
+                    store,
+                    project,
+                    version,
+                    restore_id=restore_id or str(flow_run.get_id()),
+                    options=options or RestoreOptions(),
+                    progress_id=progress,
+                )
         logger.info(
             "restored version %s of %s as project %s (%s)",
             report["version"],

@@ -262,11 +262,15 @@ class RestoreError(TerminalError):
         project: str,
         created_project: str | None = None,
         progress: dict[str, int] | None = None,
+        transient: bool = False,
     ) -> None:
         super().__init__(message)
         self.project = project
         self.created_project = created_project
         self.progress = dict(progress or {})
+        #: It stopped on an error a retry may cure (the platform was busy, a timeout): running
+        #: it again soon, with the same journal, may finish it.
+        self.transient = transient
 
 
 # --- query --------------------------------------------------------------------------------

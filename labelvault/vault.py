@@ -17,9 +17,15 @@ from labelvault.diff import DiffResult, diff
 from labelvault.errors import IntegrityError, VersionNotFound
 from labelvault.keys import unsafe_segment
 from labelvault.models import ProjectRef, RestoreOptions, RestoreReport, VersionOrigin
-from labelvault.platforms.base import Platform, RestoreProgress
+from labelvault.platforms.base import Partition, Platform, RestoreProgress
 from labelvault.query import DEFAULT_BATCH_ROWS, QueryLimits, query, query_reader
 from labelvault.restore import journal_prefix, restore_version
+from labelvault.restore.engine import (
+    RestoreStart,
+    finish_restore,
+    restore_partition,
+    start_restore,
+)
 from labelvault.restore.journal import collect_abandoned
 from labelvault.retention import DeletePreview, ExpiryReport, RetentionPolicy, expire
 from labelvault.snapshot.manifest import Manifest
@@ -244,6 +250,77 @@ class Vault:
         damaged version is refused with its damaged objects named, before anything is created
         on the platform.
         """
+        version = self.intact_version(project, ref)
+        reader = SnapshotReader(self.store, self.manifest(version))
+        report = restore_version(
+            target,
+            reader.iter_batches,
+            store=self.store,
+            journal=journal_prefix(project.prefix, restore_id),
+            origin=_origin(project, version),
+            options=options or RestoreOptions(),
+            progress=progress,
+            parallel=parallel,
+            read_range=reader.iter_key_range,
+        )
+        return version, report
+
+    def start_restore(
+        self,
+        target: Platform,
+        project: ProjectRef,
+        ref: VersionRef,
+        *,
+        restore_id: str,
+        options: RestoreOptions | None = None,
+        parallel: int = 1,
+    ) -> tuple[VersionInfo, RestoreStart | RestoreReport]:
+        """The first step of :meth:`restore` run as steps (a flow's tasks): check the version,
+        plan the partitions, create the project and datasets. The stored report when this
+        restore already finished."""
+        version = self.intact_version(project, ref)
+        reader = SnapshotReader(self.store, self.manifest(version))
+        return version, start_restore(
+            target,
+            reader.iter_batches,
+            store=self.store,
+            journal=journal_prefix(project.prefix, restore_id),
+            origin=_origin(project, version),
+            options=options or RestoreOptions(),
+            parallel=parallel,
+            read_range=reader.iter_key_range,
+        )
+
+    def restore_partition(
+        self,
+        target: Platform,
+        project: ProjectRef,
+        number: int,
+        *,
+        start: RestoreStart,
+        partition: Partition,
+        progress: RestoreProgress | None = None,
+    ) -> RestoreReport:
+        """Restore one partition of :meth:`start_restore`'s plan of version ``number``."""
+        reader = self.reader(project, number)
+        return restore_partition(
+            target,
+            reader.iter_key_range,
+            store=self.store,
+            start=start,
+            partition=partition,
+            progress=progress,
+        )
+
+    def finish_restore(
+        self, start: RestoreStart, reports: Sequence[RestoreReport]
+    ) -> RestoreReport:
+        """Join the partitions' reports (plan order) and close the restore's journal."""
+        return finish_restore(self.store, start, reports)
+
+    def intact_version(self, project: ProjectRef, ref: VersionRef) -> VersionInfo:
+        """The version, once its record, manifest and every chunk's checksum are checked; a
+        damaged one is refused with its damaged objects named."""
         version = self.version(project, ref)
         damage = [
             found
@@ -259,20 +336,12 @@ class Vault:
                 "another version",
                 key=damage[0].key,
             )
-        reader = SnapshotReader(self.store, self.manifest(version))
-        report = restore_version(
-            target,
-            reader.iter_batches,
-            store=self.store,
-            journal=journal_prefix(project.prefix, restore_id),
-            origin=VersionOrigin(
-                source_project_id=project.project_id,
-                version_number=version.number,
-                version_id=version.id,
-            ),
-            options=options or RestoreOptions(),
-            progress=progress,
-            parallel=parallel,
-            read_range=reader.iter_key_range,
-        )
-        return version, report
+        return version
+
+
+def _origin(project: ProjectRef, version: VersionInfo) -> VersionOrigin:
+    return VersionOrigin(
+        source_project_id=project.project_id,
+        version_number=version.number,
+        version_id=version.id,
+    )

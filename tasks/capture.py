@@ -13,9 +13,7 @@ from uuid import UUID
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
-from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
-from prefect.task_runners import TaskRunner
 
 from labelvault.capture import (
     CaptureLease,
@@ -27,7 +25,6 @@ from labelvault.capture import (
     wait_for_quiet,
 )
 from labelvault.connect import open_platform, open_store_from
-from labelvault.errors import ConfigurationError
 from labelvault.platforms.base import Partition
 from labelvault.settings import PlatformConnection, StoreSettings
 from labelvault.snapshot.manifest import Manifest
@@ -39,9 +36,8 @@ from tasks.common import (
     platform_tag,
     retry_transient,
 )
+from tasks.partitions import partition_runner, run_partitions
 
-#: How often a flow waiting for its partitions looks at them and renews its reservation.
-PARTITION_POLL_SECONDS = 1.0
 #: How long a captured partition stays reusable by a retry of its run.
 PARTITION_RESULT_LIFETIME = timedelta(days=1)
 
@@ -232,27 +228,6 @@ def commit_version(
     return result.summary()
 
 
-def partition_runner(dask: str, workers: int) -> TaskRunner[Any] | None:
-    """Where partition tasks run: ``""`` in the flow's own threads (None), ``"local"`` on a
-    Dask cluster of ``workers`` processes started for the run, else on the Dask scheduler at
-    that address (``tcp://host:8786``); its workers need labelvault and the store's settings
-    reach them as values, never as open clients."""
-    if not dask:
-        return None
-    from prefect_dask.task_runners import DaskTaskRunner  # noqa: PLC0415 - only Dask needs it
-
-    if dask == "local":
-        return DaskTaskRunner(
-            cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True}
-        )
-    if not dask.startswith(("tcp://", "tls://", "ws://", "wss://", "inproc://")):
-        raise ConfigurationError(
-            f"Dask cluster {dask!r} is not an address; give tcp://host:8786, 'local' for a "
-            "cluster of this run's own, or leave it empty"
-        )
-    return DaskTaskRunner(address=dask)
-
-
 def capture_in_partitions(
     connection: PlatformConnection,
     store: StoreSettings,
@@ -285,31 +260,20 @@ def capture_in_partitions(
         try:
             if runner is not None:
                 stack.enter_context(runner)
-
-            def submit(partition: Partition) -> PrefectFuture[Manifest]:
-                arguments = {
+            parts = run_partitions(
+                partition_task,
+                begun.partitions,
+                lambda partition: {
                     "connection": connection,
                     "store": store,
                     "start": begun,
                     "partition": partition,
                     "run_id": run_id,
-                }
-                if runner is None:
-                    return partition_task.submit(connection, store, begun, partition, run_id)
-                future: PrefectFuture[Manifest] = runner.submit(partition_task, arguments)
-                return future
-
-            queue = list(begun.partitions)
-            running: dict[PrefectFuture[Manifest], str] = {}
-            parts: dict[str, Manifest] = {}
-            while queue or running:
-                while queue and len(running) < partitions:
-                    partition = queue.pop(0)
-                    running[submit(partition)] = partition.key
-                done = wait(list(running), timeout=PARTITION_POLL_SECONDS).done
-                for future in done:
-                    parts[running.pop(future)] = future.result()
-                lease.keep()
+                },
+                limit=partitions,
+                runner=runner,
+                tick=lease.keep,
+            )
             ordered = [parts[partition.key] for partition in begun.partitions]
             return commit_version(
                 store, lease.current, ordered, title=title, description=description, tags=tags

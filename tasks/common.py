@@ -21,7 +21,7 @@ from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
-from labelvault.errors import is_transient
+from labelvault.errors import RestoreError, is_transient
 
 #: Task options for coarse steps: 3 retries, exponential backoff with jitter, transient only.
 RETRY_TRANSIENT: dict[str, Any] = {
@@ -37,6 +37,8 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     A plain function on purpose: Prefect ignores callables that are not functions.
     """
     exception = state.result(raise_on_failure=False)
+    if isinstance(exception, RestoreError):  # a restore stopped by a transient error resumes
+        return exception.transient
     return isinstance(exception, BaseException) and is_transient(exception)
 
 

@@ -711,6 +711,7 @@ def _stopped(
         project=origin.source_project_id,
         created_project=project.project_id,
         progress=counts,
+        transient=is_transient(exc),
     )
 
 

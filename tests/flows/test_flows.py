@@ -284,3 +284,114 @@ def test_a_partition_that_fails_once_is_retried_alone(
     partitions = [run for run in runs if run.name.startswith("capture ")]
     assert len(partitions) == len(world.rich.dataset_ids) + 1
     assert sorted(run.run_count for run in partitions) == [1] * len(world.rich.dataset_ids) + [2]
+
+
+# --- a restore in partitions ----------------------------------------------------------------
+
+
+def _restored_hash(world: FlowWorld, project_id: Any) -> str:
+    summary = create_version(project_id=str(project_id))
+    assert summary["created"] is True
+    return str(summary["content_hash"])
+
+
+def test_restore_in_partitions_shows_its_stages_and_equals_the_source(world: FlowWorld) -> None:
+    version = create_version(project_id=world.project_id)
+    state = restore_version(
+        project_id=world.project_id,
+        options=RestoreOptions(batch_size=2),
+        partitions=3,
+        return_state=True,
+    )
+    report = state.result()
+    assert report["failures"] == 0
+    assert report["created"]["items"] == sum(
+        1 for i in world.fake.images.values() if i["projectId"] == world.rich.project_id
+    )
+    names = _task_run_names(state.state_details.flow_run_id)
+    parts = [name for name in names if name.startswith("restore part ")]
+    assert len(parts) > 3
+    assert any(name.startswith("plan-restore") for name in names)
+    assert any(name.startswith("finish-restore") for name in names)
+    assert _restored_hash(world, report["project_id"]) == version["content_hash"]
+
+
+def test_a_restore_partition_that_fails_once_is_retried_alone(
+    world: FlowWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transient failure the HTTP layer and the write retries do not absorb stops one
+    partition, which Prefect retries by itself; it resumes its journal, creating nothing
+    twice, and the other partitions run once."""
+    version = create_version(project_id=world.project_id)
+    monkeypatch.setenv("LABELVAULT_HTTP_MAX_RETRIES", "0")
+    world.fake.fail_next("images.bulk.add", 503)
+    state = restore_version(
+        project_id=world.project_id,
+        options=RestoreOptions(batch_size=2),
+        partitions=2,
+        return_state=True,
+    )
+    report = state.result()
+    assert [method for method, _ in world.fake.fault_log] == ["images.bulk.add"]
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    parts = [run for run in runs if run.name.startswith("restore part ")]
+    assert sorted(run.run_count for run in parts) == [1] * (len(parts) - 1) + [2]
+    assert _restored_hash(world, report["project_id"]) == version["content_hash"]
+
+
+def test_a_retried_restore_run_restores_only_the_partitions_it_lacks(world: FlowWorld) -> None:
+    """The first attempt loses one partition for good; the run's retry takes the partitions
+    that finished from the first attempt and restores the rest: every partition finished
+    once, and every batch of items was sent once over both attempts."""
+    version = create_version(project_id=world.project_id)
+    serial = restore_version(
+        project_id=world.project_id, options=RestoreOptions(batch_size=2, project_name="one")
+    )
+    batches = world.fake.methods_called().count("images.bulk.add")
+    assert serial["created"]["items"] > 0
+    world.fake.calls.clear()
+    world.fake.fail_next("images.bulk.add", 400, body={"error": "rejected", "details": {}})
+    retried = restore_version.with_options(retries=1, retry_delay_seconds=0)
+    state = retried(
+        project_id=world.project_id,
+        options=RestoreOptions(batch_size=2),
+        partitions=2,
+        return_state=True,
+    )
+    report = state.result()
+    assert [method for method, _ in world.fake.fault_log] == ["images.bulk.add"]
+    assert world.fake.methods_called().count("images.bulk.add") == batches
+    assert world.fake.methods_called().count("projects.add") == 1
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    parts = [run for run in runs if run.name.startswith("restore part ")]
+    completed = Counter(run.name for run in parts if run.state_name == "Completed")
+    cached = [run.name for run in parts if run.state_name == "Cached"]
+    failed = [run.name for run in parts if run.state_name == "Failed"]
+    assert len(failed) == 1
+    assert cached  # the retry took these from the first attempt
+    assert set(completed.values()) == {1}  # no partition restored twice
+    assert len(completed) == len({run.name for run in parts})
+    assert _restored_hash(world, report["project_id"]) == version["content_hash"]
+
+
+@pytest.mark.timeout(600)
+def test_restore_partitions_on_a_local_dask_cluster_equal_the_source(world: FlowWorld) -> None:
+    """Two Dask worker processes restore the partitions: they get settings, not clients."""
+    version = create_version(project_id=world.project_id)
+    report = restore_version(
+        project_id=world.project_id,
+        options=RestoreOptions(batch_size=2),
+        partitions=2,
+        dask_cluster="local",
+    )
+    assert _restored_hash(world, report["project_id"]) == version["content_hash"]
