@@ -9,7 +9,8 @@ spread over 10 datasets), and measures, each in a process of its own:
   page) and ``figures.list`` (page mode, 1000 a page, exact coordinates), with plain httpx;
 - labelvault capture (``Vault.capture`` into a local folder store) and restore of that
   version (``Vault.restore``, a new project); then ``create --parallel N`` for N = 2, 4, 8
-  (a partition a dataset, N read side by side, merged and committed into a fresh store);
+  (a partition a dataset, N read side by side, merged and committed into a fresh store) and
+  ``restore --parallel N`` (ranges of items, N restored side by side);
 - the SDK's ``api.project.version.create`` (its columnar snapshot, uploaded to Team Files)
   and ``api.project.version.restore`` (a new project), in the SDK's own venv
   (``tests/servers/supervisely_sdk.py`` installs it on first use).
@@ -227,7 +228,7 @@ def child_capture(url: str, project_id: int, store_root: str, parallel: int = 1)
     }
 
 
-def child_restore(url: str, project_id: int, store_root: str) -> dict[str, Any]:
+def child_restore(url: str, project_id: int, store_root: str, parallel: int = 1) -> dict[str, Any]:
     from labelvault.capture import project_ref
     from labelvault.models import RestoreOptions
     from labelvault.platforms.supervisely import SuperviselyPlatform
@@ -245,6 +246,7 @@ def child_restore(url: str, project_id: int, store_root: str) -> dict[str, Any]:
             None,
             restore_id=uuid.uuid4().hex,
             options=RestoreOptions(project_name=f"labelvault restore {uuid.uuid4().hex[:6]}"),
+            parallel=parallel,
         )
     return {
         "seconds": time.monotonic() - started,
@@ -517,6 +519,11 @@ def measure(
     results["restore"] = run_child("restore", url, pid, store, token=token)
     restored = results["restore"].answer["project_id"]
     assert figures_of(fake, restored) == count, "labelvault restored another figure count"
+    for parallel in PARALLEL:
+        name = f"restore parallel {parallel}"
+        results[name] = run_child("restore", url, pid, store, parallel, token=token)
+        restored = results[name].answer["project_id"]
+        assert figures_of(fake, restored) == count, f"{name} restored another figure count"
     results["create"] = sdk("create", project_id=pid, title=f"benchmark {kind}")
     version_id = results["create"].answer["version_id"]
     results["sdk restore"] = sdk("restore", project_id=pid, version_id=version_id)
@@ -546,6 +553,14 @@ def table_rows(
         ),
         (f"SDK {sdk_version} version.create", "create", "create"),
         ("labelvault restore", "restore", "sdk restore"),
+        *(
+            (
+                f"labelvault restore --parallel {n} (item ranges)",
+                f"restore parallel {n}",
+                "sdk restore",
+            )
+            for n in PARALLEL
+        ),
         (f"SDK {sdk_version} version.restore", "sdk restore", "sdk restore"),
     )
     rows = []
@@ -583,7 +598,7 @@ def main() -> None:
         elif kind == "capture":
             result = child_capture(url, int(project), rest[0], int(rest[1]) if rest[1:] else 1)
         else:
-            result = child_restore(url, int(project), rest[0])
+            result = child_restore(url, int(project), rest[0], int(rest[1]) if rest[1:] else 1)
         print(json.dumps(result))
         return
 

@@ -24,44 +24,23 @@ from labelvault.restore.engine import (
 from labelvault.snapshot.reader import SnapshotReader
 from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage.memory import MemoryStore
-from tests.fakes.supervisely import (
-    FakeSupervisely,
-    RichProject,
-    capture_tables,
-    generate_rich_project,
-    table_reader,
-)
-from tests.test_restore import (
+from tests.fakes.supervisely import FakeSupervisely, RichProject, capture_tables, table_reader
+from tests.test_restore import (  # the fixtures too: the same project, restored in parts
     Killed,
     KillingStore,
     Tables,
+    fake,
     fingerprint_multisets,
     origin,
+    platform,
     project_names,
     restore,
+    rich,
+    source,
 )
 
 JOURNAL = "supervisely/restores/parts"
-
-
-@pytest.fixture
-def fake() -> FakeSupervisely:
-    return FakeSupervisely(default_per_page=6)
-
-
-@pytest.fixture
-def rich(fake: FakeSupervisely) -> RichProject:
-    return generate_rich_project(fake)
-
-
-@pytest.fixture
-def platform(fake: FakeSupervisely) -> SuperviselyPlatform:
-    return fake.platform(batch_size=4, list_page_size=5)
-
-
-@pytest.fixture
-def source(platform: SuperviselyPlatform, rich: RichProject) -> Tables:
-    return capture_tables(platform, str(rich.project_id))
+__all__ = ["fake", "platform", "rich", "source"]  # fixtures used by name
 
 
 class PlanKeepingStore(KillingStore):

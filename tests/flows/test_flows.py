@@ -149,12 +149,16 @@ def test_partial_restore_by_class(world: FlowWorld) -> None:
     assert "Restored version 1" in str(kinds["markdown"].data)
 
 
-def _task_run_names(flow_run_id: Any) -> list[str]:
+def _task_runs(flow_run_id: Any) -> list[Any]:
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
+        runs: list[Any] = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         )
-    return sorted(run.name for run in runs)
+    return runs
+
+
+def _task_run_names(flow_run_id: Any) -> list[str]:
+    return sorted(run.name for run in _task_runs(flow_run_id))
 
 
 def test_create_in_partitions_shows_its_stages_and_is_the_serial_version(
@@ -275,12 +279,7 @@ def test_a_partition_that_fails_once_is_retried_alone(
     state = create_version(project_id=world.project_id, partitions=2, return_state=True)
     assert state.result()["created"] is True
     assert [method for method, _ in world.fake.fault_log] == ["images.list"]
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
-            )
-        )
+    runs = _task_runs(state.state_details.flow_run_id)
     partitions = [run for run in runs if run.name.startswith("capture ")]
     assert len(partitions) == len(world.rich.dataset_ids) + 1
     assert sorted(run.run_count for run in partitions) == [1] * len(world.rich.dataset_ids) + [2]
@@ -333,12 +332,7 @@ def test_a_restore_partition_that_fails_once_is_retried_alone(
     )
     report = state.result()
     assert [method for method, _ in world.fake.fault_log] == ["images.bulk.add"]
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
-            )
-        )
+    runs = _task_runs(state.state_details.flow_run_id)
     parts = [run for run in runs if run.name.startswith("restore part ")]
     assert sorted(run.run_count for run in parts) == [1] * (len(parts) - 1) + [2]
     assert _restored_hash(world, report["project_id"]) == version["content_hash"]
@@ -367,12 +361,7 @@ def test_a_retried_restore_run_restores_only_the_partitions_it_lacks(world: Flow
     assert [method for method, _ in world.fake.fault_log] == ["images.bulk.add"]
     assert world.fake.methods_called().count("images.bulk.add") == batches
     assert world.fake.methods_called().count("projects.add") == 1
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
-            )
-        )
+    runs = _task_runs(state.state_details.flow_run_id)
     parts = [run for run in runs if run.name.startswith("restore part ")]
     completed = Counter(run.name for run in parts if run.state_name == "Completed")
     cached = [run.name for run in parts if run.state_name == "Cached"]
