@@ -105,6 +105,7 @@ def test_partitions_run_apart_each_with_a_platform_of_its_own(
     """As tasks on other machines run them: each partition opens its own client and learns
     the project's definitions itself; only plain values pass between the steps."""
     store = MemoryStore()
+    fake.calls.clear()
     started = begin(fake.platform(batch_size=4), source, rich, store)
     assert started.begun is not None
     assert started.begun.created["datasets"] == 6
@@ -123,6 +124,10 @@ def test_partitions_run_apart_each_with_a_platform_of_its_own(
         worker.close()
     report = finish_restore(store, started, reports)
     assert report.created["items"] == 30
+    # the project's meta and settings were written once; the partitions only read them back
+    written = fake.methods_called()
+    assert written.count("projects.meta.update") == written.count("projects.settings.update") == 1
+    assert written.count("projects.meta") == 1 + len(started.partitions)
     again = capture_tables(fake.platform(), report.project.project_id)
     assert fingerprint_multisets(again) == fingerprint_multisets(source)
 

@@ -151,6 +151,10 @@ class KeyedTarget(Protocol):
         """Definitions and settings that need the new project; safe to repeat."""
         ...
 
+    def learn_project(self, project_id: str, source: Row) -> None:
+        """Read back what :meth:`prepare_project` set up, writing nothing (a partition)."""
+        ...
+
     def add_dataset(self, project_id: str, row: Row, parent_id: str | None) -> str:
         """Create one dataset; its new id."""
         ...
@@ -799,8 +803,8 @@ def restore_keyed_partition(
         journal.record(marker, {})
     try:
         if not whole:  # a partition may run in a process of its own: learn the definitions
-            run.where = "the project's definitions and settings"
-            target.prepare_project(project.project_id, source)
+            run.where = "the project's definitions"
+            target.learn_project(project.project_id, source)
         run.content(project.project_id, dict(recorded["ids"]), _layout(target, source))
     except LabelvaultError as exc:
         raise _stopped(run, project, exc, journal, begun.created if whole else None) from exc

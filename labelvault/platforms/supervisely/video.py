@@ -501,11 +501,11 @@ class VideoRestore(SuperviselyReconcile):
         self._shared_tags: dict[int, str] = {}
         self._shared_lock = threading.Lock()
 
-    def prepare_project(self, project_id: str, source: Row) -> None:
-        """As for images, and remember a multiview project: its objects are shared."""
+    def remember_project(self, project_id: str, source: Row) -> None:
+        """Remember a multiview project: its objects are shared."""
         if is_multiview(source):
             self._multiview.add(project_id)
-        super().prepare_project(project_id, source)
+        super().remember_project(project_id, source)
 
     def forget_shared(self) -> None:
         """Start a restore: no source object or tag is known to exist yet."""

@@ -294,10 +294,10 @@ class VolumeRestore(VideoRestore):
         #: project id → the kind of the project being restored into it
         self._kinds: dict[str, str] = {}
 
-    def prepare_project(self, project_id: str, source: Row) -> None:
-        """As for images, and remember the kind: volumes tag and read through other calls."""
+    def remember_project(self, project_id: str, source: Row) -> None:
+        """Remember the kind: volumes tag and read through other calls."""
         self._kinds[project_id] = str(source.get("kind") or "images")
-        super().prepare_project(project_id, source)
+        super().remember_project(project_id, source)
 
     def _is_volumes(self, project_id: str) -> bool:
         return self._kinds.get(project_id) == "volumes"

@@ -102,8 +102,41 @@ class SuperviselyWrites(SuperviselyApi):
         created = self._call("projects.add", body, idempotent=False)
         return self._info(created, str(created.get("id")))
 
+    def remember_project(self, project_id: str, source: Row) -> None:
+        """What a restore into ``project_id`` needs to know of its source beside the meta
+        (nothing, for images)."""
+
+    def learn_project(self, project_id: str, source: Row) -> None:
+        """Read back what :meth:`prepare_project` set up (the new class and tag ids), writing
+        nothing: a partition restored in a process of its own starts here."""
+        self.remember_project(project_id, source)
+        wanted = loads(source["raw"]).get("meta", {})
+        current = self._call("projects.meta", {"id": int(project_id)}, project=project_id)
+        self._definitions[project_id] = self._defined(project_id, wanted, current)
+
+    def _defined(
+        self, project_id: str, wanted: dict[str, Any], current: dict[str, Any]
+    ) -> Definitions:
+        """The new ids of the classes and tag metas ``wanted``; every one must exist."""
+        definitions = Definitions(
+            class_ids={c["title"]: int(c["id"]) for c in current.get("classes", [])},
+            tag_ids={t["name"]: int(t["id"]) for t in current.get("tags", [])},
+        )
+        classes = [c.get("title") for c in wanted.get("classes", [])]
+        tags = [t.get("name") for t in wanted.get("tags", [])]
+        missing = [name for name in classes if name not in definitions.class_ids]
+        missing += [name for name in tags if name not in definitions.tag_ids]
+        if missing:
+            raise RequestRejected(
+                f"supervisely: projects.meta.update did not create {missing[:5]}",
+                platform=self.name,
+                project=project_id,
+            )
+        return definitions
+
     def prepare_project(self, project_id: str, source: Row) -> None:
         """Meta (classes, tag metas) and settings that refer to them; safe to repeat."""
+        self.remember_project(project_id, source)
         raw = loads(source["raw"])
         wanted = raw.get("meta", {})
         pid = int(project_id)
@@ -123,18 +156,7 @@ class SuperviselyWrites(SuperviselyApi):
                 project=project_id,
                 idempotent=True,
             )
-        definitions = Definitions(
-            class_ids={c["title"]: int(c["id"]) for c in current.get("classes", [])},
-            tag_ids={t["name"]: int(t["id"]) for t in current.get("tags", [])},
-        )
-        missing = [t for t in want_classes if t not in definitions.class_ids]
-        missing += [t for t in want_tags if t not in definitions.tag_ids]
-        if missing:
-            raise RequestRejected(
-                f"supervisely: projects.meta.update did not create {missing[:5]}",
-                platform=self.name,
-                project=project_id,
-            )
+        definitions = self._defined(project_id, wanted, current)
         self._definitions[project_id] = definitions
         settings = raw.get("info", {}).get("settings") or {}
         group = settings.get("groupImagesByTagId")
