@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter
 from typing import Any
 
 import pyarrow as pa
@@ -79,7 +80,10 @@ def begin(
 def test_a_restore_in_partitions_equals_one_in_one_run(
     fake: FakeSupervisely, platform: SuperviselyPlatform, rich: RichProject, source: Tables
 ) -> None:
+    fake.calls.clear()
     serial = restore(platform, source, rich, journal="supervisely/restores/serial")
+    sent = Counter(fake.methods_called())
+    fake.calls.clear()
     store = PlanKeepingStore()
     report = restore(
         platform, source, rich, store=store, journal=JOURNAL, parallel=3, project_name="parts"
@@ -93,6 +97,9 @@ def test_a_restore_in_partitions_equals_one_in_one_run(
     assert report.failures == ()
     assert report.skipped == ()
     assert report.created == serial.created
+    in_parts = Counter(fake.methods_called())
+    for method in ("images.bulk.add", "figures.bulk.add", "tags.entities.bulk.add"):
+        assert in_parts[method] == sent[method] > 0, method  # the same batches
     again = capture_tables(platform, report.project.project_id)
     assert fingerprint_multisets(again) == fingerprint_multisets(source)
     # every partition recorded its batches in its own part of the journal (then compacted)
@@ -172,23 +179,26 @@ def test_a_journal_begun_without_a_plan_resumes_in_one_run(
 
 
 def test_the_plan_cuts_whole_batches_where_the_platform_allows() -> None:
+    """Partitions are made of the batches a restore in one run sends (a batch ends when it
+    is full or its dataset does), so a restore in partitions sends the same requests."""
     keys = [f"d{dataset}#{item:04d}" for dataset in range(3) for item in range(10)]
-    table = pa.table({"key": keys})
+    table = pa.table({"key": keys, "dataset_key": [key[:2] for key in keys]})
 
     def read(name: str, start: str | None, stop: str | None) -> Any:
         assert name == "items"
         return iter(table.to_batches(max_chunksize=7))
 
+    # batches start at items 0 3 6 9 | 10 13 16 19 | 20 23 26 29
     anywhere = plan_partitions(read, cut=lambda key: key, parts=5, batch_size=3)
     starts = [part.spec["start"] for part in anywhere]
-    assert starts == [None, "d0#0006", "d1#0002", "d1#0008", "d2#0004"]
+    assert starts == [None, "d0#0006", "d1#0003", "d1#0009", "d2#0006"]
     assert [part.spec["stop"] for part in anywhere] == [*starts[1:], None]
-    assert [part.weight for part in anywhere] == [6, 6, 6, 6, 6]
+    assert [part.weight for part in anywhere] == [6, 7, 6, 7, 4]
     by_dataset = plan_partitions(
         read, cut=lambda key: key[: key.index("#") + 1], parts=5, batch_size=3
     )
     assert [part.spec["start"] for part in by_dataset] == [None, "d1#", "d2#"]
-    assert [part.weight for part in by_dataset] == [12, 9, 9]  # 10 each, to within a batch
+    assert [part.weight for part in by_dataset] == [10, 10, 10]
     assert plan_partitions(lambda *_: iter(()), cut=str, parts=4, batch_size=3) == (
         Partition(key=WHOLE_PARTITION, label="the whole version"),
     )

@@ -229,27 +229,39 @@ def _planned(
 def plan_partitions(
     read_range: RangeReader, *, cut: Callable[[str], str], parts: int, batch_size: int
 ) -> tuple[Partition, ...]:
-    """About ``parts`` partitions of whole batches of items, in key order: each the item
-    keys in ``[start, stop)``, where a partition may start where ``cut`` says; its weight is
-    its items, to within a batch. Memory holds the first key of every batch."""
-    candidates: list[str] = []  # the first key of every batch of items: N / batch_size keys
-    total = 0
+    """About ``parts`` partitions of the items, in key order: each the item keys in
+    ``[start, stop)``, made of whole batches as a restore in one run makes them (a batch
+    ends when it is full or its dataset does), and starting where ``cut`` allows. A
+    partition's weight is its items. Memory holds the first key of every batch."""
+    keys: list[str] = []  # the first key of every batch, and the items before it
+    positions: list[int] = []
+    total, filled, dataset = 0, 0, object()
     for batch in read_range("items", None, None):
-        keys = batch.column("key")
-        first = -total % batch_size
-        candidates += keys.slice(first)[::batch_size].to_pylist() if first < len(keys) else []
-        total += batch.num_rows
+        datasets = (
+            batch.column("dataset_key").to_pylist()
+            if "dataset_key" in batch.schema.names
+            else [None] * batch.num_rows
+        )
+        for key, owner in zip(batch.column("key").to_pylist(), datasets, strict=True):
+            if filled == batch_size or owner != dataset:
+                keys.append(key)
+                positions.append(total)
+                filled, dataset = 0, owner
+            filled += 1
+            total += 1
     if total == 0:
         return (_WHOLE,)
-    every = max(1, math.ceil(total / max(1, parts) / batch_size))
-    starts: list[str] = []
-    for key in candidates[every::every]:
+    size = math.ceil(total / max(1, parts))
+    starts: list[tuple[str, int]] = []
+    for key, position in zip(keys, positions, strict=True):
+        if position < (starts[-1][1] if starts else 0) + size:
+            continue
         moved = cut(key)
-        if (not starts or moved > starts[-1]) and moved > candidates[0]:
-            starts.append(moved)
-    bounds: list[str | None] = [None, *starts, None]
-    # Items before each bound, to within a batch: the batches that start before it.
-    before = [0, *(bisect_left(candidates, start) * batch_size for start in starts), total]
+        at = positions[bisect_left(keys, moved)] if moved != key else position
+        if at > (starts[-1][1] if starts else 0):
+            starts.append((moved, at))
+    bounds: list[str | None] = [None, *(key for key, _ in starts), None]
+    before = [0, *(position for _, position in starts), total]
     count = len(bounds) - 1
     return tuple(
         Partition(
