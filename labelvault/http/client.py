@@ -39,6 +39,7 @@ import httpx
 import tenacity
 from tenacity import RetryCallState
 
+from labelvault import jsonfast
 from labelvault.errors import (
     AuthenticationError,
     PlatformError,
@@ -244,7 +245,7 @@ class ApiClient:
     def parse_json(self, response: httpx.Response, *, project: str | None = None) -> Any:
         """The JSON body of ``response``, or a :class:`RequestRejected` that names the URL."""
         try:
-            return response.json()
+            return jsonfast.loads(response.content)
         except (ValueError, UnicodeDecodeError):
             kind = response.headers.get("content-type", "no content type")
             raise RequestRejected(

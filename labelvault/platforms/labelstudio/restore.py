@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from labelvault import jsonfast
 from labelvault.errors import (
     ConfigurationError,
     PlatformError,
@@ -432,7 +433,7 @@ class LabelStudioRestore(LabelStudioReconcile):
             if isinstance(a, dict)
         }
         for row in drafts:
-            raw = json.loads(row["raw"])
+            raw = jsonfast.loads(row["raw"])
             if raw.get("id") in have:
                 continue
             path = f"/api/tasks/{task_id}/drafts"
@@ -518,7 +519,7 @@ class TaskImport:
 
     @classmethod
     def build(cls, item: dict[str, Any], rows: list[dict[str, Any]]) -> TaskImport:
-        raw = json.loads(item["raw"])
+        raw = jsonfast.loads(item["raw"])
         meta = raw.get("meta")
         meta = dict(meta) if isinstance(meta, dict) else {}
         task: dict[str, Any] = {"data": raw.get("data"), "meta": meta}
@@ -532,7 +533,7 @@ class TaskImport:
             if kind == AnnotationKind.DRAFT.value:
                 drafts.append(row)
                 continue
-            source = json.loads(row["raw"])
+            source = jsonfast.loads(row["raw"])
             if kind == AnnotationKind.PREDICTION.value:
                 prediction = {"result": source.get("result")}
                 for name in ("score", "model_version"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -12,6 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from labelvault import jsonfast
 from labelvault.platforms.base import TablePage
 from labelvault.platforms.streams import Row
 from labelvault.snapshot.schema import (
@@ -69,7 +69,7 @@ def json_or_none(value: Any) -> str | None:
 
 
 def loads(value: str | None) -> Any:
-    return None if value is None else json.loads(value)
+    return None if value is None else jsonfast.loads(value)
 
 
 def as_int(value: Any) -> int | None:
