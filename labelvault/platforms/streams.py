@@ -34,10 +34,17 @@ Row = dict[str, Any]
 _T = TypeVar("_T")
 
 
+#: Rows turned into Python objects at a time: a reader's batches hold thousands of rows, and
+#: each stream a restore reads (items, annotations, tags …, in every partition side by side)
+#: would otherwise hold a whole batch of them as dicts.
+ROWS_AT_A_TIME = 512
+
+
 def rows(batches: Iterable[pa.RecordBatch]) -> Iterator[Row]:
     """The rows of record batches, one dict at a time."""
     for batch in batches:
-        yield from batch.to_pylist()
+        for start in range(0, batch.num_rows, ROWS_AT_A_TIME):
+            yield from batch.slice(start, ROWS_AT_A_TIME).to_pylist()
 
 
 def source_row(read_table: TableReader) -> Row:

@@ -20,6 +20,7 @@ from labelvault.storage.base import ObjectStore
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
+    "RANGE_BATCH_ROWS",
     "SnapshotReader",
     "fetch_chunk",
     "verify_chunk_bytes",
@@ -27,6 +28,9 @@ __all__ = [
 
 #: Rows per batch yielded by :meth:`SnapshotReader.iter_batches`.
 DEFAULT_BATCH_ROWS: Final = 16 * 1024
+#: Rows per batch yielded by :meth:`SnapshotReader.iter_key_range`: a restore reads every
+#: table of each of its partitions side by side, so each stream holds little.
+RANGE_BATCH_ROWS: Final = 1024
 _HASH_BLOCK: Final = 1024 * 1024
 _DISPLACED_KEYS: Final = pa.schema([DISPLACED_SCHEMA.field("key")])
 
@@ -112,7 +116,7 @@ class SnapshotReader:
         start: str | None,
         stop: str | None,
         *,
-        batch_rows: int = DEFAULT_BATCH_ROWS,
+        batch_rows: int = RANGE_BATCH_ROWS,
     ) -> Iterator[pa.RecordBatch]:
         """Like :meth:`iter_batches`, for the rows whose key is in ``[start, stop)`` (``None``:
         unbounded); only the chunks whose key span meets the range are fetched."""
