@@ -97,6 +97,7 @@ def create_version(
                     title=title,
                     description=description,
                     tags=tags or [],
+                    progress_id=progress,
                 )
                 ProgressArtifact(progress).done()
             else:

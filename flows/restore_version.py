@@ -104,6 +104,7 @@ def restore_version(
                     options=options or RestoreOptions(),
                     partitions=partitions,
                     dask=dask_cluster.strip(),
+                    progress_id=progress,
                 )
                 ProgressArtifact(progress).done()
             else:

@@ -36,7 +36,7 @@ from tasks.common import (
     platform_tag,
     retry_transient,
 )
-from tasks.partitions import partition_runner, run_partitions
+from tasks.partitions import partition_progress, partition_runner, run_partitions
 
 #: How long a captured partition stays reusable by a retry of its run.
 PARTITION_RESULT_LIFETIME = timedelta(days=1)
@@ -238,6 +238,7 @@ def capture_in_partitions(
     title: str = "",
     description: str = "",
     tags: Sequence[str] = (),
+    progress_id: UUID | None = None,
 ) -> dict[str, Any]:
     """Run in a flow: plan, at most ``partitions`` partition tasks at a time (in the flow's
     threads, or on Dask: see :func:`partition_runner`), then commit.
@@ -273,6 +274,7 @@ def capture_in_partitions(
                 limit=partitions,
                 runner=runner,
                 tick=lease.keep,
+                progress=partition_progress(progress_id),
             )
             ordered = [parts[partition.key] for partition in begun.partitions]
             return commit_version(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
+from uuid import UUID
 
 from prefect import Task
 from prefect.futures import PrefectFuture, wait
@@ -11,8 +12,14 @@ from prefect.task_runners import TaskRunner
 
 from labelvault.errors import ConfigurationError
 from labelvault.platforms.base import Partition
+from tasks.common import ProgressArtifact
 
-__all__ = ["PARTITION_POLL_SECONDS", "partition_runner", "run_partitions"]
+__all__ = [
+    "PARTITION_POLL_SECONDS",
+    "partition_progress",
+    "partition_runner",
+    "run_partitions",
+]
 
 #: How often a flow waiting for its partitions looks at them (and renews what it holds).
 PARTITION_POLL_SECONDS = 1.0
@@ -41,6 +48,14 @@ def partition_runner(dask: str, workers: int) -> TaskRunner[Any] | None:
     return DaskTaskRunner(address=dask)
 
 
+def partition_progress(progress_id: UUID | None) -> Callable[[float], None]:
+    """Move the run's progress artifact ``progress_id`` (if any) as partitions finish."""
+    if progress_id is None:
+        return lambda fraction: None
+    artifact = ProgressArtifact(progress_id, every_seconds=0)
+    return artifact.update
+
+
 def run_partitions(
     task: Task[..., _R],
     partitions: Iterable[Partition],
@@ -49,10 +64,18 @@ def run_partitions(
     limit: int,
     runner: TaskRunner[Any] | None,
     tick: Callable[[], None] = lambda: None,
+    progress: Callable[[float], None] = lambda fraction: None,
 ) -> dict[str, _R]:
     """Run ``task`` once per partition (``arguments`` gives its parameters), at most ``limit``
     at a time, on ``runner`` (entered by the caller) or in the flow's threads; calls ``tick``
-    while they run. Returns the results by partition key; the first failure is raised."""
+    while they run and ``progress`` with the share of the partitions' weight (their count,
+    when none has a weight) done. Returns the results by partition key; the first failure
+    is raised."""
+    planned = list(partitions)
+    weights = {part.key: part.weight for part in planned}
+    if not any(weights.values()):
+        weights = dict.fromkeys(weights, 1)
+    total = sum(weights.values()) or 1
 
     def submit(partition: Partition) -> PrefectFuture[_R]:
         values = dict(arguments(partition))
@@ -62,14 +85,17 @@ def run_partitions(
         future: PrefectFuture[_R] = runner.submit(task, values)
         return future
 
-    queue = list(partitions)
+    queue = list(planned)
     running: dict[PrefectFuture[_R], str] = {}
     results: dict[str, _R] = {}
     while queue or running:
         while queue and len(running) < limit:
             partition = queue.pop(0)
             running[submit(partition)] = partition.key
-        for future in wait(list(running), timeout=PARTITION_POLL_SECONDS).done:
+        finished = wait(list(running), timeout=PARTITION_POLL_SECONDS).done
+        for future in finished:
             results[running.pop(future)] = future.result()
+        if finished:
+            progress(sum(weights[key] for key in results) / total)
         tick()
     return results

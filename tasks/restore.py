@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any
+from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -19,7 +20,7 @@ from labelvault.settings import PlatformConnection, StoreSettings
 from labelvault.vault import Vault, VersionRef
 from tasks.capture import PARTITION_RESULT_LIFETIME
 from tasks.common import RESTORE_TIMEOUT_SECONDS, RETRY_TRANSIENT, platform_tag, retry_transient
-from tasks.partitions import partition_runner, run_partitions
+from tasks.partitions import partition_progress, partition_runner, run_partitions
 
 __all__ = ["restore_in_partitions"]
 
@@ -133,6 +134,7 @@ def restore_in_partitions(
     options: RestoreOptions,
     partitions: int,
     dask: str = "",
+    progress_id: UUID | None = None,
 ) -> dict[str, Any]:
     """Run in a flow: plan, at most ``partitions`` partition tasks at a time (in the flow's
     threads, or on Dask: see :func:`~tasks.partitions.partition_runner`), then finish. Each
@@ -171,6 +173,7 @@ def restore_in_partitions(
             },
             limit=partitions,
             runner=runner,
+            progress=partition_progress(progress_id),
         )
     ordered = [reports[partition.key] for partition in begun.partitions]
     summary = finish(store, begun, ordered)
