@@ -125,17 +125,22 @@ def test_multiview_round_trip_keeps_objects_shared(
             assert all("entityId" not in spec for spec in body["annotationObjects"])
 
 
+@pytest.mark.parametrize("parallel", [1, 3])
 def test_a_resumed_multiview_restore_keeps_objects_shared(
-    fake: FakeSupervisely, multiview: MultiviewVideoProject
+    fake: FakeSupervisely, multiview: MultiviewVideoProject, parallel: int
 ) -> None:
-    """The run that resumes is a new process: it learns from the journal which shared
-    objects the first run made."""
+    """The run that resumes is a new process: it learns from the journal (its partition's
+    part, in partitions) which shared objects the first run made."""
     source = capture_tables(platform_for(fake), str(multiview.project_id))
     store = MemoryStore()
     fake.fail_next("annotation-objects.tags.bulk.add", 400, times=1)
     with pytest.raises(RestoreError, match="resume"):
-        restore(platform_for(fake), source, "resumed", journal="j/mv", store=store)
-    restored_id = restore(platform_for(fake), source, "resumed", journal="j/mv", store=store)
+        restore(
+            platform_for(fake), source, "resumed", journal="j/mv", store=store, parallel=parallel
+        )
+    restored_id = restore(
+        platform_for(fake), source, "resumed", journal="j/mv", store=store, parallel=parallel
+    )
     assert multiview_state(fake, restored_id) == multiview_state(fake, multiview.project_id)
     assert sharing(fake, restored_id) == sharing(fake, multiview.project_id)
 

@@ -116,8 +116,8 @@ class SuperviselyRestore(VolumeRestore):
         raise ConfigurationError(f"supervisely: no restore for rows of table {table!r}")
 
 
-#: A batch step's record name: ``steps/b<batch>-<n>-<table>.json``.
-_STEP = re.compile(r"steps/b\d+-\d+-(?P<table>\w+)\.json$")
+#: A batch step's record name: ``steps/[<partition>/]b<batch>-<n>-<table>.json``.
+_STEP = re.compile(r"steps/(?:p\d+/)?b\d+-\d+-(?P<table>\w+)\.json$")
 
 
 class _SharingJournal:
