@@ -288,6 +288,16 @@ def test_a_partition_that_fails_once_is_retried_alone(
 # --- a restore in partitions ----------------------------------------------------------------
 
 
+def _restore_in_parts(world: FlowWorld, partitions: int, flow: Any = restore_version) -> Any:
+    """A restore in ``partitions``, two items a batch (several partitions of this project)."""
+    return flow(
+        project_id=world.project_id,
+        options=RestoreOptions(batch_size=2),
+        partitions=partitions,
+        return_state=True,
+    )
+
+
 def _restored_hash(world: FlowWorld, project_id: Any) -> str:
     summary = create_version(project_id=str(project_id))
     assert summary["created"] is True
@@ -296,12 +306,7 @@ def _restored_hash(world: FlowWorld, project_id: Any) -> str:
 
 def test_restore_in_partitions_shows_its_stages_and_equals_the_source(world: FlowWorld) -> None:
     version = create_version(project_id=world.project_id)
-    state = restore_version(
-        project_id=world.project_id,
-        options=RestoreOptions(batch_size=2),
-        partitions=3,
-        return_state=True,
-    )
+    state = _restore_in_parts(world, 3)
     report = state.result()
     assert report["failures"] == 0
     assert report["created"]["items"] == sum(
@@ -324,12 +329,7 @@ def test_a_restore_partition_that_fails_once_is_retried_alone(
     version = create_version(project_id=world.project_id)
     monkeypatch.setenv("LABELVAULT_HTTP_MAX_RETRIES", "0")
     world.fake.fail_next("images.bulk.add", 503)
-    state = restore_version(
-        project_id=world.project_id,
-        options=RestoreOptions(batch_size=2),
-        partitions=2,
-        return_state=True,
-    )
+    state = _restore_in_parts(world, 2)
     report = state.result()
     assert [method for method, _ in world.fake.fault_log] == ["images.bulk.add"]
     runs = _task_runs(state.state_details.flow_run_id)
@@ -351,12 +351,7 @@ def test_a_retried_restore_run_restores_only_the_partitions_it_lacks(world: Flow
     world.fake.calls.clear()
     world.fake.fail_next("images.bulk.add", 400, body={"error": "rejected", "details": {}})
     retried = restore_version.with_options(retries=1, retry_delay_seconds=0)
-    state = retried(
-        project_id=world.project_id,
-        options=RestoreOptions(batch_size=2),
-        partitions=2,
-        return_state=True,
-    )
+    state = _restore_in_parts(world, 2, retried)
     report = state.result()
     assert [method for method, _ in world.fake.fault_log] == ["images.bulk.add"]
     assert world.fake.methods_called().count("images.bulk.add") == batches
