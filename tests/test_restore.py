@@ -790,11 +790,23 @@ def test_partial_restore_of_some_classes(
     assert fingerprint_multisets(again)["project"] == fingerprint_multisets(source)["project"]
 
 
+@pytest.mark.parametrize("parallel", [1, 3])
 def test_partial_restore_of_datasets_and_classes(
-    fake: FakeSupervisely, platform: SuperviselyPlatform, rich: RichProject, source: Tables
+    fake: FakeSupervisely,
+    platform: SuperviselyPlatform,
+    rich: RichProject,
+    source: Tables,
+    parallel: int,
 ) -> None:
-    """By name ("val" and "テスト" are roots), with one class."""
-    report = restore(platform, source, rich, datasets=("val", "テスト"), classes=("anything",))
+    """By name ("val" and "テスト" are roots), with one class; in partitions too."""
+    report = restore(
+        platform,
+        source,
+        rich,
+        datasets=("val", "テスト"),
+        classes=("anything",),
+        parallel=parallel,
+    )
     expected, left_out = partial_source(source, datasets=("val", "テスト"), classes=("anything",))
     assert report.skipped == ()
     assert report.filtered_out == left_out

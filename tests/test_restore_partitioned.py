@@ -6,12 +6,14 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from labelvault.models import RestoreOptions, RestoreReport
+from labelvault.errors import ConfigurationError
+from labelvault.models import ProjectInfo, RestoreOptions, RestoreReport
 from labelvault.platforms.base import WHOLE_PARTITION, Partition
 from labelvault.platforms.streams import whole_range
 from labelvault.platforms.supervisely import SuperviselyPlatform
@@ -243,3 +245,61 @@ def test_a_finished_partitioned_restore_answers_from_its_report(
     assert fake.calls == []
     assert second.created == first.created
     assert second.project == first.project
+
+
+class _WholeOnly:
+    """A platform that restores a version whole (as Label Studio does)."""
+
+    name = "whole-only"
+    restore_ignores: tuple[str, ...] = ()
+    instance = "whole.test:80"
+
+    def __init__(self, inner: SuperviselyPlatform) -> None:
+        self.inner = inner
+
+    def restore(self, *args: Any, **kwargs: Any) -> RestoreReport:
+        return self.inner.restore(*args, **kwargs)
+
+
+def test_a_platform_that_restores_whole_gets_one_partition(
+    fake: FakeSupervisely, platform: SuperviselyPlatform, rich: RichProject, source: Tables
+) -> None:
+    whole = _WholeOnly(platform)
+    store = MemoryStore()
+    started = start_restore(
+        whole,  # type: ignore[arg-type]
+        table_reader(source),
+        store=store,
+        journal=JOURNAL,
+        origin=origin(rich),
+        options=RestoreOptions(batch_size=4),
+        parallel=4,
+    )
+    assert isinstance(started, RestoreStart)
+    assert started.partitions == (Partition(key=WHOLE_PARTITION, label="the whole version"),)
+    assert started.begun is None
+    with pytest.raises(ConfigurationError, match="restores a version whole"):
+        restore_partition(
+            whole,  # type: ignore[arg-type]
+            whole_range(table_reader(source)),
+            store=store,
+            start=replace(started, begun=RestoreReport(project=_project(), journal=JOURNAL)),
+            partition=Partition(key="p00001", label="part 2 of 3"),
+        )
+    part = restore_partition(
+        whole,  # type: ignore[arg-type]
+        whole_range(table_reader(source)),
+        store=store,
+        start=started,
+        partition=started.partitions[0],
+    )
+    report = finish_restore(store, started, [part])
+    assert report.created["items"] == 30
+    again = capture_tables(platform, report.project.project_id)
+    assert fingerprint_multisets(again) == fingerprint_multisets(source)
+
+
+def _project() -> ProjectInfo:
+    return ProjectInfo(
+        platform="whole-only", instance="whole.test:80", project_id="1", name="p", kind="images"
+    )
