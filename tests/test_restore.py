@@ -114,6 +114,7 @@ def restore(
     store: MemoryStore | None = None,
     journal: str = "supervisely/restores/r1",
     parallel: int = 1,
+    progress: RestoreProgress | None = None,
     **overrides: Any,
 ) -> RestoreReport:
     return restore_version(
@@ -124,6 +125,7 @@ def restore(
         origin=origin(rich, **overrides),
         options=options(rich, **overrides),
         parallel=parallel,
+        progress=progress,
     )
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -303,3 +305,25 @@ def _project() -> ProjectInfo:
     return ProjectInfo(
         platform="whole-only", instance="whole.test:80", project_id="1", name="p", kind="images"
     )
+
+
+def test_progress_is_heard_from_one_partition_at_a_time(
+    fake: FakeSupervisely, platform: SuperviselyPlatform, rich: RichProject, source: Tables
+) -> None:
+    """A progress callback (a terminal's bar) need not be thread-safe: two partitions never
+    call it at once. The first call waits for a second one to join it; they never meet."""
+    meeting = threading.Barrier(2)
+    met: list[bool] = []
+    heard: list[int] = []
+
+    def progress(created: Mapping[str, int]) -> None:
+        try:
+            meeting.wait(timeout=1)
+            met.append(True)
+        except threading.BrokenBarrierError:
+            pass
+        heard.append(created["items"])
+
+    report = restore(platform, source, rich, journal=JOURNAL, parallel=3, progress=progress)
+    assert not met
+    assert heard[-1] == report.created["items"] == 30

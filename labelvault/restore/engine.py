@@ -22,6 +22,7 @@ removed (see :mod:`labelvault.restore.journal`).
 from __future__ import annotations
 
 import math
+import threading
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -388,19 +389,22 @@ def _side_by_side(
     progress: RestoreProgress | None,
 ) -> list[RestoreReport]:
     """The partitions of ``start``'s plan, ``parallel`` at a time, in plan order. After the
-    first failure no other partition starts; it is raised once the running ones stopped."""
+    first failure no other partition starts; it is raised once the running ones stopped.
+    ``progress`` hears the sums over all partitions, from one thread at a time."""
     created: dict[str, Mapping[str, int]] = {}
     head = dict(start.begun.created) if start.begun is not None else {}
+    one_at_a_time = threading.Lock()
 
     def run(partition: Partition) -> RestoreReport:
         def heard(counts: Mapping[str, int]) -> None:
-            created[partition.key] = dict(counts)
-            if progress is not None:
-                total = dict(head)
-                for part in list(created.values()):
-                    for table, count in part.items():
-                        total[table] = total.get(table, 0) + count
-                progress(total)
+            with one_at_a_time:
+                created[partition.key] = dict(counts)
+                if progress is not None:
+                    total = dict(head)
+                    for part in created.values():
+                        for table, count in part.items():
+                            total[table] = total.get(table, 0) + count
+                    progress(total)
 
         return restore_partition(
             target, read_range, store=store, start=start, partition=partition, progress=heard
