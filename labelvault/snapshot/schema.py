@@ -27,7 +27,6 @@ import json
 from enum import StrEnum
 from typing import Any, Final
 
-import orjson
 import pyarrow as pa
 
 __all__ = [
@@ -246,50 +245,9 @@ def schema_for(table: str) -> pa.Schema:
 
 
 def canonical_json(value: Any) -> str:
-    """JSON text that is the same for equal values: sorted keys, no whitespace, exact floats.
-
-    The text is the standard library's (``json.dumps`` with sorted keys, compact separators,
-    UTF-8 and ``NaN``), which every fingerprint stored so far hashes. orjson writes it
-    several times faster and byte for byte the same, except where :func:`_orjson_differs`
-    says it may not be; then the standard library writes it.
-    """
-    try:
-        fast = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except (TypeError, orjson.JSONEncodeError):  # keys that are not strings, huge integers …
-        return _standard_json(value)
-    if _orjson_differs(fast, value):
-        return _standard_json(value)
-    return fast.decode("utf-8")
-
-
-def _standard_json(value: Any) -> str:
+    """JSON text that is the same for equal values: sorted keys, no whitespace, exact floats."""
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True
-    )
-
-
-#: Digits 2-9 to ``1`` (and ``E`` to ``e``), so that a number's shape shows in plain bytes.
-_NONZERO_TO_ONE: Final = bytes.maketrans(b"23456789E", b"11111111e")
-_ONE_TO_ZERO: Final = bytes.maketrans(b"1", b"0")
-
-
-def _orjson_differs(text: bytes, value: Any) -> bool:
-    """Whether orjson's ``text`` may not be the standard library's text of ``value``.
-
-    The two write floats alike (the shortest text that reads back the same) but for the
-    notation: Python writes an exponent below 1e-4 and from 1e16 on (``1e-05``, ``1e+16``),
-    orjson another form. So any exponent, any ``0.0000`` and any run of 16 digits is left to
-    the standard library (a string holding one only costs time). A value orjson writes as
-    something that reads back unequal (``NaN`` and infinities as ``null``, tuples, dates, …)
-    is too.
-    """
-    shape = text.translate(_NONZERO_TO_ONE)
-    return (
-        b"1e" in shape
-        or b"0e" in shape
-        or b"0.0000" in shape
-        or b"0" * 16 in shape.translate(_ONE_TO_ZERO)
-        or orjson.loads(text) != value
     )
 
 
