@@ -254,13 +254,15 @@ def plan_partitions(
         return (_WHOLE,)
     size = math.ceil(total / max(1, parts))
     starts: list[tuple[str, int]] = []
+    last = 0  # where the last partition starts
     for key, position in zip(keys, positions, strict=True):
-        if position < (starts[-1][1] if starts else 0) + size:
+        if position < last + size:
             continue
         moved = cut(key)
         at = positions[bisect_left(keys, moved)] if moved != key else position
-        if at > (starts[-1][1] if starts else 0):
+        if at > last:
             starts.append((moved, at))
+            last = at
     bounds: list[str | None] = [None, *(key for key, _ in starts), None]
     before = [0, *(position for _, position in starts), total]
     count = len(bounds) - 1
@@ -363,16 +365,6 @@ def restore_version(
     )
     if isinstance(start, RestoreReport):
         return start
-    if len(start.partitions) == 1:
-        part = restore_partition(
-            target,
-            ranges,
-            store=store,
-            start=start,
-            partition=start.partitions[0],
-            progress=progress,
-        )
-        return finish_restore(store, start, [part])
     reports = _side_by_side(
         target, ranges, store=store, start=start, parallel=parallel, progress=progress
     )
@@ -410,15 +402,18 @@ def _side_by_side(
             target, read_range, store=store, start=start, partition=partition, progress=heard
         )
 
-    failure: BaseException | None = None
-    with ThreadPoolExecutor(parallel, thread_name_prefix="restore") as pool:
+    threads = max(1, min(parallel, len(start.partitions)))
+    with ThreadPoolExecutor(threads, thread_name_prefix="restore") as pool:
         futures = [pool.submit(run, partition) for partition in start.partitions]
         wait(futures, return_when=FIRST_EXCEPTION)
-        for future in futures:
-            if future.done() and not future.cancelled() and future.exception() is not None:
-                failure = failure or future.exception()
-                for other in futures:
-                    other.cancel()
-    if failure is not None:  # raised once the running partitions stopped
-        raise failure
+        errors = [
+            error
+            for future in futures
+            if future.done() and not future.cancelled() and (error := future.exception())
+        ]
+        if errors:
+            for future in futures:
+                future.cancel()
+    if errors:  # raised once the running partitions stopped
+        raise errors[0]
     return [future.result() for future in futures]
