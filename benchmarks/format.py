@@ -8,7 +8,9 @@ Prints side-by-side tables (not a test; nothing here asserts):
 2. re-versioning, per project size: bytes written, as a share of a full version, for 0%, 1%
    clustered (a run of consecutive items, as when one batch of images is re-labelled), 1%
    and 10% scattered (every 100th / 10th item) and one class renamed everywhere, each written
-   against the base with deltas (the default policy); peak RSS of that process;
+   against the base with deltas (the default policy), by one writer and by a capture in
+   :data:`PARTITIONS` key ranges merged (as ``create --parallel`` writes); peak RSS of that
+   process;
 3. read, SQL and restore-read (every table through ``SnapshotReader.iter_batches``, the path
    restore and export use) of each changed version as the default policy stored it (with its
    delta, or whole when the policy compacted it) against the same rows written whole
@@ -44,8 +46,18 @@ import pyarrow.compute as pc  # noqa: E402
 
 from labelvault.diff import diff  # noqa: E402
 from labelvault.query import query  # noqa: E402
-from labelvault.snapshot.delta import DEFAULT_DELTA_POLICY, NO_DELTAS  # noqa: E402
-from labelvault.snapshot.manifest import Manifest, load_manifest, write_manifest  # noqa: E402
+from labelvault.snapshot.delta import (  # noqa: E402
+    DEFAULT_DELTA_POLICY,
+    NO_DELTAS,
+    key_range_slice,
+)
+from labelvault.snapshot.manifest import (  # noqa: E402
+    Manifest,
+    SnapshotSource,
+    load_manifest,
+    write_manifest,
+)
+from labelvault.snapshot.merge import merge_parts  # noqa: E402
 from labelvault.snapshot.reader import SnapshotReader  # noqa: E402
 from labelvault.snapshot.schema import TABLES  # noqa: E402
 from labelvault.snapshot.writer import SnapshotWriter  # noqa: E402
@@ -58,6 +70,9 @@ PER_ITEM = 10
 REPEATS = 3
 MAX_ROUNDS = 50
 MIN_SECONDS = 3.0
+#: Key ranges of the partitioned re-versioning (the project's own rows are one more part).
+PARTITIONS = 4
+HEAD_TABLES = frozenset({"project", "datasets"})
 
 
 def peak_rss_mb() -> float:
@@ -109,6 +124,47 @@ def write(
     started = time.perf_counter()
     manifest = writer.finish()
     return manifest, spent + time.perf_counter() - started
+
+
+def write_partitioned(
+    store: LocalStore,
+    pages: Iterator[tuple[str, pa.RecordBatch]],
+    cuts: list[str],
+    previous: Manifest,
+) -> Manifest:
+    """A version written as a partitioned capture writes it: the project's own rows in one
+    part, the rest in the key ranges ``cuts`` makes, each a delta against ``previous``."""
+    ranges = list(zip(["", *cuts], [*cuts, None], strict=True))
+    ranged = frozenset(TABLES) - HEAD_TABLES
+    head = SnapshotWriter(store, PREFIX, source=SOURCE, previous=previous)
+    parts = [
+        SnapshotWriter(
+            store,
+            PREFIX,
+            source=SOURCE,
+            previous=previous,
+            key_range=key_range,
+            ranged_tables=ranged,
+        )
+        for key_range in ranges
+    ]
+    for table, batch in pages:
+        if table in HEAD_TABLES:
+            head.write(table, batch)
+            continue
+        for writer, (start, stop) in zip(parts, ranges, strict=True):
+            inside = key_range_slice(batch, start or None, stop)
+            if inside.num_rows:
+                writer.write(table, inside)
+    return merge_parts(
+        store,
+        PREFIX,
+        [head.finish(), *(writer.finish() for writer in parts)],
+        source=SnapshotSource.model_validate(SOURCE),
+        ranges=[None, *ranges],
+        ranged_tables=ranged,
+        previous=previous,
+    )
 
 
 # --- children: each runs in its own process ------------------------------------------------
@@ -299,22 +355,30 @@ def child_reversion(annotations: int) -> dict[str, Any]:
         store = LocalStore(Path(folder) / "store")
         base, _ = write(store, cached_pages(pages, set()), None)
         results["base_bytes"] = base.data_bytes
+        parted_store = LocalStore(Path(folder) / "partitioned")
+        parted_base, _ = write(parted_store, cached_pages(pages, set()), None)
+        cuts = [item_key(ids[count * k // PARTITIONS]) for k in range(1, PARTITIONS)]
         manifests = {}
+
+        def source_of(edited: set[int] | None) -> Iterator[tuple[str, pa.RecordBatch]]:
+            if edited is None:
+                return renamed(cached_pages(pages, set()), "car", "automobile")
+            return cached_pages(pages, edited)
+
         for name, edited in variants.items():
-            source = (
-                cached_pages(pages, edited)
-                if edited is not None
-                else renamed(cached_pages(pages, set()), "car", "automobile")
-            )
-            manifest, seconds = write(store, source, None, previous=base)
+            manifest, seconds = write(store, source_of(edited), None, previous=base)
             manifests[name] = manifest
             entry = manifest.table("annotations")
+            parted = write_partitioned(parted_store, source_of(edited), cuts, parted_base)
+            assert parted.content_hash == manifest.content_hash
             results["variants"][name] = {
                 "written": manifest.bytes_written,
                 "share": manifest.bytes_written / base.data_bytes,
                 "stored_as": "delta" if entry.has_delta else "whole",
                 "delta_chunks": len(entry.delta) + len(entry.displaced),
                 "seconds": seconds,
+                "parted_share": parted.bytes_written / base.data_bytes,
+                "parted_as": "delta" if parted.table("annotations").has_delta else "whole",
             }
         results["rss_writes_mb"] = peak_rss_mb()  # before the reads and SQL below
         results["reads"] = {}
@@ -462,7 +526,15 @@ def main() -> None:
             "after the reads, SQL and diffs below):\n"
         )
         print_table(
-            ["change", "bytes written", "share of a full version", "stored as", "write s"],
+            [
+                "change",
+                "bytes written",
+                "share of a full version",
+                "stored as",
+                "write s",
+                f"share, {PARTITIONS} partitions",
+                f"stored as, {PARTITIONS} partitions",
+            ],
             [
                 [
                     name,
@@ -470,6 +542,8 @@ def main() -> None:
                     f"{v['share']:.1%}",
                     v["stored_as"],
                     f"{v['seconds']:.2f}",
+                    f"{v['parted_share']:.1%}",
+                    v["parted_as"],
                 ]
                 for name, v in r["variants"].items()
             ],

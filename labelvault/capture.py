@@ -32,6 +32,7 @@ from labelvault.platforms.base import (
 from labelvault.readahead import read_ahead
 from labelvault.snapshot.manifest import Manifest, SnapshotSource, write_manifest
 from labelvault.snapshot.merge import merge_parts
+from labelvault.snapshot.schema import TABLES
 from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage import ObjectStore
 
@@ -221,6 +222,8 @@ class CaptureStart:
     partitions: tuple[Partition, ...]
     #: Tables whose rows several partitions may hold (see :mod:`labelvault.snapshot.merge`).
     shared_tables: frozenset[str] = frozenset()
+    #: Tables the partitions with a key range hold, each its range of them.
+    ranged_tables: frozenset[str] = frozenset()
 
     def report(
         self,
@@ -252,13 +255,18 @@ def start_capture(
     except BaseException:
         catalog.cancel(reserved)
         raise
+    shared = frozenset(getattr(platform, "shared_tables", ()))
+    ranged: frozenset[str] = frozenset()
+    if any(partition.key_range is not None for partition in partitions):
+        ranged = frozenset(TABLES) - shared - frozenset(getattr(platform, "head_tables", ()))
     return CaptureStart(
         project=info,
         ref=ref,
         reservation=reserved,
         source=SnapshotSource(**ref.model_dump(), source_updated_at=info.updated_at),
         partitions=partitions,
-        shared_tables=frozenset(getattr(platform, "shared_tables", ())),
+        shared_tables=shared,
+        ranged_tables=ranged,
     )
 
 
@@ -275,13 +283,14 @@ def capture_partition(
 ) -> Manifest:
     """Write one partition of ``start``'s plan into chunks; its manifest (not stored).
 
-    The head partition, and a plan's only partition, are stored as a delta against the
-    latest version; the others as bases. ``progress`` hears the rows written so far, ``keep``
-    is called after every page (to renew the lease), and a set ``stop`` ends the partition.
+    The head partition, a plan's only partition and a partition with a key range are stored
+    as a delta against the latest version (the last, of its range); others whole.
+    ``progress`` hears the rows written so far, ``keep`` is called after every page (to renew
+    the lease), and a set ``stop`` ends the partition.
     """
     alone = len(start.partitions) == 1
     previous = None
-    if alone or partition.key == HEAD_PARTITION:
+    if alone or partition.key == HEAD_PARTITION or partition.key_range is not None:
         previous = previous_manifest(catalog, start.ref)
     if partition.key == WHOLE_PARTITION:
         pages = platform.iter_pages(start.ref.project_id)
@@ -292,7 +301,14 @@ def capture_partition(
             f"{platform.name} captures a project whole and cannot capture partition"
             f" {partition.label!r}; start the capture again to plan it for this platform"
         )
-    writer = SnapshotWriter(store, start.ref.prefix, source=start.source, previous=previous)
+    writer = SnapshotWriter(
+        store,
+        start.ref.prefix,
+        source=start.source,
+        previous=previous,
+        key_range=partition.key_range,
+        ranged_tables=start.ranged_tables,
+    )
     with writer:
         # The next pages are fetched while the writer encodes this one.
         for page in read_ahead(pages, depth=READ_AHEAD_PAGES):
@@ -328,8 +344,16 @@ def commit_capture(
     if check_chunks:
         _check_chunks(store, parts)
     if len(parts) > 1:
+        ranges = [partition.key_range for partition in start.partitions]
         manifest = merge_parts(
-            store, start.ref.prefix, parts, source=start.source, shared=start.shared_tables
+            store,
+            start.ref.prefix,
+            parts,
+            source=start.source,
+            shared=start.shared_tables,
+            ranges=ranges,
+            ranged_tables=start.ranged_tables,
+            previous=previous_manifest(catalog, start.ref) if any(ranges) else None,
         )
     else:
         [manifest] = parts

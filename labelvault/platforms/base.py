@@ -79,6 +79,11 @@ class Partition:
     weight: int = 0
     #: Plain values the platform needs to read it again (JSON-able, no client, no secret).
     spec: Mapping[str, Any] = field(default_factory=dict)
+    #: ``(start, stop)``: the partition holds, of every table but the head's and the shared
+    #: ones, exactly the rows whose key is in ``[start, stop)`` (``""``, ``None``: unbounded).
+    #: The ranges of a plan follow one another and cover every key; with them, each
+    #: partition stores a delta against the latest version. ``None``: no range.
+    key_range: tuple[str, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,8 @@ class PartitionedPlatform(Platform, Protocol):
     """
 
     shared_tables: frozenset[str]
+    #: Tables the head partition holds whole (the others are cut by key range).
+    head_tables: frozenset[str]
 
     def capture_plan(self, project_id: str) -> list[Partition]:
         """The project's partitions, in key order."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -43,6 +43,7 @@ __all__ = [
     "content_hash",
     "load_manifest",
     "manifest_key",
+    "overlapping_chunks",
     "write_manifest",
 ]
 
@@ -110,6 +111,17 @@ class TableManifest(FrozenModel):
     def all_chunks(self) -> tuple[ChunkRef, ...]:
         """Every chunk the table needs: base, delta and displaced keys."""
         return (*self.chunks, *self.delta, *self.displaced)
+
+
+def overlapping_chunks(
+    chunks: Sequence[ChunkRef], start: str | None, stop: str | None
+) -> tuple[ChunkRef, ...]:
+    """The chunks whose key span meets ``[start, stop)`` (``None``: unbounded)."""
+    return tuple(
+        chunk
+        for chunk in chunks
+        if (start is None or chunk.max_key >= start) and (stop is None or chunk.min_key < stop)
+    )
 
 
 def content_hash(tables: Mapping[str, TableManifest]) -> str:

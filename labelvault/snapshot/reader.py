@@ -13,7 +13,7 @@ from labelvault.errors import IntegrityError, ObjectNotFound
 from labelvault.snapshot.compat import check_readable
 from labelvault.snapshot.delta import DISPLACED_SCHEMA, key_range_slice, merge_streams
 from labelvault.snapshot.layout import decode, layout_of, stored_columns
-from labelvault.snapshot.manifest import ChunkRef, Manifest, TableManifest
+from labelvault.snapshot.manifest import ChunkRef, Manifest, TableManifest, overlapping_chunks
 from labelvault.snapshot.memory import use_lean_pool
 from labelvault.snapshot.schema import schema_for
 from labelvault.storage.base import ObjectStore
@@ -121,9 +121,21 @@ class SnapshotReader:
         """Like :meth:`iter_batches`, for the rows whose key is in ``[start, stop)`` (``None``:
         unbounded); only the chunks whose key span meets the range are fetched."""
         entry = self.manifest.table(table)
+        return self.iter_entry_range(table, entry, start, stop, batch_rows=batch_rows)
+
+    def iter_entry_range(
+        self,
+        table: str,
+        entry: TableManifest,
+        start: str | None,
+        stop: str | None,
+        *,
+        batch_rows: int = RANGE_BATCH_ROWS,
+    ) -> Iterator[pa.RecordBatch]:
+        """Like :meth:`iter_key_range`, for the table entry ``entry``."""
         pruned = entry.model_copy(
             update={
-                name: _overlapping(getattr(entry, name), start, stop)
+                name: overlapping_chunks(getattr(entry, name), start, stop)
                 for name in ("chunks", "delta", "displaced")
             }
         )
@@ -249,16 +261,6 @@ class SnapshotReader:
                 key=chunk.key,
             )
         return size
-
-
-def _overlapping(
-    chunks: tuple[ChunkRef, ...], start: str | None, stop: str | None
-) -> tuple[ChunkRef, ...]:
-    return tuple(
-        chunk
-        for chunk in chunks
-        if (start is None or chunk.max_key >= start) and (stop is None or chunk.min_key < stop)
-    )
 
 
 def _select(schema: pa.Schema, columns: Sequence[str] | None) -> pa.Schema:

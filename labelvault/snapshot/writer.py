@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_right
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final
@@ -41,6 +41,7 @@ from labelvault.snapshot.delta import (
     DISPLACED_SCHEMA,
     DeltaPolicy,
     KeyWindow,
+    key_range_slice,
     same_rows,
 )
 from labelvault.snapshot.layout import encode, layout_of
@@ -51,6 +52,7 @@ from labelvault.snapshot.manifest import (
     TableManifest,
     content_hash,
     empty_table_manifest,
+    overlapping_chunks,
 )
 from labelvault.snapshot.reader import SnapshotReader
 from labelvault.snapshot.schema import FORMAT_VERSION, OPTIONAL_TABLES, TABLES, schema_for
@@ -93,9 +95,18 @@ class _TableState:
 
 @dataclass
 class _DeltaState:
-    """A table written as a delta against ``previous``'s base, and the base rows still ahead."""
+    """A table written as a delta against ``previous``'s base, and the base rows still ahead.
+
+    ``base`` is the part of the base the delta is taken against (all of it, or the chunks that
+    meet the writer's key range) and ``limit`` the most delta rows it may carry while the
+    rows stream (the rows of those chunks allow); ``seen`` counts the base rows in the range
+    read so far, by which the delta is judged at the end.
+    """
 
     previous: TableManifest
+    base: tuple[ChunkRef, ...]
+    limit: int
+    seen: list[int]
     window: KeyWindow
     upserts: _Sink
     displaced: _Sink
@@ -129,6 +140,14 @@ class SnapshotWriter:
     the new rows (a merge join, one batch at a time) and stores only the rows that differ.
     ``delta_policy`` says when to write the base whole instead (see
     :class:`~labelvault.snapshot.delta.DeltaPolicy`).
+
+    With ``key_range`` ``(start, stop)`` the writer writes one partition of a capture: each
+    table of ``ranged_tables`` gets exactly the rows whose key is in ``[start, stop)`` (a key
+    outside is refused), and its delta is taken against the base rows in that range only; a
+    ranged table given no rows displaces the base rows in the range. Such a table's entry
+    names the base chunks that meet the range and, when it is a delta, has a ``chain`` of at
+    least 1, also when nothing changed; a ``chain`` of 0 means the range was written whole
+    (see :func:`~labelvault.snapshot.merge.merge_parts`). Other tables are written whole.
     """
 
     def __init__(
@@ -142,6 +161,8 @@ class SnapshotWriter:
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
         previous: Manifest | None = None,
         delta_policy: DeltaPolicy = DEFAULT_DELTA_POLICY,
+        key_range: tuple[str, str | None] | None = None,
+        ranged_tables: Collection[str] = (),
     ) -> None:
         if row_group_rows < 1:
             raise ValueError(f"row_group_rows must be positive, got {row_group_rows}")
@@ -154,6 +175,8 @@ class SnapshotWriter:
         self.row_group_rows = row_group_rows
         self.previous = previous
         self.delta_policy = delta_policy
+        self.key_range = key_range
+        self.ranged_tables = frozenset(ranged_tables) if key_range is not None else frozenset()
         self._reader = SnapshotReader(store, previous) if previous is not None else None
         self._tables: dict[str, _TableState] = {}
         self._closed = False
@@ -194,6 +217,10 @@ class SnapshotWriter:
         tables: dict[str, TableManifest] = {}
         for name in TABLES:
             state = self._tables.get(name)
+            if state is None and name in self.ranged_tables:
+                state = self._state(name)  # its base rows in the range are displaced
+                if state.delta is None:
+                    state = None
             if state is None and name in OPTIONAL_TABLES:
                 continue
             if state is None:
@@ -215,6 +242,17 @@ class SnapshotWriter:
             chunks_written=self.chunks_written,
             chunks_reused=self.chunks_reused,
         )
+
+    def store_rows(self, table: str, batches: Iterable[pa.RecordBatch]) -> tuple[ChunkRef, ...]:
+        """Store key-sorted rows of ``table`` in chunks of their own, apart from the rows
+        :meth:`write` takes; the chunks, in key order."""
+        self._check_open()
+        sink = _Sink(table, schema_for(table))
+        for batch in batches:
+            self._append(sink, batch)
+        if sink.pending:
+            self._flush(sink)
+        return tuple(sink.chunks)
 
     def abort(self) -> None:
         """Drop the open chunks. Chunks already stored stay, unreferenced, for retention."""
@@ -251,28 +289,47 @@ class SnapshotWriter:
             self._tables[table] = state
         return state
 
+    def _range(self, table: str) -> tuple[str | None, str | None]:
+        """The keys ``table`` holds in this writer: ``[start, stop)``, ``None`` unbounded."""
+        if self.key_range is None or table not in self.ranged_tables:
+            return None, None
+        start, stop = self.key_range
+        return start or None, stop
+
     def _start_delta(self, table: str, schema: pa.Schema) -> _DeltaState | None:
         """A delta against the previous version's base, unless the policy says compact."""
         if self._reader is None or self.previous is None:
+            return None
+        if self.key_range is not None and table not in self.ranged_tables:
             return None
         previous = self.previous.table(table)
         if not previous.chunks or previous.chain >= self.delta_policy.max_chain:
             return None
         if layout_of(self.previous.format_version) != layout_of(FORMAT_VERSION):
             return None  # a manifest's chunks share one layout: rewrite older ones once
-        if self.delta_policy.row_limit(previous.rows) < 1:
+        start, stop = self._range(table)
+        base = overlapping_chunks(previous.chunks, start, stop)
+        limit = self.delta_policy.row_limit(sum(chunk.rows for chunk in base))
+        if not base or limit < 1:
             return None
         reader = self._reader
         with_chunk = schema.append(pa.field(_CHUNK_COLUMN, pa.int32()))
+        first = previous.chunks.index(base[0])
+        seen = [0]
 
         def base_rows() -> Iterator[pa.RecordBatch]:
-            for index, chunk in enumerate(previous.chunks):
+            for index, chunk in enumerate(base, start=first):
                 for batch in reader.iter_chunks(table, [chunk]):
-                    marks = pa.array([index] * batch.num_rows, pa.int32())
-                    yield pa.RecordBatch.from_arrays([*batch.columns, marks], schema=with_chunk)
+                    inside = key_range_slice(batch, start, stop)
+                    seen[0] += inside.num_rows
+                    marks = pa.array([index] * inside.num_rows, pa.int32())
+                    yield pa.RecordBatch.from_arrays([*inside.columns, marks], schema=with_chunk)
 
         return _DeltaState(
             previous=previous,
+            base=base,
+            limit=limit,
+            seen=seen,
             window=KeyWindow(base_rows(), with_chunk),
             upserts=_Sink(table, schema),
             displaced=_Sink(table, DISPLACED_SCHEMA, displaced=True),
@@ -286,6 +343,7 @@ class SnapshotWriter:
             return
         key_column = batch.column(0)
         _check_order(state, key_column)
+        self._check_range(state.name, key_column)
         state.content_sum += sum(int(f, 16) for f in batch.column(1).to_pylist())
         state.last_key = key_column[-1].as_py()
         state.rows += count
@@ -293,7 +351,7 @@ class SnapshotWriter:
             self._append(state.base, batch)
             return
         self._join(state, state.delta, batch)
-        if state.delta.delta_rows > self.delta_policy.row_limit(state.delta.previous.rows):
+        if state.delta.delta_rows > state.delta.limit:
             assert state.last_key is not None
             self._compact(state, until=state.last_key)
 
@@ -344,7 +402,8 @@ class SnapshotWriter:
         )
         reader = self._reader
         state.delta = None
-        for batch in reader.iter_entry(state.name, replay):
+        start, stop = self._range(state.name)
+        for batch in reader.iter_entry_range(state.name, replay, start, stop):
             if until is not None:
                 keep = pc.sum(pc.less_equal(batch.column(0), pa.scalar(until))).as_py() or 0
                 if keep < batch.num_rows:
@@ -366,17 +425,27 @@ class SnapshotWriter:
                     self._flush(sink)
             delta_bytes = sum(c.bytes for c in (*delta.upserts.chunks, *delta.displaced.chunks))
             touched_bytes = sum(delta.previous.chunks[i].bytes for i in delta.touched)
-            if delta.delta_rows > self.delta_policy.row_limit(delta.previous.rows) or (
+            limit = self.delta_policy.row_limit(delta.seen[0])  # the base rows in range
+            if delta.delta_rows > limit or (
                 self.delta_policy.prefer_smaller and delta_bytes > touched_bytes
             ):
                 self._compact(state, until=None)
+            elif state.name in self.ranged_tables:  # a part of a delta, even an empty one
+                return TableManifest(
+                    rows=state.rows,
+                    bytes=sum(c.bytes for c in (*delta.upserts.chunks, *delta.displaced.chunks)),
+                    content_sum=format(state.content_sum % _MODULUS, "064x"),
+                    chunks=delta.base,
+                    delta=tuple(delta.upserts.chunks),
+                    displaced=tuple(delta.displaced.chunks),
+                    chain=delta.previous.chain + 1,
+                )
+            elif not delta.delta_rows:
+                return self._table_manifest(state, delta.base, (), (), 0)
             else:
-                base = delta.previous.chunks
-                if not delta.delta_rows:
-                    return self._table_manifest(state, base, (), (), 0)
                 return self._table_manifest(
                     state,
-                    base,
+                    delta.base,
                     tuple(delta.upserts.chunks),
                     tuple(delta.displaced.chunks),
                     delta.previous.chain + 1,
@@ -384,6 +453,16 @@ class SnapshotWriter:
         if state.base.pending:
             self._flush(state.base)
         return self._table_manifest(state, tuple(state.base.chunks), (), (), 0)
+
+    def _check_range(self, table: str, keys: pa.Array) -> None:
+        """Keys of a ranged table must lie in the writer's key range."""
+        start, stop = self._range(table)
+        first, last = keys[0].as_py(), keys[-1].as_py()
+        if (start is not None and first < start) or (stop is not None and last >= stop):
+            raise SnapshotError(
+                f"table {table!r}: key {first if start is not None and first < start else last!r}"
+                f" lies outside this partition's key range [{start!r}, {stop!r})"
+            )
 
     def _table_manifest(
         self,

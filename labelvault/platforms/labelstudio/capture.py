@@ -20,6 +20,7 @@ from labelvault.platforms.labelstudio.rows import (
     PLATFORM,
     Users,
     in_order,
+    key_of,
     project_row,
     record_batch,
     task_rows,
@@ -34,6 +35,8 @@ class LabelStudioCapture(LabelStudioExports):
 
     #: Tables several partitions may hold the same row of: a user annotates many tasks.
     shared_tables = frozenset({"users"})
+    #: Tables the head partition holds; a task range's partition holds its range of the others.
+    head_tables = frozenset({"project"})
 
     def iter_pages(self, project_id: str) -> Iterator[TablePage]:
         """Stream the project: its row, then items and annotations page by page, then users."""
@@ -60,7 +63,7 @@ class LabelStudioCapture(LabelStudioExports):
         head = Partition(key=HEAD_PARTITION, label="project")
         first, total = self._edge_task(number, project_id, "tasks:id")
         if first is None:
-            return [head, Partition(key=f"{0:012d}", label="tasks", spec={})]
+            return [head, Partition(key=key_of(0), label="tasks", spec={}, key_range=("", None))]
         last, _ = self._edge_task(number, project_id, "-tasks:id")
         last = first if last is None else last
         size = self.options.export_partition_tasks or total or 1
@@ -72,10 +75,14 @@ class LabelStudioCapture(LabelStudioExports):
             high = lows[index + 1] - 1 if index + 1 < len(lows) else None
             partitions.append(
                 Partition(
-                    key=f"{low:012d}",
+                    key=key_of(low),
                     label=f"tasks {low}…{'' if high is None else high}",
                     weight=total // len(lows),
                     spec={"low": low if index else None, "high": high},
+                    key_range=(
+                        key_of(low) if index else "",
+                        None if high is None else key_of(high + 1),
+                    ),
                 )
             )
         return partitions

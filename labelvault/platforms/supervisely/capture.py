@@ -74,6 +74,8 @@ class SuperviselyCapture(VolumeCapture):
 
     #: Tables several partitions may hold the same row of: a login labels in many datasets.
     shared_tables = frozenset({"users"})
+    #: Tables the head partition holds; a dataset's partition holds its range of the others.
+    head_tables = frozenset({"project", "datasets"})
 
     def iter_pages(self, project_id: str) -> Iterator[TablePage]:
         """Stream the project: ``project``, ``datasets``, then per batch of images its
@@ -87,9 +89,13 @@ class SuperviselyCapture(VolumeCapture):
     def capture_plan(self, project_id: str) -> list[Partition]:
         """The project's partitions in key order: its ``project`` and ``datasets`` rows, then
         each dataset's items and what hangs off them (a dataset's rows sort before its
-        children's: ``#`` before ``/``)."""
+        children's: ``#`` before ``/``). A dataset's key range runs from its items' keys
+        (``<key>#``) to the next dataset's, the first from the lowest key."""
         reading = self._reading(project_id)
         head = Partition(key=HEAD_PARTITION, label="project and datasets")
+        datasets = reading.datasets
+        starts = ["", *(f"{dataset.key}#" for dataset in datasets[1:])]
+        stops: list[str | None] = [*starts[1:], None]
         return [
             head,
             *(
@@ -98,8 +104,9 @@ class SuperviselyCapture(VolumeCapture):
                     label=dataset.path,
                     weight=_items_count(dataset.info),
                     spec={"dataset_id": int(dataset.info["id"])},
+                    key_range=(start, stop),
                 )
-                for dataset in reading.datasets
+                for dataset, start, stop in zip(datasets, starts, stops, strict=True)
             ),
         ]
 
