@@ -296,6 +296,15 @@ class SnapshotWriter:
         start, stop = self.key_range
         return start or None, stop
 
+    def _row_limit(self, table: str, base_rows: int) -> int:
+        """Most delta rows against ``base_rows`` base rows. A range may always carry one:
+        writing a small range whole would cost more, as the base chunks at its edges are
+        cut."""
+        limit = self.delta_policy.row_limit(base_rows)
+        if table in self.ranged_tables and self.delta_policy.max_share > 0:
+            return max(1, limit)
+        return limit
+
     def _start_delta(self, table: str, schema: pa.Schema) -> _DeltaState | None:
         """A delta against the previous version's base, unless the policy says compact."""
         if self._reader is None or self.previous is None:
@@ -309,7 +318,7 @@ class SnapshotWriter:
             return None  # a manifest's chunks share one layout: rewrite older ones once
         start, stop = self._range(table)
         base = overlapping_chunks(previous.chunks, start, stop)
-        limit = self.delta_policy.row_limit(sum(chunk.rows for chunk in base))
+        limit = self._row_limit(table, sum(chunk.rows for chunk in base))
         if not base or limit < 1:
             return None
         reader = self._reader
@@ -425,7 +434,7 @@ class SnapshotWriter:
                     self._flush(sink)
             delta_bytes = sum(c.bytes for c in (*delta.upserts.chunks, *delta.displaced.chunks))
             touched_bytes = sum(delta.previous.chunks[i].bytes for i in delta.touched)
-            limit = self.delta_policy.row_limit(delta.seen[0])  # the base rows in range
+            limit = self._row_limit(state.name, delta.seen[0])  # the base rows in range
             if delta.delta_rows > limit or (
                 self.delta_policy.prefer_smaller and delta_bytes > touched_bytes
             ):

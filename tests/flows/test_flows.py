@@ -185,6 +185,16 @@ def test_create_in_partitions_shows_its_stages_and_is_the_serial_version(
     assert again["created"] is False
     assert again["version"] == 1
 
+    add_rectangle(world)
+    edited = create_version(project_id=world.project_id, partitions=3)
+    assert edited["created"] is True
+    catalog = world.catalog()
+    first, second = (catalog.manifest(version) for version in catalog.list(world.ref()))
+    annotations = second.table("annotations")
+    assert annotations.has_delta, "the partitions stored what changed, not their datasets whole"
+    assert annotations.chunks == first.table("annotations").chunks
+    assert sum(chunk.rows for chunk in annotations.delta) == 1
+
 
 def test_a_failed_partition_fails_the_run_and_leaves_no_version(world: FlowWorld) -> None:
     world.fake.fail_next("images.list", 400, body={"error": "bad request", "details": {}})
