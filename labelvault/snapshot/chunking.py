@@ -15,9 +15,11 @@ The rule, for a row with key ``k`` and weight ``w`` (1 per row, or its size in b
   chunk size and so on the writer's memory).
 
 Chunks are Parquet files with fixed writer options (zstd, dictionary encoding for short
-repeated values, delta encodings for keys, long JSON texts and timestamps, statistics, the key
-declared as the sort column) and no timestamps, so the same rows give the same bytes in any
-process. The bytes do depend on the pyarrow version: after an upgrade that changes the encoding,
+repeated values, delta encodings for keys, long JSON texts and timestamps, the key declared as
+the sort column, with its statistics) and no timestamps, so the same rows give the same bytes
+in any process. The footer holds no Arrow schema and no statistics of other columns (readers
+take the schema from :mod:`.schema`, and chunks are found by key): it would be most of a small
+delta chunk's bytes. The bytes do depend on the pyarrow version: after an upgrade that changes the encoding,
 the first new version rewrites its chunks once.
 """
 
@@ -217,8 +219,8 @@ def encode_chunk(table: pa.Table, *, row_group_rows: int = DEFAULT_ROW_GROUP_ROW
         compression_level=_ZSTD_LEVEL,
         use_dictionary=dictionary,
         column_encoding=encodings,
-        write_statistics=True,
-        store_schema=True,
+        write_statistics=["key"],
+        store_schema=False,
         sorting_columns=[pq.SortingColumn(0)],
     )
     data: bytes = sink.getvalue().to_pybytes()
