@@ -43,17 +43,9 @@ def _add_boxes(fake: FakeSupervisely, rich: RichProject, every: int) -> int:
 
 def _remove_dataset(fake: FakeSupervisely, dataset_id: int) -> None:
     """Delete a dataset that has no children, with its images and their figures."""
-    with fake.lock:
-        assert not [d for d in fake.datasets.values() if d.get("parentId") == dataset_id]
-        for image in _images_of(fake, dataset_id):
-            for figure in fake.figures.where("entityId", [image["id"]]):
-                fake.alpha.pop(figure["id"], None)
-                fake.figure_tags.pop(figure["id"], None)
-                del fake.figures[figure["id"]]
-            fake.image_tags.pop(image["id"], None)
-            del fake.images[image["id"]]
-        project_id = fake.datasets[dataset_id]["projectId"]
-        del fake.datasets[dataset_id]
+    assert not [d for d in fake.datasets.values() if d.get("parentId") == dataset_id]
+    project_id = fake.datasets[dataset_id]["projectId"]
+    fake.remove_dataset(dataset_id)
     fake.touch_project(project_id)
 
 

@@ -1780,17 +1780,22 @@ class FakeSupervisely:
         self._require(body, "id")
         project = self._project(body["id"])
         for dataset in [d for d in self.datasets.values() if d["projectId"] == project["id"]]:
-            for image in self.images.where("datasetId", [dataset["id"]]):
+            self.remove_dataset(dataset["id"])
+        del self.projects[project["id"]]
+        self.metas.pop(project["id"], None)
+        return {}
+
+    def remove_dataset(self, dataset_id: int) -> None:
+        """Delete one dataset with its images, their figures and tags (not its children)."""
+        with self.lock:
+            for image in self.images.where("datasetId", [dataset_id]):
                 for figure in self.figures.where("entityId", [image["id"]]):
                     self.alpha.pop(figure["id"], None)
                     self.figure_tags.pop(figure["id"], None)
                     del self.figures[figure["id"]]
                 self.image_tags.pop(image["id"], None)
                 del self.images[image["id"]]
-            del self.datasets[dataset["id"]]
-        del self.projects[project["id"]]
-        self.metas.pop(project["id"], None)
-        return {}
+            del self.datasets[dataset_id]
 
 
 class _AsgiApp:

@@ -10,9 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labelvault.diff import diff
 from labelvault.errors import SnapshotError
-from labelvault.query import query
 from labelvault.snapshot.delta import DEFAULT_DELTA_POLICY, DeltaPolicy
 from labelvault.snapshot.manifest import (
     Manifest,
@@ -22,21 +20,20 @@ from labelvault.snapshot.manifest import (
 )
 from labelvault.snapshot.merge import merge_parts
 from labelvault.snapshot.reader import SnapshotReader
-from labelvault.snapshot.schema import schema_for
 from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage.base import ObjectStore
 from labelvault.storage.memory import MemoryStore
-from tests.snapshot.helpers import PREFIX, SOURCE
-from tests.snapshot.test_delta import (
+from tests.snapshot.edits import (
+    PROPERTY_SETTINGS,
     Rows,
-    _edits,
-    _expected_diff,
-    _initial,
-    _policies,
-    _settings,
-    _table,
-    _write,
+    annotations_table,
+    assert_version_holds,
+    edits,
+    initial_rows,
+    policies,
+    write_annotations,
 )
+from tests.snapshot.helpers import PREFIX, SOURCE
 
 Range = tuple[str, str | None]
 RANGED = frozenset({"annotations"})
@@ -57,21 +54,10 @@ def _part(
 ) -> Manifest:
     start, stop = key_range
     inside = {k: v for k, v in rows.items() if k >= start and (stop is None or k < stop)}
-    writer = SnapshotWriter(
-        store,
-        PREFIX,
-        source=SOURCE,
-        target_chunk_rows=4,
-        previous=previous,
-        delta_policy=policy,
-        key_range=key_range,
-        ranged_tables=RANGED,
+    table = annotations_table(inside)
+    return write_annotations(
+        store, table, previous, policy, 5, key_range=key_range, ranged_tables=RANGED
     )
-    table = _table(inside)
-    if table.num_rows:
-        for batch in table.to_batches(max_chunksize=5):
-            writer.write("annotations", batch)
-    return writer.finish()
 
 
 def _partitioned(
@@ -82,7 +68,14 @@ def _partitioned(
     policy: DeltaPolicy = DEFAULT_DELTA_POLICY,
 ) -> Manifest:
     parts = [_part(store, rows, key_range, previous, policy) for key_range in ranges]
-    merged = merge_parts(
+    merged = _merge(store, parts, ranges, previous)
+    return load_manifest(store, write_manifest(store, PREFIX, merged))
+
+
+def _merge(
+    store: ObjectStore, parts: list[Manifest], ranges: list[Range], previous: Manifest | None
+) -> Manifest:
+    return merge_parts(
         store,
         PREFIX,
         parts,
@@ -91,7 +84,6 @@ def _partitioned(
         ranged_tables=RANGED,
         previous=previous,
     )
-    return load_manifest(store, write_manifest(store, PREFIX, merged))
 
 
 _starts = st.lists(
@@ -99,30 +91,20 @@ _starts = st.lists(
 )
 
 
-@_settings
+@PROPERTY_SETTINGS
 @given(data=st.data())
 def test_versions_merged_from_ranged_deltas_read_back_as_captured(data: st.DataObject) -> None:
     store = MemoryStore()
-    rows = _initial(data.draw(st.integers(0, 40), label="rows"))
-    policy = data.draw(_policies, label="policy")
+    rows = initial_rows(data.draw(st.integers(0, 40), label="rows"))
+    policy = data.draw(policies, label="policy")
     manifest = _partitioned(store, rows, _ranges(data.draw(_starts, label="cuts")), None, policy)
-    assert SnapshotReader(store, manifest).read_table("annotations").equals(_table(rows))
+    assert SnapshotReader(store, manifest).read_table("annotations").equals(annotations_table(rows))
     for _ in range(data.draw(st.integers(1, 4), label="versions")):
-        edited = data.draw(_edits(rows), label="edits")
+        edited = data.draw(edits(rows), label="edits")
         ranges = _ranges(data.draw(_starts, label="cuts"))
         new = _partitioned(store, edited, ranges, manifest, policy)
 
-        assert SnapshotReader(store, new).read_table("annotations").equals(_table(edited))
-        sql = query(store, new, "SELECT * FROM annotations ORDER BY key")
-        assert sql.cast(schema_for("annotations")).equals(_table(edited))
-        assert new.content_hash == _write(MemoryStore(), _table(edited), None).content_hash
-        changes = diff(store, manifest, new, tables=["annotations"]).tables["annotations"]
-        got = {
-            "added": set(changes.added_keys),
-            "removed": set(changes.removed_keys),
-            "changed": set(changes.changed_keys),
-        }
-        assert got == _expected_diff(rows, edited)
+        assert_version_holds(store, manifest, new, rows, edited)
         rows, manifest = edited, new
 
 
@@ -145,7 +127,7 @@ def _delta_keys(store: ObjectStore, manifest: Manifest) -> list[str]:
 
 def test_a_scattered_change_in_every_range_is_the_base_plus_the_deltas() -> None:
     store = MemoryStore()
-    rows = _initial(1000)
+    rows = initial_rows(1000)
     ranges = _ranges(["0500", "1000", "1501x"])
     first = _partitioned(store, rows, ranges, None)
     edited = _scattered(rows, 100, 5000)  # 1% of the rows
@@ -155,7 +137,7 @@ def test_a_scattered_change_in_every_range_is_the_base_plus_the_deltas() -> None
     assert table.chunks == first.table("annotations").chunks
     assert table.chain == 1
     assert table.rows == len(edited)
-    serial = _write(store, _table(edited), first)
+    serial = write_annotations(store, annotations_table(edited), first)
     assert serial.table("annotations").has_delta
     assert _delta_keys(store, second) == _delta_keys(store, serial)
     assert len(_delta_keys(store, second)) == 10
@@ -164,7 +146,7 @@ def test_a_scattered_change_in_every_range_is_the_base_plus_the_deltas() -> None
 
 def test_unchanged_ranges_give_the_previous_table_itself() -> None:
     store = MemoryStore()
-    rows = _initial(300)
+    rows = initial_rows(300)
     first = _partitioned(store, rows, _ranges(["0200", "0400"]), None)
     second = _partitioned(store, rows, _ranges(["0150", "0333x"]), first)
     assert second.table("annotations") == first.table("annotations")
@@ -173,7 +155,7 @@ def test_unchanged_ranges_give_the_previous_table_itself() -> None:
 
 def test_a_range_written_whole_takes_the_place_of_the_base_rows_in_it() -> None:
     store = MemoryStore()
-    rows = _initial(1000)
+    rows = initial_rows(1000)
     ranges = _ranges(["0500", "1000x", "1500"])
     first = _partitioned(store, rows, ranges, None)
     edited = dict(rows)
@@ -190,27 +172,27 @@ def test_a_range_written_whole_takes_the_place_of_the_base_rows_in_it() -> None:
     assert sum(chunk.rows for chunk in table.delta) == 7
     kept = set(first.table("annotations").chunks) & set(table.chunks)
     assert kept, "base chunks outside the rewritten range are kept"
-    assert SnapshotReader(store, second).read_table("annotations").equals(_table(edited))
+    assert SnapshotReader(store, second).read_table("annotations").equals(annotations_table(edited))
 
 
 def test_a_key_outside_the_partitions_range_is_refused() -> None:
     writer = SnapshotWriter(
         MemoryStore(), PREFIX, source=SOURCE, key_range=("0004", "0010"), ranged_tables=RANGED
     )
-    writer.write("annotations", _table({"0004": ("a", 1), "0008": ("a", 2)}))
+    writer.write("annotations", annotations_table({"0004": ("a", 1), "0008": ("a", 2)}))
     for outside in ("0010", "0012"):
         with pytest.raises(SnapshotError, match=f"key '{outside}' lies outside this partition"):
-            writer.write("annotations", _table({outside: ("a", 3)}))
+            writer.write("annotations", annotations_table({outside: ("a", 3)}))
     early = SnapshotWriter(
         MemoryStore(), PREFIX, source=SOURCE, key_range=("0004", None), ranged_tables=RANGED
     )
     with pytest.raises(SnapshotError, match="key '0002' lies outside"):
-        early.write("annotations", _table({"0002": ("a", 1)}))
+        early.write("annotations", annotations_table({"0002": ("a", 1)}))
 
 
 def test_a_delta_against_another_base_is_refused_at_the_merge() -> None:
     store = MemoryStore()
-    rows = _initial(100)
+    rows = initial_rows(100)
     ranges = _ranges(["0100"])
     first = _partitioned(store, rows, ranges, None)
     renamed = {key: ("renamed", value) for key, (_, value) in rows.items()}
@@ -218,12 +200,4 @@ def test_a_delta_against_another_base_is_refused_at_the_merge() -> None:
     assert second.table("annotations").chunks != first.table("annotations").chunks
     stale = [_part(store, rows, key_range, first, DEFAULT_DELTA_POLICY) for key_range in ranges]
     with pytest.raises(SnapshotError, match="another version than the latest"):
-        merge_parts(
-            store,
-            PREFIX,
-            stale,
-            source=SnapshotSource.model_validate(SOURCE),
-            ranges=ranges,
-            ranged_tables=RANGED,
-            previous=second,
-        )
+        _merge(store, stale, ranges, second)
