@@ -58,7 +58,9 @@ class DeltaPolicy:
     base) would exceed ``max_share`` of the base's rows, when the delta has been carried over
     ``max_chain`` versions, or (with ``prefer_smaller``) when the delta's bytes exceed those of
     the base chunks it touches, which a rewrite would replace. Every rule depends on the rows
-    and the base only, so the same inputs give the same choice.
+    and the base only, so the same inputs give the same choice. A partition of a capture that
+    holds a key range applies the rules to its range (its delta against the base rows in the
+    range, which may always carry one row), and the version's delta is the sum of them.
 
     The default share keeps a merged read within 1.2 times the read of the same rows
     compacted: a merged read decodes the delta rows on top of all the base rows (the displaced
