@@ -284,7 +284,8 @@ def capture_partition(
     """Write one partition of ``start``'s plan into chunks; its manifest (not stored).
 
     The head partition, a plan's only partition and a partition with a key range are stored
-    as a delta against the latest version (the last, of its range); others whole.
+    as a delta against the latest version (a partition with a key range: against that
+    version's rows in its range); others whole.
     ``progress`` hears the rows written so far, ``keep`` is called after every page (to renew
     the lease), and a set ``stop`` ends the partition.
     """

@@ -439,19 +439,9 @@ class SnapshotWriter:
                 self.delta_policy.prefer_smaller and delta_bytes > touched_bytes
             ):
                 self._compact(state, until=None)
-            elif state.name in self.ranged_tables:  # a part of a delta, even an empty one
-                return TableManifest(
-                    rows=state.rows,
-                    bytes=sum(c.bytes for c in (*delta.upserts.chunks, *delta.displaced.chunks)),
-                    content_sum=format(state.content_sum % _MODULUS, "064x"),
-                    chunks=delta.base,
-                    delta=tuple(delta.upserts.chunks),
-                    displaced=tuple(delta.displaced.chunks),
-                    chain=delta.previous.chain + 1,
-                )
-            elif not delta.delta_rows:
+            elif not delta.delta_rows and state.name not in self.ranged_tables:
                 return self._table_manifest(state, delta.base, (), (), 0)
-            else:
+            else:  # a range's part of a delta is one even when empty or unchanged
                 return self._table_manifest(
                     state,
                     delta.base,
@@ -481,7 +471,9 @@ class SnapshotWriter:
         displaced: Sequence[ChunkRef],
         chain: int,
     ) -> TableManifest:
-        if state.rows == 0:
+        """The entry of ``state``'s table; a table without rows is empty, but a range's part
+        of a delta, which the merge needs."""
+        if state.rows == 0 and not (chain and state.name in self.ranged_tables):
             return empty_table_manifest()
         return TableManifest(
             rows=state.rows,
