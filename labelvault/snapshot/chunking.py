@@ -19,8 +19,8 @@ repeated values, delta encodings for keys, long JSON texts and timestamps, the k
 the sort column, with its statistics) and no timestamps, so the same rows give the same bytes
 in any process. The footer holds no Arrow schema and no statistics of other columns (readers
 take the schema from :mod:`.schema`, and chunks are found by key): it would be most of a small
-delta chunk's bytes. The bytes do depend on the pyarrow version: after an upgrade that changes the encoding,
-the first new version rewrites its chunks once.
+delta chunk's bytes. The bytes do depend on the pyarrow version: after an upgrade that changes
+the encoding, the first new version rewrites its chunks once.
 """
 
 from __future__ import annotations
