@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Final
 
 import pyarrow as pa
@@ -69,10 +69,19 @@ class SnapshotReader:
     against the manifest, and only then decoded; memory holds one chunk at a time.
     """
 
-    def __init__(self, store: ObjectStore, manifest: Manifest) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        manifest: Manifest,
+        *,
+        unstored: Mapping[str, bytes] | None = None,
+    ) -> None:
         check_readable(manifest.format_version)
         self.store = store
         self.manifest = manifest
+        #: Chunks read from memory, not from the store, by key (a writer's delta that it has
+        #: not decided to store yet).
+        self.unstored: Mapping[str, bytes] = {} if unstored is None else unstored
         #: How this version's chunks store their rows (see :mod:`.layout`).
         self.layout = layout_of(manifest.format_version)
         #: Chunks fetched so far (diff uses it to show what it skipped).
@@ -217,7 +226,9 @@ class SnapshotReader:
     def _chunk_batches(
         self, table: str, chunk: ChunkRef, schema: pa.Schema, batch_rows: int
     ) -> Iterator[pa.RecordBatch]:
-        data = fetch_chunk(self.store, chunk)
+        data = self.unstored.get(chunk.key)
+        if data is None:
+            data = fetch_chunk(self.store, chunk)
         self.chunks_read += 1
         try:
             parquet = pq.ParquetFile(pa.BufferReader(data))

@@ -75,6 +75,8 @@ class _Sink:
     name: str
     schema: pa.Schema
     displaced: bool = False
+    #: Chunks are kept in memory until the writer stores or drops them (a delta).
+    deferred: bool = False
     pending: list[pa.RecordBatch] = field(default_factory=list)
     pending_weight: int = 0
     pending_size: int = 0
@@ -177,7 +179,13 @@ class SnapshotWriter:
         self.delta_policy = delta_policy
         self.key_range = key_range
         self.ranged_tables = frozenset(ranged_tables) if key_range is not None else frozenset()
-        self._reader = SnapshotReader(store, previous) if previous is not None else None
+        #: Delta chunks encoded but not stored yet: stored if the delta is kept, else dropped.
+        self._unstored: dict[str, bytes] = {}
+        self._reader = (
+            SnapshotReader(store, previous, unstored=self._unstored)
+            if previous is not None
+            else None
+        )
         self._tables: dict[str, _TableState] = {}
         self._closed = False
         self.bytes_written = 0
@@ -340,8 +348,8 @@ class SnapshotWriter:
             limit=limit,
             seen=seen,
             window=KeyWindow(base_rows(), with_chunk),
-            upserts=_Sink(table, schema),
-            displaced=_Sink(table, DISPLACED_SCHEMA, displaced=True),
+            upserts=_Sink(table, schema, deferred=True),
+            displaced=_Sink(table, DISPLACED_SCHEMA, displaced=True, deferred=True),
             min_keys=[chunk.min_key for chunk in previous.chunks],
         )
 
@@ -420,6 +428,8 @@ class SnapshotWriter:
                         self._append(state.base, batch.slice(0, keep))
                     break
             self._append(state.base, batch)
+        for chunk in (*delta.upserts.chunks, *delta.displaced.chunks):
+            self._unstored.pop(chunk.key, None)  # the delta is replayed: never stored
 
     def _finish_table(self, state: _TableState) -> TableManifest:
         delta = state.delta
@@ -442,6 +452,7 @@ class SnapshotWriter:
             elif not delta.delta_rows and state.name not in self.ranged_tables:
                 return self._table_manifest(state, delta.base, (), (), 0)
             else:  # a range's part of a delta is one even when empty or unchanged
+                self._store_delta(delta)
                 return self._table_manifest(
                     state,
                     delta.base,
@@ -517,12 +528,10 @@ class SnapshotWriter:
         data = encode_chunk(stored, row_group_rows=self.row_group_rows)
         sha = hashlib.sha256(data).hexdigest()
         key = chunk_key(self.prefix, sha)
-        if self._store_chunk(key, data):
-            self.bytes_written += len(data)
-            self.chunks_written += 1
+        if sink.deferred:
+            self._unstored[key] = data
         else:
-            self.bytes_reused += len(data)
-            self.chunks_reused += 1
+            self._store_counted(key, data)
         keys = rows.column(0)
         sink.chunks.append(
             ChunkRef(
@@ -534,6 +543,22 @@ class SnapshotWriter:
                 max_key=keys[-1].as_py(),
             )
         )
+
+    def _store_delta(self, delta: _DeltaState) -> None:
+        """Store the delta's chunks, held in memory until the delta was judged worth keeping."""
+        for chunk in (*delta.upserts.chunks, *delta.displaced.chunks):
+            data = self._unstored.pop(chunk.key, None)
+            if data is not None:
+                self._store_counted(chunk.key, data)
+
+    def _store_counted(self, key: str, data: bytes) -> None:
+        """Store a chunk (unless it is there already) and count its bytes."""
+        if self._store_chunk(key, data):
+            self.bytes_written += len(data)
+            self.chunks_written += 1
+        else:
+            self.bytes_reused += len(data)
+            self.chunks_reused += 1
 
     def _store_chunk(self, key: str, data: bytes) -> bool:
         """Store a chunk unless it is there already; True when this call stored it."""

@@ -30,6 +30,7 @@ from tests.snapshot.edits import (
     policies,
     write_annotations,
 )
+from tests.snapshot.helpers import PREFIX
 
 
 @PROPERTY_SETTINGS
@@ -206,3 +207,33 @@ def test_a_manifest_without_deltas_keeps_its_format_1_form() -> None:
 def test_a_bad_policy_is_refused(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"{field} must not be negative"):
         DeltaPolicy(**{field: value})
+
+
+@pytest.mark.parametrize(
+    ("changed", "policy"),
+    [
+        (range(1000), DeltaPolicy()),  # every row: past the share while streaming
+        (range(0, 1000, 10), DeltaPolicy()),  # 10 %: past the share at the end
+        (range(500, 540), DeltaPolicy(max_share=1.0)),  # a run: larger than a rewrite
+    ],
+    ids=["streaming", "at the end", "larger than a rewrite"],
+)
+def test_a_delta_written_whole_instead_stores_none_of_its_chunks(
+    changed: range, policy: DeltaPolicy
+) -> None:
+    store = MemoryStore()
+    rows = initial_rows(1000)
+    base = write_annotations(store, annotations_table(rows), None)
+    edited = {
+        key: (name, value + 1) if index in changed else (name, value)
+        for index, (key, (name, value)) in enumerate(sorted(rows.items()))
+    }
+    new = write_annotations(store, annotations_table(edited), base, policy)
+
+    assert not new.table("annotations").has_delta
+    chunks = {info.key for info in store.list(f"{PREFIX}/chunks/")}
+    assert chunks == base.chunk_keys() | new.chunk_keys()
+    fresh = new.chunk_keys() - base.chunk_keys()
+    entry = new.table("annotations")
+    assert new.bytes_written == sum(chunk.bytes for chunk in entry.chunks if chunk.key in fresh)
+    assert SnapshotReader(store, new).read_table("annotations").equals(annotations_table(edited))
