@@ -66,6 +66,8 @@ MARKER: Final = "\x01"
 FLAG: Final = "raw_spliced"
 #: Shorter texts are stored twice: the marker and the flag would save nothing.
 _MIN_SPLICE_CHARS: Final = 16
+#: Batches up to this many rows are unspliced row by row, larger ones with Arrow kernels.
+_SMALL_BATCH: Final = 256
 _HEX_CHARS: Final = 64
 _BINARY_BYTES: Final = 32
 
@@ -225,6 +227,19 @@ def decode(table: str, batch: pa.RecordBatch, layout: int, schema: pa.Schema) ->
 
 
 def _unsplice(raw: pa.Array, text: pa.Array, flag: pa.Array) -> pa.Array:
+    if len(raw) <= _SMALL_BATCH:
+        # Each kernel call costs tens of microseconds whatever its length; a delta's chunk
+        # often holds a few dozen rows.
+        rows = zip(raw.to_pylist(), text.to_pylist(), flag.to_pylist(), strict=True)
+        return pa.array(
+            [whole.replace(MARKER, part, 1) if marked else whole for whole, part, marked in rows],
+            pa.string(),
+        )
+    if not flag.null_count and pc.all(flag).as_py():  # the usual chunk: every row spliced
+        parts = pc.split_pattern(raw, MARKER, max_splits=1)
+        return pc.binary_join_element_wise(
+            pc.list_element(parts, 0), text, pc.list_element(parts, 1), ""
+        )
     marked = pc.fill_null(flag, False)
     if not pc.any(marked).as_py():
         return raw

@@ -288,7 +288,7 @@ def _decoded(
 ) -> pa.RecordBatch:
     try:
         return decode(table, stored, layout, schema)
-    except (KeyError, ValueError, pa.ArrowException) as exc:
+    except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
         raise IntegrityError(
             f"chunk {chunk.key} does not have the table's columns: {exc}", key=chunk.key
         ) from exc

@@ -204,7 +204,14 @@ def _annotations(raws: list[str], geometries: list[str | None]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema_for("annotations"))
 
 
-def test_raw_that_cannot_be_spliced_is_stored_whole_and_read_back_exactly() -> None:
+@pytest.mark.parametrize(
+    ("copies", "only_spliced"),
+    [(1, False), (100, False), (300, True)],
+    ids=["row by row", "kernels, mixed", "kernels, every row spliced"],
+)
+def test_raw_that_cannot_be_spliced_is_stored_whole_and_read_back_exactly(
+    copies: int, only_spliced: bool
+) -> None:
     geometry = canonical_json({"points": {"exterior": [[1.5, 2.25], [3, 4]], "interior": []}})
     raws = [
         canonical_json({"geometry": json.loads(geometry), "é": "ü"}),  # spliced
@@ -216,11 +223,14 @@ def test_raw_that_cannot_be_spliced_is_stored_whole_and_read_back_exactly() -> N
     ]
     geometries = [geometry, geometry, geometry, '"short"', geometry, geometry]
     geometries[1] = None
-    table = _annotations(raws, geometries)
+    flags = [True, None, None, None, True, True]
+    if only_spliced:
+        raws, geometries, flags = raws[:1], geometries[:1], flags[:1]
+    table = _annotations(raws * copies, geometries * copies)
     store = MemoryStore()
     manifest = write_version(store, [("annotations", table.to_batches()[0])])
-    stored = _stored(store, manifest.table("annotations").chunks[0].key)
-    assert stored.column(FLAG).to_pylist() == [True, None, None, None, True, True]
+    (chunk,) = manifest.table("annotations").chunks
+    assert _stored(store, chunk.key).column(FLAG).to_pylist() == flags * copies
     back = SnapshotReader(store, manifest).read_table("annotations")
     assert back.equals(table)
     assert _sql_table(store, manifest, "annotations").equals(table)
