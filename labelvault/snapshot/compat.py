@@ -9,6 +9,8 @@ build keeps reading every older version:
   column it repeats). :mod:`labelvault.snapshot.layout` says which layout a version's chunks
   have and decodes every layout into the same logical rows, so readers of old and new
   versions see the same columns and values.
+- 3 → 4 records how many base rows a delta removes without replacing them (``removed``), so
+  that a read skips the displaced keys when there are none; chunks kept their layout.
 """
 
 from __future__ import annotations

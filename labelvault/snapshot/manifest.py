@@ -48,7 +48,12 @@ __all__ = [
 ]
 
 _MODULUS: Final = 2**256
-_DELTA_DEFAULTS: Final[dict[str, object]] = {"delta": [], "displaced": [], "chain": 0}
+_DELTA_DEFAULTS: Final[dict[str, object]] = {
+    "delta": [],
+    "displaced": [],
+    "chain": 0,
+    "removed": None,
+}
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MANIFEST_NAME = re.compile(r"(?:^|/)manifests/([0-9a-f]{64})\.json$")
 
@@ -88,7 +93,10 @@ class TableManifest(FrozenModel):
     plus a *delta*: ``delta`` holds the rows added or changed since the base, ``displaced``
     the keys (with fingerprint and class) of the base rows removed or replaced. Readers see
     ``base - displaced + delta``, merged in key order. ``chain`` counts the versions the delta
-    has been carried over since the base was last written whole.
+    has been carried over since the base was last written whole. ``removed`` counts the
+    displaced rows that no delta row replaces (rows deleted since the base): when it is 0, a
+    read needs only the delta, whose rows replace the base rows with their keys. Manifests
+    before format 4 do not record it (``None``), and their reads take the displaced keys.
     """
 
     rows: int = Field(ge=0)
@@ -101,6 +109,7 @@ class TableManifest(FrozenModel):
     delta: tuple[ChunkRef, ...] = ()
     displaced: tuple[ChunkRef, ...] = ()
     chain: int = Field(default=0, ge=0)
+    removed: int | None = Field(default=None, ge=0)
 
     @property
     def has_delta(self) -> bool:
@@ -188,7 +197,7 @@ class Manifest(FrozenModel):
         fields = self.model_dump(mode="json", exclude=exclude)
         for table in fields["tables"].values():  # tables without a delta keep their format-1 form
             for name, empty in _DELTA_DEFAULTS.items():
-                if table.get(name) == empty:
+                if name in table and table[name] == empty:
                     del table[name]
         return canonical_json(fields).encode("utf-8")
 

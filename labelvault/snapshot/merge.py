@@ -145,6 +145,7 @@ def _merge_ranged(
     delta: list[ChunkRef] = []
     displaced: list[ChunkRef] = []
     chain = 0
+    removed: int | None = 0
     run: list[str | None] = []  # the start and stop of the parts in a row that are deltas
 
     def close_run() -> None:
@@ -179,6 +180,7 @@ def _merge_ranged(
         delta.extend(entry.delta)
         displaced.extend(entry.displaced)
         chain = max(chain, entry.chain)
+        removed = None if removed is None or entry.removed is None else removed + entry.removed
     close_run()
     for chunks in (pieces, delta, displaced):
         _check_key_order(name, chunks)
@@ -186,7 +188,7 @@ def _merge_ranged(
     if not rows:
         return empty_table_manifest()
     if not delta and not displaced:
-        chain = 0
+        chain, removed = 0, None
     return TableManifest(
         rows=rows,
         bytes=sum(chunk.bytes for chunk in (*pieces, *delta, *displaced)),
@@ -195,6 +197,7 @@ def _merge_ranged(
         delta=tuple(delta),
         displaced=tuple(displaced),
         chain=chain,
+        removed=removed,
     )
 
 

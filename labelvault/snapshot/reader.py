@@ -207,10 +207,12 @@ class SnapshotReader:
         wanted = _select(schema_for(table), columns)
         names = wanted.names if "key" in wanted.names else ["key", *wanted.names]
         schema = _select(schema_for(table), names)
+        # Without removals, the delta rows alone say which base rows they replace.
+        displaced = entry.displaced if entry.removed != 0 else ()
         merged = merge_streams(
             self.iter_chunks(table, entry.chunks, names, batch_rows=batch_rows),
             self.iter_chunks(table, entry.delta, names, batch_rows=batch_rows),
-            self._displaced_keys(table, entry.displaced, batch_rows),
+            self._displaced_keys(table, displaced, batch_rows),
             schema,
         )
         for batch in merged:

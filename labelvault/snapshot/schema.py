@@ -46,7 +46,8 @@ __all__ = [
 #: 2: a table may be a base plus a delta (see :mod:`labelvault.snapshot.delta`).
 #: 3: chunks store fingerprints as 32 bytes and ``raw`` without the text of a column that
 #: repeats it (see :mod:`labelvault.snapshot.layout`); what readers see is unchanged.
-FORMAT_VERSION: Final = 3
+#: 4: a delta records how many base rows it removes without replacing them.
+FORMAT_VERSION: Final = 4
 
 _TS = pa.timestamp("us", tz="UTC")
 

@@ -115,6 +115,8 @@ class _DeltaState:
     min_keys: list[str]
     touched: set[int] = field(default_factory=set)
     delta_rows: int = 0
+    #: Base rows displaced without a delta row replacing them.
+    removed: int = 0
 
 
 _CHUNK_COLUMN: Final = "__chunk"
@@ -402,6 +404,7 @@ class SnapshotWriter:
             self._append_table(delta.displaced, _displaced(state.name, gone))
             delta.touched.update(gone.column(_CHUNK_COLUMN).to_pylist())
         delta.delta_rows += upserts.num_rows + removed
+        delta.removed += removed
 
     def _compact(self, state: _TableState, *, until: str | None) -> None:
         """Write the table whole from here on: replay base and delta up to ``until`` first."""
@@ -415,6 +418,7 @@ class SnapshotWriter:
             update={
                 "delta": tuple(delta.upserts.chunks),
                 "displaced": tuple(delta.displaced.chunks),
+                "removed": delta.removed,
             }
         )
         reader = self._reader
@@ -439,6 +443,7 @@ class SnapshotWriter:
                 self._append_table(delta.displaced, _displaced(state.name, gone))
                 delta.touched.update(gone.column(_CHUNK_COLUMN).to_pylist())
                 delta.delta_rows += gone.num_rows
+                delta.removed += gone.num_rows
             for sink in (delta.upserts, delta.displaced):
                 if sink.pending:
                     self._flush(sink)
@@ -450,19 +455,13 @@ class SnapshotWriter:
             ):
                 self._compact(state, until=None)
             elif not delta.delta_rows and state.name not in self.ranged_tables:
-                return self._table_manifest(state, delta.base, (), (), 0)
+                return self._table_manifest(state, delta.base)
             else:  # a range's part of a delta is one even when empty or unchanged
                 self._store_delta(delta)
-                return self._table_manifest(
-                    state,
-                    delta.base,
-                    tuple(delta.upserts.chunks),
-                    tuple(delta.displaced.chunks),
-                    delta.previous.chain + 1,
-                )
+                return self._table_manifest(state, delta.base, delta)
         if state.base.pending:
             self._flush(state.base)
-        return self._table_manifest(state, tuple(state.base.chunks), (), (), 0)
+        return self._table_manifest(state, tuple(state.base.chunks))
 
     def _check_range(self, table: str, keys: pa.Array) -> None:
         """Keys of a ranged table must lie in the writer's key range."""
@@ -478,22 +477,23 @@ class SnapshotWriter:
         self,
         state: _TableState,
         base: Sequence[ChunkRef],
-        upserts: Sequence[ChunkRef],
-        displaced: Sequence[ChunkRef],
-        chain: int,
+        delta: _DeltaState | None = None,
     ) -> TableManifest:
-        """The entry of ``state``'s table; a table without rows is empty, but a range's part
-        of a delta, which the merge needs."""
-        if state.rows == 0 and not (chain and state.name in self.ranged_tables):
+        """The entry of ``state``'s table: its base and, when given, ``delta`` on it. A table
+        without rows is empty, but a range's part of a delta, which the merge needs."""
+        if state.rows == 0 and not (delta is not None and state.name in self.ranged_tables):
             return empty_table_manifest()
+        upserts = () if delta is None else tuple(delta.upserts.chunks)
+        displaced = () if delta is None else tuple(delta.displaced.chunks)
         return TableManifest(
             rows=state.rows,
             bytes=sum(chunk.bytes for chunk in (*base, *upserts, *displaced)),
             content_sum=format(state.content_sum % _MODULUS, "064x"),
             chunks=tuple(base),
-            delta=tuple(upserts),
-            displaced=tuple(displaced),
-            chain=chain,
+            delta=upserts,
+            displaced=displaced,
+            chain=0 if delta is None else delta.previous.chain + 1,
+            removed=None if delta is None else delta.removed,
         )
 
     def _append_table(self, sink: _Sink, table: pa.Table) -> None:

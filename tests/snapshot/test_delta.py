@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from labelvault.diff import diff
 from labelvault.query import query
 from labelvault.snapshot.delta import NO_DELTAS, DeltaPolicy
-from labelvault.snapshot.manifest import Manifest
+from labelvault.snapshot.manifest import Manifest, load_manifest, write_manifest
 from labelvault.snapshot.reader import SnapshotReader
 from labelvault.storage.base import ObjectStore
 from labelvault.storage.memory import MemoryStore
@@ -192,6 +192,38 @@ def test_delta_chunks_are_referenced_by_the_version() -> None:
     _, manifest = list(_versions(store, _ROOMY))[-1]
     entry = manifest.table("annotations")
     assert {c.key for c in (*entry.delta, *entry.displaced)} <= manifest.referenced_keys()
+
+
+def test_a_read_takes_the_displaced_keys_only_when_rows_were_removed() -> None:
+    store = MemoryStore()
+    rows = initial_rows(40)
+    policy = DeltaPolicy(max_share=0.125, prefer_smaller=False)  # a delta whatever its bytes
+    base = write_annotations(store, annotations_table(rows), None, policy)
+    first, *_, last = sorted(rows)
+    edited = {**rows, first: ("renamed", 1)}
+
+    def read_back(manifest: Manifest, chunks: int) -> None:
+        reader = SnapshotReader(store, manifest)
+        assert reader.read_table("annotations").equals(annotations_table(edited))
+        assert reader.chunks_read == chunks
+
+    replaced = write_annotations(store, annotations_table(edited), base, policy)
+    entry = replaced.table("annotations")
+    assert (entry.removed, len(entry.delta), len(entry.displaced)) == (0, 1, 1)
+    read_back(replaced, len(entry.chunks) + 1)
+
+    # Written before format 4, the same delta does not say; its reads take the displaced keys.
+    tables = {name: t.model_copy(update={"removed": None}) for name, t in replaced.tables.items()}
+    as_format_3 = replaced.model_copy(update={"format_version": 3, "tables": tables})
+    old = load_manifest(store, write_manifest(store, PREFIX, as_format_3))
+    assert old.table("annotations").removed is None
+    read_back(old, len(entry.chunks) + 2)
+
+    del edited[last]
+    removed = write_annotations(store, annotations_table(edited), base, policy)
+    entry = removed.table("annotations")
+    assert (entry.removed, len(entry.delta), len(entry.displaced)) == (1, 1, 1)
+    read_back(removed, len(entry.chunks) + 2)
 
 
 def test_a_manifest_without_deltas_keeps_its_format_1_form() -> None:
