@@ -16,6 +16,7 @@ from labelvault.query import query
 from labelvault.snapshot.delta import NO_DELTAS, DeltaPolicy
 from labelvault.snapshot.manifest import Manifest, load_manifest, write_manifest
 from labelvault.snapshot.reader import SnapshotReader
+from labelvault.snapshot.schema import FORMAT_VERSION
 from labelvault.storage.base import ObjectStore
 from labelvault.storage.memory import MemoryStore
 from tests.snapshot.edits import (
@@ -218,6 +219,13 @@ def test_a_read_takes_the_displaced_keys_only_when_rows_were_removed() -> None:
     old = load_manifest(store, write_manifest(store, PREFIX, as_format_3))
     assert old.table("annotations").removed is None
     read_back(old, len(entry.chunks) + 2)
+    # A capture on it takes a delta on the same base: the chunks' layout has not changed.
+    again = write_annotations(store, annotations_table(edited), old, policy)
+    assert again.format_version == FORMAT_VERSION
+    assert (again.table("annotations").chunks, again.table("annotations").removed) == (
+        entry.chunks,
+        0,
+    )
 
     del edited[last]
     removed = write_annotations(store, annotations_table(edited), base, policy)
