@@ -64,8 +64,8 @@ def create(
             min=1,
             max=64,
             help="Read this many partitions (Supervisely: datasets; Label Studio: task id ranges) "
-            "side by side; 1 reads the "
-            "project in one stream and stores a delta against the last version.",
+            "side by side; 1 reads the project in one stream. Either way, what changed since "
+            "the last version is stored as a delta.",
         ),
     ] = 1,
 ) -> None:
