@@ -70,7 +70,8 @@ PREFIX = "supervisely/bench.example/1"
 PER_ITEM = 10
 REPEATS = 3
 MAX_ROUNDS = 50
-MIN_SECONDS = 3.0
+#: Seconds spent on each version measured, at the least, while rounds are short.
+MIN_SECONDS = 1.5
 #: Key ranges of the partitioned re-versioning (the project's own rows are one more part).
 PARTITIONS = 4
 HEAD_TABLES = frozenset({"project", "datasets"})
@@ -295,9 +296,9 @@ def timed_reads(store: LocalStore, manifests: dict[str, Manifest]) -> dict[str, 
 
     Each measurement takes the versions in turns, round after round, and keeps each version's
     best round: at least :data:`REPEATS` rounds, and more while they are short (up to
-    :data:`MAX_ROUNDS`, until :data:`MIN_SECONDS` are spent), so one-time costs (first calls
-    into Arrow's kernels, the page cache) and other work on the machine land on every version
-    alike.
+    :data:`MAX_ROUNDS`, until :data:`MIN_SECONDS` per version are spent), so one-time costs
+    (first calls into Arrow's kernels, the page cache) and other work on the machine land on
+    every version alike.
     """
     sql = "SELECT class_name, count(*) AS n, avg(length(geometry)) FROM annotations GROUP BY 1"
 
@@ -320,7 +321,8 @@ def timed_reads(store: LocalStore, manifests: dict[str, Manifest]) -> dict[str, 
         rows: dict[str, int] = {}
         rounds = 0
         spent = 0.0
-        while rounds < REPEATS or (spent < MIN_SECONDS and rounds < MAX_ROUNDS):
+        budget = MIN_SECONDS * len(manifests)
+        while rounds < REPEATS or (spent < budget and rounds < MAX_ROUNDS):
             for label, manifest in manifests.items():
                 started = time.perf_counter()
                 rows[label] = measure(manifest)
