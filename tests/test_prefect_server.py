@@ -74,7 +74,10 @@ class Deployed:
     def wait(self, run_id: str, timeout: float = 180.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            run = self.api.get(f"/flow_runs/{run_id}").json()
+            try:
+                run = self.api.get(f"/flow_runs/{run_id}").json()
+            except httpx.TimeoutException:  # a poll the busy server did not answer: poll again
+                continue
             if run["state_type"] in TERMINAL:
                 return dict(run)
             time.sleep(0.5)
