@@ -118,6 +118,11 @@ class _DeltaState:
     #: Base rows displaced without a delta row replacing them.
     removed: int = 0
 
+    @property
+    def chunks(self) -> tuple[ChunkRef, ...]:
+        """The delta's chunks so far: changed rows, then displaced keys."""
+        return (*self.upserts.chunks, *self.displaced.chunks)
+
 
 _CHUNK_COLUMN: Final = "__chunk"
 
@@ -432,7 +437,7 @@ class SnapshotWriter:
                         self._append(state.base, batch.slice(0, keep))
                     break
             self._append(state.base, batch)
-        for chunk in (*delta.upserts.chunks, *delta.displaced.chunks):
+        for chunk in delta.chunks:
             self._unstored.pop(chunk.key, None)  # the delta is replayed: never stored
 
     def _finish_table(self, state: _TableState) -> TableManifest:
@@ -447,7 +452,7 @@ class SnapshotWriter:
             for sink in (delta.upserts, delta.displaced):
                 if sink.pending:
                     self._flush(sink)
-            delta_bytes = sum(c.bytes for c in (*delta.upserts.chunks, *delta.displaced.chunks))
+            delta_bytes = sum(c.bytes for c in delta.chunks)
             touched_bytes = sum(delta.previous.chunks[i].bytes for i in delta.touched)
             limit = self._row_limit(state.name, delta.seen[0])  # the base rows in range
             if delta.delta_rows > limit or (
@@ -546,7 +551,7 @@ class SnapshotWriter:
 
     def _store_delta(self, delta: _DeltaState) -> None:
         """Store the delta's chunks, held in memory until the delta was judged worth keeping."""
-        for chunk in (*delta.upserts.chunks, *delta.displaced.chunks):
+        for chunk in delta.chunks:
             data = self._unstored.pop(chunk.key, None)
             if data is not None:
                 self._store_counted(chunk.key, data)
