@@ -82,6 +82,14 @@ def initial_rows(count: int) -> Rows:
     return {f"{index:04d}": (f"class{index % 3}", index) for index in range(0, count * 2, 2)}
 
 
+def changed_at(rows: Rows, positions: range) -> Rows:
+    """``rows`` with the rows at ``positions`` (in key order) changed."""
+    return {
+        key: (name, value + 1) if index in positions else (name, value)
+        for index, (key, (name, value)) in enumerate(sorted(rows.items()))
+    }
+
+
 @st.composite
 def random_edits(draw: st.DrawFn, rows: Rows) -> Rows:
     """Some rows changed, removed, or added (between or after)."""

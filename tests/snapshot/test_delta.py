@@ -24,6 +24,7 @@ from tests.snapshot.edits import (
     Rows,
     annotations_table,
     assert_version_holds,
+    changed_at,
     edits,
     expected_diff,
     initial_rows,
@@ -90,10 +91,7 @@ def test_the_default_policy_keeps_small_changes_as_deltas_and_compacts_large_one
     store = MemoryStore()
     rows = initial_rows(1000)
     base = write_annotations(store, annotations_table(rows), None)
-    edited = {
-        key: (name, value + 1) if index % step == 0 else (name, value)
-        for index, (key, (name, value)) in enumerate(sorted(rows.items()))
-    }
+    edited = changed_at(rows, range(0, len(rows), step))
     new = write_annotations(store, annotations_table(edited), base)
     assert new.table("annotations").has_delta is stored_as_delta
     assert SnapshotReader(store, new).read_table("annotations").equals(annotations_table(edited))
@@ -264,10 +262,7 @@ def test_a_delta_written_whole_instead_stores_none_of_its_chunks(
     store = MemoryStore()
     rows = initial_rows(1000)
     base = write_annotations(store, annotations_table(rows), None)
-    edited = {
-        key: (name, value + 1) if index in changed else (name, value)
-        for index, (key, (name, value)) in enumerate(sorted(rows.items()))
-    }
+    edited = changed_at(rows, changed)
     new = write_annotations(store, annotations_table(edited), base, policy)
 
     assert not new.table("annotations").has_delta
