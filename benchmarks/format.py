@@ -575,13 +575,15 @@ def main() -> None:
                 ],
             )
             whole = reads["compacted"]
-            for label, what in (("as stored", "slowdown as stored"), ("compacted again", "noise")):
+            for label, what, aside in (
+                ("as stored", "slowdown as stored", ""),
+                ("compacted again", "noise", " (the same whole version measured again)"),
+            ):
                 other = reads[label]
                 print(
                     f"\n{what}: read {whole['read_rows_s'] / other['read_rows_s']:.2f}x, "
                     f"SQL {other['sql_s'] / whole['sql_s']:.2f}x, restore-read "
-                    f"{whole['restore_rows_s'] / other['restore_rows_s']:.2f}x"
-                    + (" (the same whole version measured again)" if what == "noise" else "")
+                    f"{whole['restore_rows_s'] / other['restore_rows_s']:.2f}x{aside}"
                 )
         print(f"\nDiff of the 1% scattered change ({size:,} annotations):\n")
         print_table(
