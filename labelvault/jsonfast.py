@@ -1,4 +1,4 @@
-"""JSON decoding through orjson, giving what the standard library gives.
+"""JSON through orjson, giving what the standard library gives.
 
 orjson decodes several times faster than :func:`json.loads`, which matters where a restore
 reads every row's raw JSON and every answer of the platform. Where the two could differ,
@@ -6,6 +6,19 @@ the standard library decodes: orjson refuses ``NaN``, ``Infinity``, numbers out 
 double range and lone surrogates (it raises, and :func:`loads` falls back), and it turns an
 integer beyond 64 bits into a float, so a text with a run of 19 digits or more goes to the
 standard library first.
+
+:func:`canonical` encodes the same way round, for the canonical text every row's raw JSON and
+fingerprint are made of: it must stay byte for byte what :func:`json.dumps` gives, or every
+fingerprint would change. orjson writes the same text, except in three cases that the
+standard library then encodes instead:
+
+- a value it cannot take (an integer beyond 64 bits, a key that is not a string, a lone
+  surrogate) makes it raise;
+- a float below 10^-4 or from 10^16 up, which Python writes with an exponent (``1e-05``,
+  ``1e+16``) and orjson as ``0.00001`` or ``1e16``: such a text holds ``e-``, ``e+`` or
+  ``0.0000``, and so may a string, which only costs the slower path;
+- ``NaN`` and the infinities, which orjson writes as ``null``: a text holding ``null`` must
+  decode back to the value.
 """
 
 from __future__ import annotations
@@ -15,7 +28,7 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["loads"]
+__all__ = ["canonical", "loads"]
 
 #: Every digit to ``0``, so that a run of digits is a run of zeros.
 _DIGITS_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
@@ -32,3 +45,31 @@ def loads(data: str | bytes) -> Any:
         except orjson.JSONDecodeError:
             pass
     return json.loads(data)
+
+
+#: Sorted keys; a date, time or dataclass is refused as by the standard library.
+_CANONICAL_OPTIONS: Final = (
+    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+#: What may mark a float that orjson writes otherwise than Python (see the module docstring).
+_FLOAT_MARKS: Final = (b"e-", b"e+", b"0.0000")
+
+
+def canonical(value: Any) -> str:
+    """``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    allow_nan=True)``, byte for byte, several times faster."""
+    try:
+        text = orjson.dumps(value, option=_CANONICAL_OPTIONS)
+    except orjson.JSONEncodeError:
+        return _standard_canonical(value)
+    if any(mark in text for mark in _FLOAT_MARKS) or (
+        b"null" in text and orjson.loads(text) != value
+    ):
+        return _standard_canonical(value)
+    return text.decode("utf-8")
+
+
+def _standard_canonical(value: Any) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True
+    )

@@ -58,3 +58,54 @@ def test_what_orjson_would_change_goes_to_the_standard_library() -> None:
     ):
         assert same(jsonfast.loads(text), json.loads(text)), text
     assert type(jsonfast.loads("18446744073709551616")) is int
+
+
+def standard_canonical(value: Any) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True
+    )
+
+
+_FLOATS_EVERY_RANGE = st.floats(allow_nan=True, allow_infinity=True) | st.builds(
+    lambda mantissa, exponent: mantissa * 10.0**exponent,
+    st.floats(min_value=-10, max_value=10, allow_nan=False),
+    st.integers(min_value=-300, max_value=300),
+)
+_ENCODABLE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | _FLOATS_EVERY_RANGE
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=5)
+    | st.tuples(inner, inner)
+    | st.dictionaries(st.text() | st.integers(), inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@given(_ENCODABLE)
+def test_canonical_text_is_the_standard_librarys_byte_for_byte(value: Any) -> None:
+    try:
+        expected = standard_canonical(value)
+    except TypeError:  # keys of mixed types cannot be sorted
+        return
+    assert jsonfast.canonical(value) == expected
+
+
+def test_what_orjson_writes_otherwise_is_encoded_by_the_standard_library() -> None:
+    for value in (
+        1e-05,  # orjson: 0.00001
+        [2.5e-07, 1e16, -1.2345678901234567e300],  # orjson: 2.5e-7, 1e16, 1.2345678901234567e300
+        float("nan"),  # orjson: null
+        {"b": [float("inf")], "a": None},
+        -float("inf"),
+        2**70,  # orjson refuses
+        {2: "a", 1: "b"},  # keys that are not strings
+        "\ud800",  # a lone surrogate
+        ("tuple", 0.0001, -0.0),
+        {"é": "e-mail", "z": "\u2028", "a": "0.00001 e+"},
+    ):
+        assert jsonfast.canonical(value) == standard_canonical(value), value
+    assert jsonfast.canonical(float("nan")) == "NaN"
+    assert jsonfast.canonical(1e-05) == "1e-05"

@@ -23,11 +23,12 @@ sub-pixel coordinates survive exactly).
 from __future__ import annotations
 
 import hashlib
-import json
 from enum import StrEnum
 from typing import Any, Final
 
 import pyarrow as pa
+
+from labelvault import jsonfast
 
 __all__ = [
     "FORMAT_VERSION",
@@ -246,10 +247,9 @@ def schema_for(table: str) -> pa.Schema:
 
 
 def canonical_json(value: Any) -> str:
-    """JSON text that is the same for equal values: sorted keys, no whitespace, exact floats."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True
-    )
+    """JSON text that is the same for equal values: sorted keys, no whitespace, exact floats
+    (:func:`json.dumps` with those settings, byte for byte; see :func:`.jsonfast.canonical`)."""
+    return jsonfast.canonical(value)
 
 
 def fingerprint(value: Any) -> str:

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import pyarrow as pa
 
+from labelvault import jsonfast
 from labelvault.errors import PaginationError
 from labelvault.snapshot.schema import (
     AnnotationKind,
@@ -286,11 +287,8 @@ def _draft_content(
     }
 
 
-#: :func:`canonical_json` without building an encoder per call (``json.dumps`` with these
-#: options encodes with a new ``JSONEncoder`` of the same settings).
-canonical: Final[Callable[[Any], str]] = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True
-).encode
+#: :func:`canonical_json` itself, by a short name.
+canonical: Final[Callable[[Any], str]] = jsonfast.canonical
 
 _NONCE: Final = secrets.token_hex(8)
 
