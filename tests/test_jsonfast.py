@@ -77,9 +77,11 @@ _ENCODABLE = st.recursive(
     | st.integers(min_value=-(2**80), max_value=2**80)
     | _FLOATS_EVERY_RANGE
     | st.text(),
-    lambda inner: st.lists(inner, max_size=5)
-    | st.tuples(inner, inner)
-    | st.dictionaries(st.text() | st.integers(), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text() | st.integers(), inner, max_size=5)
+    ),
     max_leaves=20,
 )
 
