@@ -19,6 +19,7 @@ from typing import Any
 
 from labelvault.catalog import Catalog, Reservation, VersionInfo, default_holder
 from labelvault.catalog.reading import DAMAGE
+from labelvault.collector import fewer_collections
 from labelvault.errors import ConfigurationError, IntegrityError
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import (
@@ -310,7 +311,7 @@ def capture_partition(
         key_range=partition.key_range,
         ranged_tables=start.ranged_tables,
     )
-    with writer:
+    with fewer_collections(), writer:
         # The next pages are fetched while the writer encodes this one.
         for page in read_ahead(pages, depth=READ_AHEAD_PAGES):
             if stop is not None and stop.is_set():

@@ -29,6 +29,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from labelvault.collector import fewer_collections
 from labelvault.errors import ConfigurationError
 from labelvault.models import RestoreOptions, RestoreReport, VersionOrigin
 from labelvault.platforms.base import (
@@ -290,22 +291,24 @@ def restore_partition(
     whole version)."""
     book = StoreJournal(store, start.journal)
     if start.begun is None or partition.key == WHOLE_PARTITION:
-        return target.restore(
-            lambda table: read_range(table, None, None), start.request, book, progress
-        )
+        with fewer_collections():
+            return target.restore(
+                lambda table: read_range(table, None, None), start.request, book, progress
+            )
     if not isinstance(target, PartitionedRestore):
         raise ConfigurationError(
             f"{target.name} restores a version whole and cannot restore partition "
             f"{partition.label!r}; start the restore again to plan it for this platform"
         )
-    return target.restore_partition(
-        read_range,
-        start.request,
-        book,
-        begun=start.begun,
-        partition=partition,
-        progress=progress,
-    )
+    with fewer_collections():
+        return target.restore_partition(
+            read_range,
+            start.request,
+            book,
+            begun=start.begun,
+            partition=partition,
+            progress=progress,
+        )
 
 
 def finish_restore(
