@@ -7,6 +7,11 @@ double range and lone surrogates (it raises, and :func:`loads` falls back), and 
 integer beyond 64 bits into a float, so a text with a run of 19 digits or more goes to the
 standard library first.
 
+:func:`body` encodes a request's JSON body as httpx's ``json=`` would (compact, keys in their
+order), in orjson's float notation, which decodes to the same numbers; a value orjson refuses,
+and NaN or an infinity (which httpx refuses and orjson would write as ``null``), go through
+the standard library, which raises as httpx does.
+
 :func:`canonical` encodes the same way round, for the canonical text every row's raw JSON and
 fingerprint are made of: it must stay byte for byte what :func:`json.dumps` gives, or every
 fingerprint would change. orjson writes the same text, except in three cases that the
@@ -28,7 +33,7 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["canonical", "loads"]
+__all__ = ["body", "canonical", "loads"]
 
 #: Every digit to ``0``, so that a run of digits is a run of zeros.
 _DIGITS_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
@@ -71,4 +76,22 @@ def canonical(value: Any) -> str:
 def _standard_canonical(value: Any) -> str:
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True
+    )
+
+
+def body(value: Any) -> bytes:
+    """The JSON bytes of a request body: what httpx's ``json=`` sends, several times faster.
+    NaN and the infinities raise :class:`ValueError`, as they do in httpx."""
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    except orjson.JSONEncodeError:
+        return _standard_body(value)
+    if b"null" in text and orjson.loads(text) != value:
+        return _standard_body(value)
+    return text
+
+
+def _standard_body(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+        "utf-8"
     )

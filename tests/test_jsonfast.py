@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -111,3 +112,32 @@ def test_what_orjson_writes_otherwise_is_encoded_by_the_standard_library() -> No
         assert jsonfast.canonical(value) == standard_canonical(value), value
     assert jsonfast.canonical(float("nan")) == "NaN"
     assert jsonfast.canonical(1e-05) == "1e-05"
+
+
+def httpx_body(value: Any) -> bytes:
+    """What httpx's ``json=`` sends."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+        "utf-8"
+    )
+
+
+@given(_ENCODABLE)
+def test_a_request_body_decodes_to_what_httpx_would_send(value: Any) -> None:
+    try:
+        expected = httpx_body(value)
+    except ValueError:  # NaN or an infinity
+        with pytest.raises(ValueError, match="JSON compliant"):
+            jsonfast.body(value)
+        return
+    sent = jsonfast.body(value)
+    assert same(json.loads(sent), json.loads(expected))  # same keys in the same order
+
+
+def test_a_request_body_refuses_nan_and_keeps_key_order() -> None:
+    for value in ({"a": [1.0, float("nan")]}, [float("inf")], {"x": -float("inf")}):
+        with pytest.raises(ValueError, match="JSON compliant"):
+            jsonfast.body(value)
+    assert jsonfast.body({"b": 1, "a": [None, "é", 0.5], 3: "x"}) == httpx_body(
+        {"b": 1, "a": [None, "é", 0.5], 3: "x"}
+    )
+    assert jsonfast.body({"b": 1, "a": None}) == b'{"b":1,"a":null}'

@@ -211,13 +211,18 @@ class ApiClient:
             now=self.now,
         )
 
+        if json is not None:  # encoded once, in compiled code, for every attempt
+            content = jsonfast.body(json)
+            headers = dict(headers or {})
+            if not any(name.lower() == "content-type" for name in headers):
+                headers["Content-Type"] = "application/json"
+
         def attempt() -> httpx.Response:
             with self._slots:
                 response = self.client.request(
                     method,
                     url,
                     params=params,
-                    json=json,
                     content=content,
                     data=data,
                     files=list(files) if files is not None else None,
