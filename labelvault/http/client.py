@@ -196,13 +196,16 @@ class ApiClient:
         method = method.upper()
         if idempotent is None:
             idempotent = method in _IDEMPOTENT_METHODS
-        context = CallContext(
-            platform=self.platform,
-            method=method,
-            url=self.redactor.url(self.client.build_request(method, url, params=params).url),
-            project=project,
-            base_url=self.redactor.url(self.client.base_url),
-        )
+
+        def context() -> CallContext:  # only a retry or a failure needs the redacted URL
+            return CallContext(
+                platform=self.platform,
+                method=method,
+                url=self.redactor.url(self.client.build_request(method, url, params=params).url),
+                project=project,
+                base_url=self.redactor.url(self.client.base_url),
+            )
+
         policy = retry_policy(
             self.settings,
             idempotent=idempotent,
@@ -235,11 +238,11 @@ class ApiClient:
         try:
             response = policy(attempt)
         except RetryableStatus as exc:
-            raise self._error(exc.response, context, attempts=self._attempts(policy)) from None
+            raise self._error(exc.response, context(), attempts=self._attempts(policy)) from None
         except httpx.TransportError as exc:
-            raise self._transport_error(exc, context, self._attempts(policy)) from None
+            raise self._transport_error(exc, context(), self._attempts(policy)) from None
         if not response.is_success:
-            raise self._error(response, context, attempts=self._attempts(policy))
+            raise self._error(response, context(), attempts=self._attempts(policy))
         return response
 
     def request_json(self, method: str, url: str, **kwargs: Any) -> Any:
@@ -325,8 +328,9 @@ class ApiClient:
             what += f"; is {context.base_url} the right server URL and reachable?"
         return PlatformUnavailable(what + tries, platform=context.platform, project=context.project)
 
-    def _log_retry(self, context: CallContext) -> Callable[[RetryCallState], None]:
+    def _log_retry(self, context_of: Callable[[], CallContext]) -> Callable[[RetryCallState], None]:
         def log(state: RetryCallState) -> None:
+            context = context_of()
             outcome = state.outcome
             exc = outcome.exception() if outcome is not None and outcome.failed else None
             if isinstance(exc, RetryableStatus):
