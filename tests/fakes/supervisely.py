@@ -144,7 +144,8 @@ def _name_taken(kind: str, name: str, existing_id: int) -> ApiError:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """``2026-01-01T00:00:19.000Z``: the server's notation, milliseconds in UTC."""
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _token(n: int = 64) -> str:
