@@ -60,7 +60,7 @@ _CANONICAL_OPTIONS: Final = (
 
 def canonical(value: Any) -> str:
     """``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-    allow_nan=True)``, byte for byte, several times faster."""
+    allow_nan=True)``, byte for byte for every value it encodes, several times faster."""
     try:
         text = orjson.dumps(value, option=_CANONICAL_OPTIONS)
     except orjson.JSONEncodeError:
