@@ -165,7 +165,7 @@ def _restore_child(url: str, token: str, store_root: str, manifest_key: str) -> 
             store=store,
             journal=f"bench/restores/{uuid.uuid4().hex}",
             origin=VersionOrigin(source_project_id="bench", version_number=1),
-            options=RestoreOptions(project_name="benchmark restore"),
+            options=RestoreOptions(project_name=f"benchmark restore {uuid.uuid4().hex[:8]}"),
         )
         return time.monotonic() - started, result.created, _peak_rss_mb()
 
