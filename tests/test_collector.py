@@ -97,9 +97,8 @@ def test_capture_and_restore_run_with_fewer_collections(
         vault.capture(platform, str(rich.project_id))
         captured = list(platform.seen)
         platform.seen.clear()
-        vault.restore(
-            platform, project_ref(platform, str(rich.project_id)), None, restore_id="r1"
-        )
-    assert captured and set(captured) == {YOUNG_THRESHOLD}
+        vault.restore(platform, project_ref(platform, str(rich.project_id)), None, restore_id="r1")
+    assert captured
+    assert set(captured) == {YOUNG_THRESHOLD}
     assert platform.seen == [YOUNG_THRESHOLD]
     assert gc.get_threshold() == default_threshold
