@@ -30,7 +30,7 @@ from labelvault.platforms.labelstudio import (
     task_rows,
 )
 from labelvault.platforms.labelstudio.exports import PredictionSpool
-from labelvault.platforms.labelstudio.rows import Users, canonical, splice
+from labelvault.platforms.labelstudio.rows import Users, splice
 from labelvault.snapshot.schema import canonical_json
 
 FAST = RequestSettings(max_retries=0, connection_retries=0, backoff_factor=0.0, backoff_jitter=0.0)
@@ -94,12 +94,6 @@ def test_splice_is_canonical_json(value: dict[str, Any], data: st.DataObject) ->
     keys = data.draw(st.sets(st.sampled_from(sorted(value)), max_size=3)) if value else set()
     encoded = {key: canonical_json(value[key]) for key in keys}
     assert splice(value, encoded) == canonical_json(value)
-
-
-@settings(max_examples=200, deadline=None)
-@given(_values)
-def test_canonical_is_canonical_json(value: Any) -> None:
-    assert canonical(value) == canonical_json(value)
 
 
 def _task(task_id: int, ann_id: int, stamp: str, users: int = 7) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from labelvault.errors import RequestRejected
 from labelvault.http.pagination import PageNumberPaginator, PageRequest, paginate
 from labelvault.platforms.base import RestoreJournal
 from labelvault.platforms.labelstudio.api import LabelStudioApi
-from labelvault.platforms.labelstudio.rows import PLATFORM, canonical
+from labelvault.platforms.labelstudio.rows import PLATFORM
+from labelvault.snapshot.schema import canonical_json
 
 
 class Sent(Protocol):
@@ -23,7 +24,7 @@ class Sent(Protocol):
 
 def task_content(data: Any, meta: Any) -> str:
     """What a landed task is recognised by: its data and meta, as canonical JSON."""
-    return canonical({"data": data, "meta": meta if isinstance(meta, dict) else {}})
+    return canonical_json({"data": data, "meta": meta if isinstance(meta, dict) else {}})
 
 
 def match_landed(landed: Iterable[dict[str, Any]], batch: Sequence[Sent]) -> list[int]:

@@ -15,7 +15,6 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from labelvault import jsonfast
 from labelvault.errors import PaginationError
 from labelvault.snapshot.schema import (
     AnnotationKind,
@@ -287,9 +286,6 @@ def _draft_content(
     }
 
 
-#: :func:`canonical_json` itself, by a short name.
-canonical: Final[Callable[[Any], str]] = jsonfast.canonical
-
 _NONCE: Final = secrets.token_hex(8)
 
 
@@ -306,13 +302,13 @@ def splice(value: dict[str, Any], encoded: Mapping[str, str]) -> str:
     """``canonical_json(value)``, taking the values under ``encoded``'s keys as ready
     canonical JSON text (so a large value is encoded once, not once per use)."""
     if not encoded:
-        return canonical(value)
+        return canonical_json(value)
     count = len(encoded)
     marks = _MARKS[:count] if count <= len(_MARKS) else tuple(map(_mark, range(count)))
     patched = dict(value)
     for key, (mark, _) in zip(encoded, marks, strict=True):
         patched[key] = mark
-    text = canonical(patched)
+    text = canonical_json(patched)
     for ready, (_, mark_text) in zip(encoded.values(), marks, strict=True):
         text = text.replace(mark_text, ready, 1)
     return text
@@ -331,7 +327,7 @@ def _annotation_row(
 ) -> dict[str, Any]:
     raw = kept(raw)
     result = raw.get("result")
-    geometry = canonical(result)
+    geometry = canonical_json(result)
     return {
         "key": f"{task_key}/{_KIND_LETTER[kind]}{key_of(int(raw['id']))}",
         "fingerprint": sha256_text(splice(content, {"result": geometry})),
@@ -359,8 +355,8 @@ def task_head(task: dict[str, Any], users: Users) -> tuple[dict[str, Any], list[
     task_key = key_of(int(task["id"]))
     data = task.get("data")
     meta = task.get("meta")
-    data_text = canonical(data)
-    meta_text = canonical(meta)
+    data_text = canonical_json(data)
+    meta_text = canonical_json(meta)
     item_fp = sha256_text(f'{{"data":{data_text},"meta":{meta_text}}}')
     item_raw = {
         k: v
@@ -381,7 +377,9 @@ def task_head(task: dict[str, Any], users: Users) -> tuple[dict[str, Any], list[
         "meta": meta_text,
         "created_at": timestamp(task.get("created_at")),
         "updated_at": timestamp(task.get("updated_at")),
-        "raw": splice(item_raw, {"data": data_text}) if "data" in item_raw else canonical(item_raw),
+        "raw": splice(item_raw, {"data": data_text})
+        if "data" in item_raw
+        else canonical_json(item_raw),
     }
     rows: list[dict[str, Any]] = []
     annotation_fps: dict[int, str] = {}
