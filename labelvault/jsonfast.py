@@ -68,7 +68,7 @@ def canonical(value: Any) -> str:
     # What may mark a float that orjson writes otherwise than Python (the module docstring).
     if b"e-" in text or b"e+" in text or b"0.0000" in text:
         return _standard_canonical(value)
-    if b"null" in text and orjson.loads(text) != value:
+    if _lost_nonfinite(text, value):
         return _standard_canonical(value)
     return text.decode("utf-8")
 
@@ -86,9 +86,15 @@ def body(value: Any) -> bytes:
         text = orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_DATETIME)
     except orjson.JSONEncodeError:
         return _standard_body(value)
-    if b"null" in text and orjson.loads(text) != value:
+    if _lost_nonfinite(text, value):
         return _standard_body(value)
     return text
+
+
+def _lost_nonfinite(text: bytes, value: Any) -> bool:
+    """Whether orjson's ``text`` of ``value`` may hold a NaN or an infinity written as
+    ``null``: it holds ``null`` and does not decode back to ``value``."""
+    return b"null" in text and orjson.loads(text) != value
 
 
 def _standard_body(value: Any) -> bytes:
