@@ -290,17 +290,16 @@ def restore_partition(
     """Restore one partition of ``start``'s plan; its report (the whole report, for the
     whole version)."""
     book = StoreJournal(store, start.journal)
-    if start.begun is None or partition.key == WHOLE_PARTITION:
-        with fewer_collections():
+    with fewer_collections():
+        if start.begun is None or partition.key == WHOLE_PARTITION:
             return target.restore(
                 lambda table: read_range(table, None, None), start.request, book, progress
             )
-    if not isinstance(target, PartitionedRestore):
-        raise ConfigurationError(
-            f"{target.name} restores a version whole and cannot restore partition "
-            f"{partition.label!r}; start the restore again to plan it for this platform"
-        )
-    with fewer_collections():
+        if not isinstance(target, PartitionedRestore):
+            raise ConfigurationError(
+                f"{target.name} restores a version whole and cannot restore partition "
+                f"{partition.label!r}; start the restore again to plan it for this platform"
+            )
         return target.restore_partition(
             read_range,
             start.request,
