@@ -371,6 +371,7 @@ def test_a_run_waiting_for_its_project_says_so_and_holds_no_platform_slot(
     created = deployed.api.post("/v2/concurrency_limits/", json={"name": name, "limit": 1})
     assert created.status_code in (201, 409), created.text
     deployed.api.patch(f"/v2/concurrency_limits/{name}", json={"active_slots": 1})
+    run_id = None
     try:
         deployed.edit(12)
         run_id = deployed.run(
@@ -392,7 +393,9 @@ def test_a_run_waiting_for_its_project_says_so_and_holds_no_platform_slot(
         assert tasks == []
     finally:
         deployed.api.patch(f"/v2/concurrency_limits/{name}", json={"active_slots": 0})
-    run = deployed.wait(run_id)
+        # Whatever happened above, the run ends here, so that it cannot take the next test's
+        # platform calls.
+        run = deployed.wait(run_id) if run_id else {}
     assert run["state_type"] == "COMPLETED", log_tail(deployed.worker_log, 60)
     wait_for_log(deployed, run_id, "got project")
 

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from devstack.prefect import (
     PREFECT,
@@ -100,13 +106,25 @@ def _busy(response: httpx.Response) -> bool:
     return response.status_code in (429, 503)
 
 
+def _safe_to_repeat(request: httpx.Request) -> bool:
+    """Whether sending ``request`` twice does what sending it once does: the idempotent
+    methods, and Prefect's ``POST .../filter`` reads."""
+    return request.method in ("GET", "HEAD", "PUT", "PATCH", "DELETE") or (
+        request.method == "POST" and request.url.path.endswith("/filter")
+    )
+
+
 class _RetryBusy(httpx.HTTPTransport):
     """Retries 429/503 answers with exponential backoff, at most 6 attempts; then the last
-    answer stands."""
+    answer stands. A request that is safe to repeat is also repeated when the server does not
+    answer in time (SQLite makes a busy server stall writers for tens of seconds)."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        retry = retry_if_result(_busy)
+        if _safe_to_repeat(request):
+            retry = retry | retry_if_exception_type(httpx.TimeoutException)
         send = Retrying(
-            retry=retry_if_result(_busy),
+            retry=retry,
             stop=stop_after_attempt(6),
             wait=wait_exponential(multiplier=0.5, max=8),
             retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
