@@ -18,7 +18,7 @@ from labelvault.errors import IntegrityError, VersionNotFound
 from labelvault.keys import unsafe_segment
 from labelvault.models import ProjectRef, RestoreOptions, RestoreReport, VersionOrigin
 from labelvault.platforms.base import Partition, Platform, RestoreProgress
-from labelvault.query import DEFAULT_BATCH_ROWS, QueryLimits, query, query_reader
+from labelvault.query import DEFAULT_BATCH_ROWS, QueryLimits
 from labelvault.restore import journal_prefix, restore_version
 from labelvault.restore.engine import (
     RestoreStart,
@@ -148,6 +148,8 @@ class Vault:
 
     def query(self, project: ProjectRef, sql: str, ref: VersionRef = None) -> pa.Table:
         """Run SQL over one version's tables (``project``, ``datasets``, ``items`` …)."""
+        from labelvault.query import query  # noqa: PLC0415 - DuckDB is heavy; load on use
+
         return query(self.store, self.manifest(self.version(project, ref)), sql)
 
     def class_counts(self, project: ProjectRef, ref: VersionRef = None) -> dict[str, int]:
@@ -225,6 +227,8 @@ class Vault:
     ) -> pa.RecordBatchReader:
         """Run SQL over one version's tables and stream the result batch by batch, within
         ``limits`` (time, memory, threads; the defaults of :class:`QueryLimits` otherwise)."""
+        from labelvault.query import query_reader  # noqa: PLC0415 - DuckDB is heavy
+
         manifest = self.manifest(self.version(project, ref))
         return query_reader(self.store, manifest, sql, batch_rows=batch_rows, limits=limits)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,3 +141,21 @@ def test_in_place_reads_the_files_directly(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"[Pp]arquet|magic") as raised:
         query(store, manifest, "SELECT count(*) FROM items", verify=False)
     assert not isinstance(raised.value, IntegrityError)
+
+
+_DUCKDB_PROBE = """
+import sys
+import labelvault.cli, labelvault.vault, labelvault.restore, labelvault.capture
+from labelvault.platforms import PLATFORMS
+before = "duckdb" in sys.modules
+from labelvault.query import query
+print(before, "duckdb" in sys.modules, callable(query))
+"""
+
+
+def test_duckdb_loads_with_the_first_query_and_not_for_a_capture_or_restore() -> None:
+    """DuckDB takes tens of MB of a process's memory; capture and restore never query."""
+    done = subprocess.run(
+        [sys.executable, "-c", _DUCKDB_PROBE], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["False", "True", "True"]

@@ -9,7 +9,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -23,8 +22,7 @@ from labelvault.cli.app import ProjectArg, State, app, state
 from labelvault.cli.boundary import EXIT_FAILED, Failure
 from labelvault.cli.render import cell, print_json
 from labelvault.errors import ConfigurationError
-from labelvault.query import QueryLimits
-from labelvault.query.sandbox import DEFAULT_TIMEOUT
+from labelvault.query import DEFAULT_TIMEOUT, QueryLimits
 from labelvault.storage.local import LocalStore
 from labelvault.vault import Vault
 
@@ -97,6 +95,8 @@ def query(
             raise ConfigurationError("pass either --format csv or --json, not both")
         output = OutputFormat.JSON
     ref = inputs.version_ref(version, "--version")
+    import duckdb  # noqa: PLC0415 - DuckDB is heavy; only this command loads it
+
     with st.vault() as vault:
         try:
             reader = vault.query_reader(project, sql, ref, limits=QueryLimits(timeout=timeout))

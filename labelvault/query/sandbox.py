@@ -12,25 +12,18 @@ batches (a pager, a slow pipe) does not use up the query's time.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Final
 
 import duckdb
 
-from labelvault.errors import ConfigurationError, QueryTimedOut
+from labelvault.errors import QueryTimedOut
+from labelvault.query.limits import QueryLimits
 
-__all__ = ["DEFAULT_TIMEOUT", "QueryLimits", "Watchdog", "lock_down"]
-
-#: Seconds one query may run unless told otherwise.
-DEFAULT_TIMEOUT: Final = 60.0
-
-#: Memory DuckDB may use for one query unless told otherwise.
-DEFAULT_MEMORY_BYTES: Final = 2 * 1024**3
+__all__ = ["Watchdog", "lock_down"]
 
 #: Settings only some DuckDB versions know; set when the installed one has them.
 _OPTIONAL_SETTINGS: Final = {
@@ -38,29 +31,6 @@ _OPTIONAL_SETTINGS: Final = {
     "python_enable_replacements": "false",
     "enable_progress_bar": "false",
 }
-
-
-def _default_threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
-
-
-@dataclass(frozen=True)
-class QueryLimits:
-    """What one query may use: wall-clock ``timeout`` seconds, ``memory_bytes``, ``threads``."""
-
-    timeout: float = DEFAULT_TIMEOUT
-    memory_bytes: int = DEFAULT_MEMORY_BYTES
-    threads: int = field(default_factory=_default_threads)
-
-    def __post_init__(self) -> None:
-        if not self.timeout > 0:
-            raise ConfigurationError(f"query timeout must be above 0 seconds, not {self.timeout}")
-        if self.memory_bytes < 16 * 1024**2:
-            raise ConfigurationError(
-                f"query memory limit must be at least 16 MiB, not {self.memory_bytes} bytes"
-            )
-        if self.threads < 1:
-            raise ConfigurationError(f"query threads must be at least 1, not {self.threads}")
 
 
 def lock_down(connection: duckdb.DuckDBPyConnection, limits: QueryLimits) -> None:
