@@ -14,7 +14,7 @@ from labelvault.snapshot.compat import check_readable
 from labelvault.snapshot.delta import DISPLACED_SCHEMA, key_range_slice, merge_streams
 from labelvault.snapshot.layout import decode, layout_of, stored_columns
 from labelvault.snapshot.manifest import ChunkRef, Manifest, TableManifest, overlapping_chunks
-from labelvault.snapshot.memory import use_lean_pool
+from labelvault.snapshot.memory import use_few_arenas, use_lean_pool
 from labelvault.snapshot.schema import schema_for
 from labelvault.storage.base import ObjectStore
 
@@ -35,6 +35,7 @@ _HASH_BLOCK: Final = 1024 * 1024
 _DISPLACED_KEYS: Final = pa.schema([DISPLACED_SCHEMA.field("key")])
 
 use_lean_pool()  # chunk after chunk of buffers: see .memory
+use_few_arenas()  # partitions side by side, each in threads of its own: see .memory
 
 
 def verify_chunk_bytes(chunk: ChunkRef, data: bytes) -> None:
