@@ -243,3 +243,19 @@ def test_a_partition_given_to_a_platform_that_captures_whole_is_refused_in_one_l
     assert "\n" not in message
     assert f"cannot capture partition {dataset.label!r}" in message
     assert "start the capture again" in message
+
+
+def test_partitions_read_at_once_share_the_platforms_batch_window() -> None:
+    """N partitions side by side hold about as many batches of figures as one capture."""
+    platform = SuperviselyPlatform("http://127.0.0.1:9", "token", concurrency=4)
+    with platform._sharing_concurrency() as first:
+        assert first() == 4
+        with platform._sharing_concurrency() as second:
+            assert (first(), second()) == (2, 2)
+            with platform._sharing_concurrency(), platform._sharing_concurrency():
+                assert (first(), second()) == (1, 1)
+                with platform._sharing_concurrency() as fifth:
+                    assert fifth() == 1  # never below one
+            assert first() == 2
+        assert first() == 4  # the last partition left gets the whole window back
+    platform.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Literal, Self
@@ -43,7 +44,8 @@ class SuperviselyApi:
 
     ``settings`` are the HTTP request settings; ``transport`` replaces the network (tests);
     ``concurrency`` bounds the image batches fetched in parallel during capture (results are
-    still yielded in key order); ``sleep`` is used between retries (injectable for tests).
+    still yielded in key order), shared by the partitions read at once; ``sleep`` is used
+    between retries (injectable for tests).
     """
 
     name = "supervisely"
@@ -116,6 +118,9 @@ class SuperviselyApi:
             sleep=sleep,
         )
         self._definitions: dict[str, Definitions] = {}
+        #: Partitions reading datasets at this moment, which share ``concurrency``.
+        self._readers = 0
+        self._readers_lock = threading.Lock()
 
     @property
     def instance(self) -> str:

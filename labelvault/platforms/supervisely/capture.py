@@ -7,6 +7,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +127,26 @@ class SuperviselyCapture(VolumeCapture):
             )
         yield from self._dataset_pages(reading, chosen)
 
+    @contextmanager
+    def _sharing_concurrency(self) -> Iterator[Callable[[], int]]:
+        """While the block runs, this reader counts among those sharing ``concurrency``; it
+        gets how many batches this reader may have in flight now (an equal share, at least 1).
+
+        Partitions captured side by side then hold about as many batches of decoded figures
+        as one capture does, not that many each.
+        """
+        with self._readers_lock:
+            self._readers += 1
+
+        def share() -> int:
+            return max(1, self.concurrency // max(1, self._readers))
+
+        try:
+            yield share
+        finally:
+            with self._readers_lock:
+                self._readers -= 1
+
     def _reading(self, project_id: str) -> _Reading:
         """What every part of a capture reads first: the project, its meta, its datasets."""
         info = self._project_json(project_id)
@@ -176,12 +197,15 @@ class SuperviselyCapture(VolumeCapture):
         )
         authors: set[str] = set()
         context = reading.context
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="supervisely") as pool:
+        with (
+            self._sharing_concurrency() as share,
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix="supervisely") as pool,
+        ):
             window: deque[Future[list[TablePage]]] = deque()
             try:
                 for dataset, entities in jobs:
                     window.append(pool.submit(capture, dataset, entities, context))
-                    if len(window) >= self.concurrency:
+                    if len(window) >= share():
                         yield from _noting_authors(window.popleft().result(), authors)
                 while window:
                     yield from _noting_authors(window.popleft().result(), authors)
