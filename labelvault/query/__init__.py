@@ -56,7 +56,7 @@ __all__ = [
 
 #: Names that live in :mod:`labelvault.query.engine`, imported on first use: DuckDB is a
 #: large library, and a process that captures or restores never queries.
-_ENGINE: Final = frozenset({"Session", "connect", "query", "query_reader", "table_dataset"})
+_ENGINE: Final = frozenset(("Session", "connect", "query", "query_reader", "table_dataset"))
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ import pyarrow.dataset as ds
 
 from labelvault.errors import LabelvaultError, QueryFailed
 from labelvault.query.guard import check_query
-from labelvault.query.limits import DEFAULT_BATCH_ROWS, DEFAULT_TIMEOUT, QueryLimits
+from labelvault.query.limits import DEFAULT_BATCH_ROWS, QueryLimits
 from labelvault.query.sandbox import Watchdog, lock_down
 from labelvault.snapshot.delta import DISPLACED_SCHEMA
 from labelvault.snapshot.layout import (
@@ -28,16 +28,7 @@ from labelvault.snapshot.schema import TABLES, schema_for
 from labelvault.snapshot.storefs import StoreChunks, StoreChunkSource
 from labelvault.storage.base import ObjectStore
 
-__all__ = [
-    "DEFAULT_BATCH_ROWS",
-    "DEFAULT_TIMEOUT",
-    "QueryLimits",
-    "Session",
-    "connect",
-    "query",
-    "query_reader",
-    "table_dataset",
-]
+__all__ = ["Session", "connect", "query", "query_reader", "table_dataset"]
 
 #: Longest DuckDB message kept in a :class:`QueryFailed`.
 _LONGEST_MESSAGE: Final = 400
