@@ -20,14 +20,21 @@ _PROBE = (
 )
 
 
-def _pools(setting: str | None) -> list[str]:
-    env = {name: value for name, value in os.environ.items() if name != POOL_SETTING}
-    if setting is not None:
-        env[POOL_SETTING] = setting
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True
+def _run(
+    code: str, setting: str, value: str | None, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with the environment ``setting`` set to ``value``
+    (or unset, for ``None``)."""
+    env = {name: val for name, val in os.environ.items() if name != setting}
+    if value is not None:
+        env[setting] = value
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True
     )
-    return done.stdout.split()
+
+
+def _pools(setting: str | None) -> list[str]:
+    return _run(_PROBE, POOL_SETTING, setting).stdout.split()
 
 
 def test_reading_or_writing_a_version_uses_the_system_allocator() -> None:
@@ -63,16 +70,7 @@ for thread in threads:
 
 
 def _arenas(importing: str, setting: str | None = None) -> int:
-    env = {name: value for name, value in os.environ.items() if name != ARENA_SETTING}
-    if setting is not None:
-        env[ARENA_SETTING] = setting
-    done = subprocess.run(
-        [sys.executable, "-c", _ARENA_PROBE, importing],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    done = _run(_ARENA_PROBE, ARENA_SETTING, setting, importing)
     return sum(line.startswith("Arena ") for line in done.stderr.splitlines())
 
 
