@@ -6,7 +6,9 @@ written on its own and the parts are merged in key order (``labelvault.snapshot.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -245,17 +247,41 @@ def test_a_partition_given_to_a_platform_that_captures_whole_is_refused_in_one_l
     assert "start the capture again" in message
 
 
-def test_partitions_read_at_once_share_the_platforms_batch_window() -> None:
-    """N partitions side by side hold about as many batches of figures as one capture."""
-    platform = SuperviselyPlatform("http://127.0.0.1:9", "token", concurrency=4)
-    with platform._sharing_concurrency() as first:
-        assert first() == 4
-        with platform._sharing_concurrency() as second:
-            assert (first(), second()) == (2, 2)
-            with platform._sharing_concurrency(), platform._sharing_concurrency():
-                assert (first(), second()) == (1, 1)
-                with platform._sharing_concurrency() as fifth:
-                    assert fifth() == 1  # never below one
-            assert first() == 2
-        assert first() == 4  # the last partition left gets the whole window back
+def test_partitions_read_at_once_read_no_more_batches_than_the_platforms_concurrency() -> None:
+    """Side by side, partitions take their batches from the platform's ``concurrency``: no
+    more batches of figures are read at once than one capture reads."""
+    fake = FakeSupervisely()
+    project = str(_images(fake))
+    platform = fake.platform(batch_size=2, list_page_size=3, concurrency=2)
+    datasets = [part for part in platform.capture_plan(project) if part.key != HEAD_PARTITION]
+    assert len(datasets) >= 3
+    changed = threading.Condition()
+    running = most = 0
+    read_batch = platform._capture_batch
+
+    def counted(*args: Any) -> list[TablePage]:
+        nonlocal running, most
+        with changed:
+            running += 1
+            most = max(most, running)
+            changed.notify_all()
+            # Give a batch beyond the limit its chance to start.
+            changed.wait_for(lambda: running > 2, timeout=0.2)
+        try:
+            return read_batch(*args)
+        finally:
+            with changed:
+                running -= 1
+
+    def pages(platform: SuperviselyPlatform, partition: Partition) -> list[tuple[str, int]]:
+        read = platform.iter_partition(project, partition)
+        return [(page.table, page.batch.num_rows) for page in read]
+
+    platform._capture_batch = counted  # type: ignore[method-assign,assignment]
+    with ThreadPoolExecutor(len(datasets)) as pool:
+        side_by_side = list(pool.map(lambda part: pages(platform, part), datasets))
+    assert most == 2
+    alone = platform_for(fake)
+    assert side_by_side == [pages(alone, part) for part in datasets]
     platform.close()
+    alone.close()

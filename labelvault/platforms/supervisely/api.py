@@ -118,9 +118,9 @@ class SuperviselyApi:
             sleep=sleep,
         )
         self._definitions: dict[str, Definitions] = {}
-        #: Partitions reading datasets at this moment, which share ``concurrency``.
-        self._readers = 0
-        self._readers_lock = threading.Lock()
+        #: One slot per batch a capture may be reading at once; partitions read side by side
+        #: take theirs from the same ``concurrency``.
+        self._batch_slots = threading.Semaphore(concurrency)
 
     @property
     def instance(self) -> str:

@@ -7,7 +7,6 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,26 +126,6 @@ class SuperviselyCapture(VolumeCapture):
             )
         yield from self._dataset_pages(reading, chosen)
 
-    @contextmanager
-    def _sharing_concurrency(self) -> Iterator[Callable[[], int]]:
-        """While the block runs, this reader counts among those sharing ``concurrency``; it
-        gets how many batches this reader may have in flight now (an equal share, at least 1).
-
-        Partitions captured side by side then hold about as many batches of decoded figures
-        as one capture does, not that many each.
-        """
-        with self._readers_lock:
-            self._readers += 1
-
-        def share() -> int:
-            return max(1, self.concurrency // max(1, self._readers))
-
-        try:
-            yield share
-        finally:
-            with self._readers_lock:
-                self._readers -= 1
-
     def _reading(self, project_id: str) -> _Reading:
         """What every part of a capture reads first: the project, its meta, its datasets."""
         info = self._project_json(project_id)
@@ -197,21 +176,30 @@ class SuperviselyCapture(VolumeCapture):
         )
         authors: set[str] = set()
         context = reading.context
-        with (
-            self._sharing_concurrency() as share,
-            ThreadPoolExecutor(self.concurrency, thread_name_prefix="supervisely") as pool,
-        ):
+        slots = self._batch_slots
+
+        def taken(window: deque[Future[list[TablePage]]]) -> list[TablePage]:
+            future = window.popleft()
+            try:
+                return _noting_authors(future.result(), authors)
+            finally:
+                slots.release()
+
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="supervisely") as pool:
             window: deque[Future[list[TablePage]]] = deque()
             try:
                 for dataset, entities in jobs:
+                    # A reader holding no slot waits for one; a reader holding some hands out
+                    # its oldest batch instead of waiting, so no two readers wait on each other.
+                    while not slots.acquire(blocking=not window):
+                        yield from taken(window)
                     window.append(pool.submit(capture, dataset, entities, context))
-                    if len(window) >= share():
-                        yield from _noting_authors(window.popleft().result(), authors)
                 while window:
-                    yield from _noting_authors(window.popleft().result(), authors)
+                    yield from taken(window)
             finally:
                 for pending in window:
                     pending.cancel()
+                    slots.release()
         logins = sorted(authors)
         for start in range(0, len(logins), self.batch_size):
             yield table_page(
