@@ -20,6 +20,7 @@ from labelvault.errors import ConfigurationError, SnapshotError
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import HEAD_PARTITION, Partition, PartitionedPlatform, TablePage
 from labelvault.platforms.supervisely import SuperviselyPlatform
+from labelvault.platforms.supervisely.rows import CaptureContext, Dataset
 from labelvault.snapshot.manifest import Manifest, SnapshotSource
 from labelvault.snapshot.merge import merge_parts
 from labelvault.snapshot.reader import SnapshotReader
@@ -259,7 +260,9 @@ def test_partitions_read_at_once_read_no_more_batches_than_the_platforms_concurr
     running = most = 0
     read_batch = platform._capture_batch
 
-    def counted(*args: Any) -> list[TablePage]:
+    def counted(
+        dataset: Dataset, images: list[dict[str, Any]], context: CaptureContext
+    ) -> list[TablePage]:
         nonlocal running, most
         with changed:
             running += 1
@@ -268,7 +271,7 @@ def test_partitions_read_at_once_read_no_more_batches_than_the_platforms_concurr
             # Give a batch beyond the limit its chance to start.
             changed.wait_for(lambda: running > 2, timeout=0.2)
         try:
-            return read_batch(*args)
+            return read_batch(dataset, images, context)
         finally:
             with changed:
                 running -= 1
@@ -277,7 +280,7 @@ def test_partitions_read_at_once_read_no_more_batches_than_the_platforms_concurr
         read = platform.iter_partition(project, partition)
         return [(page.table, page.batch.num_rows) for page in read]
 
-    platform._capture_batch = counted  # type: ignore[method-assign,assignment]
+    platform._capture_batch = counted  # type: ignore[method-assign]
     with ThreadPoolExecutor(len(datasets)) as pool:
         side_by_side = list(pool.map(lambda part: pages(platform, part), datasets))
     assert most == 2

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -225,6 +226,14 @@ def _layout(target: KeyedTarget, source: Row) -> Sequence[ChildTable]:
     """The target's child tables: its own (a :class:`LayeredTarget`) or :data:`IMAGE_LAYOUT`."""
     content_tables = getattr(target, "content_tables", None)
     return IMAGE_LAYOUT if content_tables is None else tuple(content_tables(source))
+
+
+def _batch_turn(target: KeyedTarget) -> Callable[[], AbstractContextManager[object]]:
+    """The target's turn to restore one batch: its ``batch_turn``, when it has one (partitions
+    restored side by side then work on no more batches at once than it allows), else any time.
+    """
+    turn: Callable[[], AbstractContextManager[object]] | None = getattr(target, "batch_turn", None)
+    return nullcontext if turn is None else turn
 
 
 def _add_rows(
@@ -478,28 +487,35 @@ class _Run:
         children = [(spec, Peekable(rows(self.read_table(spec.table)))) for spec in layout]
         items = rows(self.read_table("items"))
         kept = self.selection.items_of
-        for index, dataset_key, item_rows, bound in _item_batches(items, self.options.batch_size):
-            if kept is not None and dataset_key not in kept:  # left out: no step, no journal
-                self.filtered_out["items"] += len(item_rows)
-                for spec, stream in children:
-                    in_batch = partial(_before, column=spec.batch_column, bound=bound)
-                    self.filtered_out[spec.table] += stream.drop_while(in_batch)
-                continue
-            self.where = f"batch {index} (items {item_rows[0]['key']} … {item_rows[-1]['key']})"
-            groups = [
-                stream.take_while(partial(_before, column=spec.batch_column, bound=bound))
-                for spec, stream in children
-            ]
-            dataset_id = dataset_ids.get(dataset_key) if dataset_key is not None else None
-            batch = list(zip(layout, self.by_class(layout, groups), strict=True))
-            self.batch(
-                project_id,
-                index,
-                dataset_key=dataset_key,
-                dataset_id=dataset_id,
-                item_rows=item_rows,
-                children=batch,
-            )
+        batches = _item_batches(items, self.options.batch_size)
+        turn = _batch_turn(self.target)
+        while True:
+            with turn():  # a batch's rows are read in its turn: memory holds only batches at work
+                step = next(batches, None)
+                if step is None:
+                    break
+                index, dataset_key, item_rows, bound = step
+                if kept is not None and dataset_key not in kept:  # left out: no step, no journal
+                    self.filtered_out["items"] += len(item_rows)
+                    for spec, stream in children:
+                        in_batch = partial(_before, column=spec.batch_column, bound=bound)
+                        self.filtered_out[spec.table] += stream.drop_while(in_batch)
+                    continue
+                self.where = f"batch {index} (items {item_rows[0]['key']} … {item_rows[-1]['key']})"
+                groups = [
+                    stream.take_while(partial(_before, column=spec.batch_column, bound=bound))
+                    for spec, stream in children
+                ]
+                dataset_id = dataset_ids.get(dataset_key) if dataset_key is not None else None
+                batch = list(zip(layout, self.by_class(layout, groups), strict=True))
+                self.batch(
+                    project_id,
+                    index,
+                    dataset_key=dataset_key,
+                    dataset_id=dataset_id,
+                    item_rows=item_rows,
+                    children=batch,
+                )
         for spec, rest in children:
             for row in rest:
                 self.skipped.append(

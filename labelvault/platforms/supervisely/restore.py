@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from labelvault.errors import ConfigurationError
@@ -82,6 +83,11 @@ class SuperviselyRestore(VolumeRestore):
             partition=partition,
             progress=progress,
         )
+
+    def batch_turn(self) -> AbstractContextManager[bool]:
+        """A slot of ``concurrency`` for one batch: partitions restored side by side write no
+        more batches at once than one restore sends requests, and hold no more in memory."""
+        return self._write_slots
 
     def content_tables(self, source: Row) -> Sequence[ChildTable]:
         """What follows each batch of items: figures and tags (images), or objects, figures
