@@ -6,7 +6,6 @@ written on its own and the parts are merged in key order (``labelvault.snapshot.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,7 +19,6 @@ from labelvault.errors import ConfigurationError, SnapshotError
 from labelvault.models import ProjectRef
 from labelvault.platforms.base import HEAD_PARTITION, Partition, PartitionedPlatform, TablePage
 from labelvault.platforms.supervisely import SuperviselyPlatform
-from labelvault.platforms.supervisely.rows import CaptureContext, Dataset
 from labelvault.snapshot.manifest import Manifest, SnapshotSource
 from labelvault.snapshot.merge import merge_parts
 from labelvault.snapshot.reader import SnapshotReader
@@ -28,6 +26,7 @@ from labelvault.snapshot.schema import TABLES, fingerprint, schema_for
 from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage.memory import MemoryStore
 from labelvault.vault import Vault
+from tests.at_once import AtOnce
 from tests.fakes.supervisely import FakeSupervisely, FaultPlan, generate_rich_project
 from tests.fakes.supervisely_video import (
     generate_rich_video_project,
@@ -256,34 +255,16 @@ def test_partitions_read_at_once_read_no_more_batches_than_the_platforms_concurr
     platform = fake.platform(batch_size=2, list_page_size=3, concurrency=2)
     datasets = [part for part in platform.capture_plan(project) if part.key != HEAD_PARTITION]
     assert len(datasets) >= 3
-    changed = threading.Condition()
-    running = most = 0
-    read_batch = platform._capture_batch
-
-    def counted(
-        dataset: Dataset, images: list[dict[str, Any]], context: CaptureContext
-    ) -> list[TablePage]:
-        nonlocal running, most
-        with changed:
-            running += 1
-            most = max(most, running)
-            changed.notify_all()
-            # Give a batch beyond the limit its chance to start.
-            changed.wait_for(lambda: running > 2, timeout=0.2)
-        try:
-            return read_batch(dataset, images, context)
-        finally:
-            with changed:
-                running -= 1
+    at_once = AtOnce(limit=2)
 
     def pages(platform: SuperviselyPlatform, partition: Partition) -> list[tuple[str, int]]:
         read = platform.iter_partition(project, partition)
         return [(page.table, page.batch.num_rows) for page in read]
 
-    platform._capture_batch = counted  # type: ignore[method-assign]
+    platform._capture_batch = at_once.wrap(platform._capture_batch)  # type: ignore[method-assign]
     with ThreadPoolExecutor(len(datasets)) as pool:
         side_by_side = list(pool.map(lambda part: pages(platform, part), datasets))
-    assert most == 2
+    assert at_once.most == 2
     alone = platform_for(fake)
     assert side_by_side == [pages(alone, part) for part in datasets]
     platform.close()

@@ -7,7 +7,7 @@ import itertools
 import json
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 from labelvault.errors import ConfigurationError
 from labelvault.models import ProjectInfo, RestoreOptions, RestoreReport
 from labelvault.platforms.base import WHOLE_PARTITION, Partition
-from labelvault.platforms.streams import Row, whole_range
+from labelvault.platforms.streams import whole_range
 from labelvault.platforms.supervisely import SuperviselyPlatform
 from labelvault.restore.engine import (
     RestoreStart,
@@ -29,6 +29,7 @@ from labelvault.restore.engine import (
 from labelvault.snapshot.reader import SnapshotReader
 from labelvault.snapshot.writer import SnapshotWriter
 from labelvault.storage.memory import MemoryStore
+from tests.at_once import AtOnce
 from tests.fakes.supervisely import FakeSupervisely, RichProject, capture_tables, table_reader
 from tests.test_restore import (  # the fixtures too: the same project, restored in parts
     Killed,
@@ -335,27 +336,10 @@ def test_partitions_restored_side_by_side_work_on_no_more_batches_than_the_concu
     """Side by side, partitions take turns from the platform's ``concurrency``: no more
     batches are read, held and sent at once than one restore sends requests."""
     platform = fake.platform(batch_size=4, list_page_size=5, concurrency=2)
-    changed = threading.Condition()
-    running = most = 0
-    add_items = platform.add_items
-
-    def counted(project_id: str, dataset_id: str | None, rows: Sequence[Row]) -> dict[str, str]:
-        nonlocal running, most
-        with changed:
-            running += 1
-            most = max(most, running)
-            changed.notify_all()
-            # Give a batch beyond the limit its chance to start.
-            changed.wait_for(lambda: running > 2, timeout=0.2)
-        try:
-            return add_items(project_id, dataset_id, rows)
-        finally:
-            with changed:
-                running -= 1
-
-    platform.add_items = counted  # type: ignore[method-assign]
+    at_once = AtOnce(limit=2)
+    platform.add_items = at_once.wrap(platform.add_items)  # type: ignore[method-assign]
     report = restore(platform, source, rich, parallel=4, project_name="in turns")
-    assert most == 2
+    assert at_once.most == 2
     assert report.failures == ()
     again = capture_tables(platform, report.project.project_id)
     assert fingerprint_multisets(again) == fingerprint_multisets(source)
