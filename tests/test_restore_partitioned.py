@@ -330,11 +330,11 @@ def test_progress_is_heard_from_one_partition_at_a_time(
     assert heard[-1] == report.created["items"] == 30
 
 
-def test_partitions_restored_side_by_side_work_on_no_more_batches_than_the_concurrency(
+def test_partitions_restored_side_by_side_take_turns_from_the_platforms_concurrency(
     fake: FakeSupervisely, rich: RichProject, source: Tables
 ) -> None:
-    """Side by side, partitions take turns from the platform's ``concurrency``: no more
-    batches are read, held and sent at once than one restore sends requests."""
+    """Side by side, partitions restore in turns from the platform's ``concurrency``: no more
+    partitions read, hold and send batches at once than one restore sends requests."""
     platform = fake.platform(batch_size=4, list_page_size=5, concurrency=2)
     at_once = AtOnce(limit=2)
     platform.add_items = at_once.wrap(platform.add_items)  # type: ignore[method-assign]

@@ -228,11 +228,13 @@ def _layout(target: KeyedTarget, source: Row) -> Sequence[ChildTable]:
     return IMAGE_LAYOUT if content_tables is None else tuple(content_tables(source))
 
 
-def _batch_turn(target: KeyedTarget) -> Callable[[], AbstractContextManager[object]]:
-    """The target's turn to restore one batch: its ``batch_turn``, when it has one (partitions
-    restored side by side then work on no more batches at once than it allows), else any time.
-    """
-    turn: Callable[[], AbstractContextManager[object]] | None = getattr(target, "batch_turn", None)
+def _restore_turn(target: KeyedTarget) -> Callable[[], AbstractContextManager[object]]:
+    """The target's turn to restore a run's items: its ``restore_turn``, when it has one
+    (partitions restored side by side then restore no more at once than it allows), else any
+    time."""
+    turn: Callable[[], AbstractContextManager[object]] | None = getattr(
+        target, "restore_turn", None
+    )
     return nullcontext if turn is None else turn
 
 
@@ -487,14 +489,12 @@ class _Run:
         children = [(spec, Peekable(rows(self.read_table(spec.table)))) for spec in layout]
         items = rows(self.read_table("items"))
         kept = self.selection.items_of
-        batches = _item_batches(items, self.options.batch_size)
-        turn = _batch_turn(self.target)
-        while True:
-            with turn():  # a batch's rows are read in its turn: memory holds only batches at work
-                step = next(batches, None)
-                if step is None:
-                    break
-                index, dataset_key, item_rows, bound = step
+        # Partitions restored side by side take turns: one holds its readers and its batch's
+        # rows only while it restores.
+        with _restore_turn(self.target)():
+            for index, dataset_key, item_rows, bound in _item_batches(
+                items, self.options.batch_size
+            ):
                 if kept is not None and dataset_key not in kept:  # left out: no step, no journal
                     self.filtered_out["items"] += len(item_rows)
                     for spec, stream in children:
@@ -516,11 +516,11 @@ class _Run:
                     item_rows=item_rows,
                     children=batch,
                 )
-        for spec, rest in children:
-            for row in rest:
-                self.skipped.append(
-                    RestoreIssue(spec.table, row["key"], "its owner is not in the version")
-                )
+            for spec, rest in children:
+                for row in rest:
+                    self.skipped.append(
+                        RestoreIssue(spec.table, row["key"], "its owner is not in the version")
+                    )
 
     def by_class(self, layout: Sequence[ChildTable], groups: list[list[Row]]) -> list[list[Row]]:
         """Leave out rows of classes not selected, and the rows that hang off them."""

@@ -121,7 +121,7 @@ class SuperviselyApi:
         #: One slot per batch a capture may be reading at once; partitions read side by side
         #: take theirs from the same ``concurrency``.
         self._batch_slots = threading.Semaphore(concurrency)
-        #: One slot per batch a restore may be writing at once, shared the same way.
+        #: One slot per restore (or partition of one) writing at once, shared the same way.
         self._write_slots = threading.Semaphore(concurrency)
 
     @property

@@ -84,9 +84,10 @@ class SuperviselyRestore(VolumeRestore):
             progress=progress,
         )
 
-    def batch_turn(self) -> AbstractContextManager[bool]:
-        """A slot of ``concurrency`` for one batch: partitions restored side by side write no
-        more batches at once than one restore sends requests, and hold no more in memory."""
+    def restore_turn(self) -> AbstractContextManager[bool]:
+        """A slot of ``concurrency`` for a run's items: partitions restored side by side
+        restore no more at once than one restore sends requests, and hold no more in memory
+        (each batch is one request at a time, so more at once would only wait)."""
         return self._write_slots
 
     def content_tables(self, source: Row) -> Sequence[ChildTable]:
